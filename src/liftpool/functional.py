@@ -223,7 +223,7 @@ def unlift_1d(
         >>> U = lambda t, dim: 0.3 * t.sin()
         >>> x = torch.randn(2, 7, dtype=torch.float64)
         >>> s, d, _ = lift_1d(x, -1, [(P, U)])
-        >>> torch.equal(unlift_1d(s, d, -1, [(P, U)], length=7), x)
+        >>> torch.allclose(unlift_1d(s, d, -1, [(P, U)], length=7), x, rtol=0, atol=1e-12)
         True
     """
     if s.shape != d.shape:

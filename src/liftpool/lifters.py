@@ -193,8 +193,9 @@ class LiftingTransform(nn.Module):
 
 
 # CDF 9/7 lifting factorisation (Daubechies & Sweldens 1998). The final scaling
-# (1/K, K/2) with K = 1.230174104914001 gives the approximation unit DC gain (a
-# constant signal keeps its value), the convention Haar and 5/3 follow here too.
+# (1/K, K) with K = 1.230174104914001 gives the approximation unit DC gain (a
+# constant signal keeps its value) and the detail the same scale as Haar and 5/3
+# (all three map to PyWavelets as cA = sqrt(2)·s, cD = -d/sqrt(2)).
 _A, _B, _G, _D = -1.586134342059924, -0.052980118572961, 0.882911075530934, 0.443506852043971
 _K97 = 1.230174104914001
 
@@ -205,14 +206,14 @@ def wavelet_transform(name: str, *, padding_mode: PaddingMode = "reflect") -> Li
     * ``haar``: ``d = x_o - x_e``, ``s = x_e + d/2`` (``s`` = pairwise mean).
     * ``cdf53`` (LeGall 5/3, the paper's Eq. 13-14): ``d_k = x_{2k+1} - (x_{2k} + x_{2k+2})/2``,
       ``s_k = x_{2k} + (d_{k-1} + d_k)/4``.
-    * ``cdf97``: two predict/update pairs and a final scaling ``(1/K, K/2)``,
+    * ``cdf97``: two predict/update pairs and a final scaling ``(1/K, K)``,
       ``K = 1.230174...``, so that ``s`` has unit DC gain.
 
     Examples:
         >>> t = wavelet_transform("cdf53")
         >>> s, d, _ = t(torch.arange(8.0).view(1, 1, 8), -1)
         >>> d  # a linear signal has zero detail in the interior
-        tensor([[[0., 0., 0., 1.]]])
+        tensor([[[0., 0., 0., 2.]]])
     """
     pm = padding_mode
     if name == "haar":
@@ -226,5 +227,5 @@ def wavelet_transform(name: str, *, padding_mode: PaddingMode = "reflect") -> Li
             (LinearLifter((-_A, -_A), 0, padding_mode=pm), LinearLifter((_B, _B), -1, padding_mode=pm)),
             (LinearLifter((-_G, -_G), 0, padding_mode=pm), LinearLifter((_D, _D), -1, padding_mode=pm)),
         ]
-        return LiftingTransform(pairs, scale=(1.0 / _K97, _K97 / 2.0))
+        return LiftingTransform(pairs, scale=(1.0 / _K97, _K97))
     raise ValueError(f"wavelet must be one of {WAVELET_NAMES}, got {name!r}")

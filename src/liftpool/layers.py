@@ -116,7 +116,7 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
 
 
 def _shape_str(dims: int) -> str:
-    return "(N, C, " + ", ".join(("D", "H", "W")[3 - dims :]) + ")"
+    return {1: "(N, C, L)", 2: "(N, C, H, W)", 3: "(N, C, D, H, W)"}[dims]
 
 
 class _LiftDownPoolNd(nn.Module):
@@ -313,6 +313,13 @@ class _LiftDownPoolNd(nn.Module):
         names = band_names(self.spatial_dims)
         details = self._details_type(*(bands[n] for n in names[1:]), size=tuple(int(n) for n in x.shape[2:]))
         return pooled, details
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The recorded constraint terms are graph tensors of the last forward; they are
+        # not state (and would make copy.deepcopy / pickling fail), so copies drop them.
+        state = self.__dict__.copy()
+        state["_constraints"] = None
+        return state
 
     @property
     def constraints(self) -> LF.Constraints | None:

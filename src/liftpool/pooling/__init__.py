@@ -125,3 +125,6 @@ def make_updown(name: str, channels: int, **kwargs: Any) -> tuple[nn.Module, nn.
     if name not in UPDOWN:
         raise ValueError(f"unknown up/down pool {name!r}; choose one of {tuple(UPDOWN)}")
     return UPDOWN[name](channels, **kwargs)
+
+from .zoo import *  # noqa: E402,F401,F403  registers "gated", "mixed", "gauss", "gfgp", "spectral", "wavelet", "dpp", "s3" in POOLS
+__all__ += zoo.__all__  # type: ignore[name-defined]  # noqa: F405,F821 (the import above binds the submodule)

@@ -1,0 +1,497 @@
+r"""Turn the down-sampling layers of any ``nn.Module`` into LiftDownPool (or another registered pool).
+
+:func:`convert` walks a model and
+
+* replaces every stride-2 ``nn.MaxPool2d`` / ``nn.AvgPool2d`` by the chosen pooling layer
+  (``LiftDownPool2d`` by default), and
+* with ``strided_conv=True`` turns every stride-2 ``nn.Conv2d`` into the same convolution at
+  stride 1 followed by the pooling layer (the anti-aliasing placement of Zhang 2019,
+  "Making Convolutional Networks Shift-Invariant Again"); a 1x1 stride-2 convolution
+  (ResNet's projection shortcut) is pooled *before* the convolution instead, which gives the
+  same output size at a quarter of the cost.
+
+Every existing parameter and buffer keeps its name and its tensor, so a pretrained
+``state_dict`` of the original architecture still loads with ``strict=False`` and the only
+missing keys are the new pooling layers' parameters.  Output shapes are unchanged for every
+input size (a replaced pool whose output size rule differs from ``ceil(n/2)`` is wrapped in
+:class:`SizeMatchedPool2d`, which crops or edge-pads to the old size).
+
+Pretrained networks: ``init="match"`` builds each ``LiftDownPool2d`` with ``P = U = 0`` at the
+start (``zero_init=True``) and ``scale=1/4``, so it starts as exactly 2x2 average pooling
+instead of the paper's plain 4-band sum (about 4x average pooling plus learned detail).  How
+close each option stays to the original network is measured in ``docs/networks.md``.
+
+Examples:
+    >>> import torch
+    >>> from torch import nn
+    >>> net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+    >>> net2, report = convert(net, return_report=True)
+    >>> [(r.path, r.new) for r in report.replaced]
+    [('2', 'SizeMatched(LiftDownPool2d(8))')]
+    >>> net2(torch.randn(1, 3, 9, 9)).shape == net(torch.randn(1, 3, 9, 9)).shape
+    True
+    >>> missing, unexpected = net2.load_state_dict(net.state_dict(), strict=False)
+    >>> all(k.startswith("2.") for k in missing), unexpected
+    (True, [])
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import logging
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal, NamedTuple, Union, overload
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .layers import LiftDownPool2d
+from .pooling import available_pools, make_pool
+
+__all__ = [
+    "ConversionReport",
+    "Init",
+    "PooledConv2d",
+    "Replacement",
+    "SizeMatchedPool2d",
+    "Target",
+    "convert",
+    "init_kwargs",
+]
+
+logger = logging.getLogger(__name__)
+
+Target = Literal["maxpool", "avgpool"]
+"""Kinds of pooling layer :func:`convert` can replace."""
+
+Init = Literal["paper", "match"]
+"""``"paper"``: LiftDownPool2d's defaults (plain band sum, random P/U); ``"match"``: start as AvgPool2d(2)."""
+
+_TARGET_TYPES: dict[str, type[nn.Module]] = {"maxpool": nn.MaxPool2d, "avgpool": nn.AvgPool2d}
+_INITS: tuple[str, ...] = ("paper", "match")
+
+
+class Replacement(NamedTuple):
+    """One replaced module: its dotted path, the old module's repr, the new layer and its added parameters."""
+
+    path: str
+    old: str
+    new: str
+    added_parameters: int
+
+
+class ConversionReport(NamedTuple):
+    """What :func:`convert` did.
+
+    ``replaced``: one :class:`Replacement` per converted module; ``skipped``: ``(path, reason)``
+    for each candidate left alone (excluded, stride not 2, the stem, ...);
+    ``added_parameters``: total number of new parameters.
+    """
+
+    replaced: tuple[Replacement, ...]
+    skipped: tuple[tuple[str, str], ...]
+    added_parameters: int
+
+    def __str__(self) -> str:
+        lines = [f"converted {len(self.replaced)} module(s), +{self.added_parameters} parameters"]
+        for r in self.replaced:
+            lines.append(f"  {r.path}: {r.old} -> {r.new} (+{r.added_parameters})")
+        for path, why in self.skipped:
+            lines.append(f"  skipped {path}: {why}")
+        return "\n".join(lines)
+
+
+def init_kwargs(init: Init) -> dict[str, Any]:
+    """``LiftDownPool2d`` keyword arguments for an ``init`` choice.
+
+    Examples:
+        >>> init_kwargs("match")
+        {'scale': 0.25, 'zero_init': True}
+        >>> init_kwargs("paper")
+        {}
+    """
+    if init not in _INITS:
+        raise ValueError(f"init must be one of {_INITS}, got {init!r}")
+    return {"scale": 0.25, "zero_init": True} if init == "match" else {}
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    if isinstance(v, (tuple, list)):
+        return (int(v[0]), int(v[1]))
+    return (int(v), int(v))
+
+
+def _pool_out_size(n: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
+    """Output length of a PyTorch max/avg pooling along one axis (its documented formula)."""
+    num = n + 2 * p - d * (k - 1) - 1
+    out = (-(-num // s) if ceil_mode else num // s) + 1
+    if ceil_mode and (out - 1) * s >= n + p:
+        out -= 1
+    return out
+
+
+class SizeMatchedPool2d(nn.Module):
+    """A pooling layer whose ``ceil(n/2)`` output is cropped (or edge-padded) to another layer's size rule.
+
+    :func:`convert` uses it when the replaced ``MaxPool2d``/``AvgPool2d`` does not produce
+    ``ceil(n/2)`` for every ``n`` (e.g. ``MaxPool2d(2)`` gives ``floor(n/2)``), so the
+    converted network keeps its output shapes on odd inputs.
+
+    Args:
+        pool: a stride-2 down-pooling layer with output ``ceil(n/2)``.
+        kernel_size, padding, dilation, ceil_mode: the replaced layer's settings (stride 2).
+
+    Examples:
+        >>> m = SizeMatchedPool2d(LiftDownPool2d(2), kernel_size=2)
+        >>> m(torch.randn(1, 2, 7, 9)).shape
+        torch.Size([1, 2, 3, 4])
+    """
+
+    def __init__(
+        self,
+        pool: nn.Module,
+        *,
+        kernel_size: int | tuple[int, int],
+        padding: int | tuple[int, int] = 0,
+        dilation: int | tuple[int, int] = 1,
+        ceil_mode: bool = False,
+    ) -> None:
+        super().__init__()
+        self.pool = pool
+        self.kernel_size = _pair(kernel_size)
+        self.padding = _pair(padding)
+        self.dilation = _pair(dilation)
+        self.ceil_mode = bool(ceil_mode)
+
+    def out_size(self, h: int, w: int) -> tuple[int, int]:
+        """The replaced layer's output size for an ``h x w`` input."""
+        return tuple(  # type: ignore[return-value]
+            _pool_out_size(n, k, 2, p, d, self.ceil_mode)
+            for n, k, p, d in zip((h, w), self.kernel_size, self.padding, self.dilation)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        th, tw = self.out_size(int(x.shape[-2]), int(x.shape[-1]))
+        if th < 1 or tw < 1:
+            raise ValueError(f"{type(self).__name__}: input {tuple(x.shape)} is too small for the replaced pooling layer")
+        y = self.pool(x)
+        y = y[..., :th, :tw]
+        ph, pw = th - y.shape[-2], tw - y.shape[-1]
+        if ph or pw:
+            y = F.pad(y, (0, pw, 0, ph), mode="replicate")
+        return y
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, padding={self.padding}, dilation={self.dilation}, ceil_mode={self.ceil_mode}"
+
+
+class PooledConv2d(nn.Conv2d):
+    """A ``Conv2d`` run at stride 1 with a down-pooling layer ``pool`` after it (or before it).
+
+    It is what :func:`convert` makes of a stride-2 convolution: it *is* an ``nn.Conv2d``
+    (same ``weight``/``bias`` names, so pretrained weights load) whose stride is 1, followed by
+    ``pool`` (stride 2, output ``ceil(n/2)``).  For ``pool_first=True`` (used for 1x1,
+    unpadded convolutions) the pooling runs on the input instead, which gives the same output
+    size at a quarter of the cost.  A stride-2 convolution's output size is
+    ``floor((m - 1)/2) + 1 = ceil(m/2)`` where ``m`` is its stride-1 output size, so the
+    converted layer's output shape always equals the original's.
+
+    Examples:
+        >>> conv = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        >>> pc = PooledConv2d.from_conv(conv, LiftDownPool2d(8))
+        >>> pc(torch.randn(1, 3, 11, 6)).shape == conv(torch.randn(1, 3, 11, 6)).shape
+        True
+        >>> pc.weight is conv.weight, pc.stride
+        (True, (1, 1))
+    """
+
+    def __init__(self, *args: Any, pool: nn.Module | None = None, pool_first: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if tuple(self.stride) != (1, 1):
+            raise ValueError(f"PooledConv2d runs its convolution at stride 1, got stride={self.stride}")
+        self.pool = pool if pool is not None else nn.Identity()
+        self.pool_first = bool(pool_first)
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d, pool: nn.Module, *, pool_first: bool = False) -> PooledConv2d:
+        """Wrap ``conv`` (stride 2), sharing its parameter tensors, with ``pool``."""
+        if not isinstance(conv, nn.Conv2d):
+            raise TypeError(f"conv must be an nn.Conv2d, got {type(conv).__name__}")
+        new = cls(
+            conv.in_channels, conv.out_channels, conv.kernel_size, stride=1, padding=conv.padding,
+            dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None,
+            padding_mode=conv.padding_mode, device="meta", pool=pool, pool_first=pool_first,
+        )
+        new.weight = conv.weight
+        new.bias = conv.bias
+        for name, buf in conv.named_buffers(recurse=False):
+            new.register_buffer(name, buf)
+        new.train(conv.training)
+        return new
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.pool_first:
+            return super().forward(self.pool(x))
+        return self.pool(super().forward(x))
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + (", pool_first=True" if self.pool_first else "")
+
+
+def _describe(m: nn.Module) -> str:
+    if isinstance(m, SizeMatchedPool2d):
+        return f"SizeMatched({_describe(m.pool)})"
+    ch = getattr(m, "channels", None)
+    return f"{type(m).__name__}({ch})" if ch is not None else type(m).__name__
+
+
+def _n_params(m: nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())
+
+
+def _first_conv(model: nn.Module) -> str | None:
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv2d):
+            return name
+    return None
+
+
+def _probe_channels(
+    model: nn.Module, paths: Sequence[str], example_input: Tensor | tuple[int, ...] | None
+) -> dict[str, int]:
+    """Input channel count of each module in ``paths``, from one forward pass.
+
+    Without ``example_input`` the pass runs on the ``meta`` device (no compute, no memory)
+    with a ``(1, C, 224, 224)`` input, ``C`` = the first convolution's ``in_channels``.
+    """
+    modules = dict(model.named_modules())
+    seen: dict[str, int] = {}
+    hooks = []
+    for p in paths:
+        def hook(mod: nn.Module, args: tuple[Any, ...], p: str = p) -> None:
+            if args and isinstance(args[0], Tensor) and args[0].ndim == 4:
+                seen.setdefault(p, int(args[0].shape[1]))
+        hooks.append(modules[p].register_forward_pre_hook(hook))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            if isinstance(example_input, Tensor):
+                model(example_input)
+            else:
+                if example_input is None:
+                    first = _first_conv(model)
+                    c = modules[first].in_channels if first is not None else 3  # type: ignore[union-attr]
+                    shape: tuple[int, ...] = (1, c, 224, 224)
+                else:
+                    shape = tuple(example_input)
+                state = {k: torch.empty_like(v, device="meta") for k, v in model.state_dict(keep_vars=True).items()}
+                try:
+                    torch.func.functional_call(model, state, (torch.zeros(shape, device="meta"),), strict=False)
+                except Exception as err:  # noqa: BLE001 - fall back to a real forward
+                    logger.debug("meta probe failed (%s); running a real forward pass", err)
+                    p0 = next(model.parameters(), None)
+                    seen.clear()
+                    model(torch.zeros(shape, device=p0.device if p0 is not None else None,
+                                      dtype=p0.dtype if p0 is not None else None))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return seen
+
+
+BandSelection = Union[Literal["all"], str, Sequence[str]]
+
+
+@overload
+def convert(
+    model: nn.Module, *, pool: str = ..., targets: Iterable[Target] = ..., strided_conv: bool = ...,
+    bands: BandSelection = ..., kernel_size: int | None = ..., init: Init = ..., exclude: Iterable[str] = ...,
+    keep_stem: bool = ..., inplace: bool = ..., example_input: Tensor | tuple[int, ...] | None = ...,
+    pool_kwargs: Mapping[str, Any] | None = ..., return_report: Literal[False] = ...,
+) -> nn.Module: ...
+
+
+@overload
+def convert(
+    model: nn.Module, *, pool: str = ..., targets: Iterable[Target] = ..., strided_conv: bool = ...,
+    bands: BandSelection = ..., kernel_size: int | None = ..., init: Init = ..., exclude: Iterable[str] = ...,
+    keep_stem: bool = ..., inplace: bool = ..., example_input: Tensor | tuple[int, ...] | None = ...,
+    pool_kwargs: Mapping[str, Any] | None = ..., return_report: Literal[True],
+) -> tuple[nn.Module, ConversionReport]: ...
+
+
+def convert(
+    model: nn.Module,
+    *,
+    pool: str = "lift",
+    targets: Iterable[Target] = ("maxpool", "avgpool"),
+    strided_conv: bool = False,
+    bands: BandSelection = "all",
+    kernel_size: int | None = None,
+    init: Init = "paper",
+    exclude: Iterable[str] = (),
+    keep_stem: bool = True,
+    inplace: bool = False,
+    example_input: Tensor | tuple[int, ...] | None = None,
+    pool_kwargs: Mapping[str, Any] | None = None,
+    return_report: bool = False,
+) -> nn.Module | tuple[nn.Module, ConversionReport]:
+    """Replace a network's stride-2 pooling (and optionally strided convolutions) by LiftDownPool2d.
+
+    Args:
+        model: any ``nn.Module`` working on ``(N, C, H, W)`` images.
+        pool: name of the replacement (any :func:`liftpool.pooling.available_pools` name);
+            ``"lift"`` (default) is :class:`liftpool.LiftDownPool2d`.
+        targets: which layers to replace: ``"maxpool"`` (``nn.MaxPool2d``) and/or
+            ``"avgpool"`` (``nn.AvgPool2d``); only stride-2 ones (``AdaptiveAvgPool2d`` and
+            stride-1 pools are never touched).
+        strided_conv: also turn each stride-2 ``nn.Conv2d`` into a :class:`PooledConv2d`
+            (convolution at stride 1, then the pool). Needed for networks without pooling
+            layers (MobileNetV2, EfficientNet).
+        bands: LiftDownPool2d bands summed into the output (``"lift"`` only).
+        kernel_size: taps of the pool (``None``: the pool's default, 5 for ``"lift"``).
+        init: ``"paper"`` (LiftDownPool2d defaults: plain sum of the bands, random P/U) or
+            ``"match"`` (``P = U = 0`` and ``scale=1/4`` at the start: exactly 2x2 average
+            pooling, closer to a pretrained network's original layers; ``"lift"`` only).
+        exclude: ``fnmatch`` patterns of dotted module paths to leave alone.
+        keep_stem: with ``strided_conv``, leave the network's first convolution strided (it
+            sees the raw image; converting it quadruples the stem's cost). Default True, as
+            antialiased-cnns does.
+        inplace: modify ``model`` itself instead of a deep copy.
+        example_input: a tensor (run for real) or a shape (run on the ``meta`` device) used to
+            find each replaced pool's channel count; default a ``(1, C, 224, 224)`` shape.
+        pool_kwargs: further keyword arguments for the pool's constructor (e.g.
+            ``share_weights``, ``padding_mode``, ``lambda_u``, ``scale``).
+        return_report: return ``(model, ConversionReport)`` instead of the model alone. The
+            report is always logged on the ``liftpool.convert`` logger (level INFO).
+
+    Returns:
+        The converted model (a copy unless ``inplace``), and the report if asked for.
+
+    Raises:
+        TypeError, ValueError: on a bad argument (unknown pool, target, init ...).
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    if not isinstance(pool, str) or pool not in available_pools():
+        raise ValueError(f"pool must be one of {available_pools()}, got {pool!r}")
+    if isinstance(targets, str):
+        targets = (targets,)  # type: ignore[assignment]
+    targets = tuple(targets)
+    for t in targets:
+        if t not in _TARGET_TYPES:
+            raise ValueError(f"targets must be a subset of {tuple(_TARGET_TYPES)}, got {t!r}")
+    if not targets and not strided_conv:
+        raise ValueError("nothing to convert: targets is empty and strided_conv=False")
+    if isinstance(exclude, str):
+        exclude = (exclude,)
+    exclude = tuple(exclude)
+    kw: dict[str, Any] = {}
+    if pool == "lift":
+        kw.update(init_kwargs(init))
+        kw["bands"] = bands
+    else:
+        if init != "paper":
+            raise ValueError(f"init={init!r} only applies to pool='lift', got pool={pool!r}")
+        if bands != "all":
+            raise ValueError(f"bands only applies to pool='lift', got pool={pool!r}")
+    if kernel_size is not None:
+        kw["kernel_size"] = kernel_size
+    if pool_kwargs is not None:
+        if not isinstance(pool_kwargs, Mapping):
+            raise TypeError(f"pool_kwargs must be a mapping, got {type(pool_kwargs).__name__}")
+        kw.update(pool_kwargs)
+    if example_input is not None and not isinstance(example_input, (Tensor, tuple, list, torch.Size)):
+        raise TypeError(f"example_input must be a tensor or a shape tuple, got {type(example_input).__name__}")
+
+    if not inplace:
+        model = copy.deepcopy(model)
+    target_types = tuple(_TARGET_TYPES[t] for t in targets)
+    stem = _first_conv(model) if (strided_conv and keep_stem) else None
+
+    pools: list[str] = []
+    convs: list[str] = []
+    skipped: list[tuple[str, str]] = []
+    for path, m in model.named_modules():
+        if not path:
+            continue
+        is_pool = bool(target_types) and isinstance(m, target_types)
+        is_conv = strided_conv and isinstance(m, nn.Conv2d) and _pair(m.stride) != (1, 1)
+        if not (is_pool or is_conv):
+            continue
+        if any(fnmatch.fnmatchcase(path, pat) for pat in exclude):
+            skipped.append((path, "excluded"))
+            continue
+        if is_pool:
+            stride = _pair(m.stride if m.stride is not None else m.kernel_size)  # type: ignore[attr-defined]
+            if stride != (2, 2):
+                skipped.append((path, f"stride {stride} is not 2"))
+            else:
+                pools.append(path)
+        elif is_conv:
+            if type(m) is not nn.Conv2d:
+                skipped.append((path, f"{type(m).__name__} is not a plain nn.Conv2d (its forward may differ)"))
+            elif _pair(m.stride) != (2, 2):
+                skipped.append((path, f"stride {_pair(m.stride)} is not 2"))
+            elif path == stem:
+                skipped.append((path, "the stem convolution (keep_stem=True)"))
+            elif isinstance(m.padding, str):
+                skipped.append((path, f"string padding {m.padding!r}"))
+            else:
+                convs.append(path)
+
+    channels = _probe_channels(model, pools, example_input) if pools else {}
+    modules = dict(model.named_modules())
+    replaced: list[Replacement] = []
+
+    def factory_kw(m: nn.Module) -> dict[str, Any]:
+        ref = next(m.parameters(), None)
+        if ref is None:
+            ref = next(model.parameters(), None)
+        return {"device": ref.device, "dtype": ref.dtype} if ref is not None and ref.is_floating_point() else {}
+
+    def put(path: str, new: nn.Module) -> None:
+        parent_path, _, name = path.rpartition(".")
+        setattr(modules[parent_path] if parent_path else model, name, new)
+
+    for path in pools:
+        old = modules[path]
+        if path not in channels:
+            skipped.append((path, "not reached by the probe forward pass (channel count unknown)"))
+            continue
+        new: nn.Module = make_pool(pool, channels[path], **{**factory_kw(old), **kw})
+        k, p = _pair(old.kernel_size), _pair(old.padding)  # type: ignore[attr-defined]
+        d = _pair(getattr(old, "dilation", 1))
+        ceil_mode = bool(old.ceil_mode)  # type: ignore[attr-defined]
+        if any(
+            _pool_out_size(n, k[i], 2, p[i], d[i], ceil_mode) != (n + 1) // 2
+            for i in range(2) for n in range(max(1, k[i] - 2 * p[i]), 2 * (k[i] + 2 * p[i]) + 8)
+        ):
+            new = SizeMatchedPool2d(new, kernel_size=k, padding=p, dilation=d, ceil_mode=ceil_mode)
+        new.train(old.training)
+        put(path, new)
+        replaced.append(Replacement(path, repr(old), _describe(new), _n_params(new)))
+
+    for path in convs:
+        old = modules[path]
+        assert isinstance(old, nn.Conv2d)
+        first = _pair(old.kernel_size) == (1, 1) and _pair(old.padding) == (0, 0)
+        ch = old.in_channels if first else old.out_channels
+        p_layer = make_pool(pool, ch, **{**factory_kw(old), **kw})
+        p_layer.train(old.training)
+        new = PooledConv2d.from_conv(old, p_layer, pool_first=first)
+        put(path, new)
+        where = "before" if first else "after"
+        replaced.append(Replacement(path, repr(old), f"Conv2d(stride=1) + {_describe(p_layer)} {where}",
+                                    _n_params(p_layer)))
+
+    report = ConversionReport(tuple(replaced), tuple(skipped), sum(r.added_parameters for r in replaced))
+    logger.info("%s", report)
+    if return_report:
+        return model, report
+    return model

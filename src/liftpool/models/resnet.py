@@ -1,0 +1,159 @@
+"""torchvision ResNet18/50 and MobileNetV2 with their down-sampling turned into a chosen pool.
+
+``pool="max"`` leaves the networks as torchvision builds them.  Any other pool replaces the
+stem max pool (ResNets) and, with ``strided_conv=True``, every stride-2 convolution after the
+stem by the same convolution at stride 1 followed by the pool (see :func:`liftpool.convert`).
+MobileNetV2 has no pooling layer, so for it ``strided_conv`` defaults to True when
+``pool != "max"``.  With ``width=1.0`` the module names and shapes are torchvision's, so its
+ImageNet weights load with ``strict=False`` (only the new pooling parameters are missing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torchvision.models.mobilenetv2 import MobileNetV2
+from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
+
+from ..convert import Init, convert
+from ._common import check_num_classes, check_pool, check_pool_kwargs, check_width, scaled
+
+__all__ = ["ScaledResNet", "mobilenet_v2", "resnet18", "resnet50"]
+
+
+class ScaledResNet(ResNet):
+    """torchvision's :class:`~torchvision.models.ResNet` with every width multiplied by ``width``.
+
+    ``width=1.0`` gives exactly torchvision's module tree (same state_dict keys and shapes).
+
+    Examples:
+        >>> net = ScaledResNet(BasicBlock, [2, 2, 2, 2], num_classes=5, width=0.125)
+        >>> net(torch.randn(2, 3, 32, 32)).shape
+        torch.Size([2, 5])
+    """
+
+    def __init__(
+        self,
+        block: type[BasicBlock] | type[Bottleneck],
+        layers: Sequence[int],
+        *,
+        num_classes: int = 1000,
+        width: float = 1.0,
+        replace_stride_with_dilation: Sequence[bool] | None = None,
+        zero_init_residual: bool = False,
+    ) -> None:
+        nn.Module.__init__(self)
+        width = check_width(width)
+        check_num_classes(num_classes)
+        if replace_stride_with_dilation is None:
+            replace_stride_with_dilation = (False, False, False)
+        if len(replace_stride_with_dilation) != 3:
+            raise ValueError(f"replace_stride_with_dilation must have 3 entries, got {replace_stride_with_dilation!r}")
+        norm_layer = nn.BatchNorm2d
+        self._norm_layer = norm_layer
+        planes = [scaled(p, width) for p in (64, 128, 256, 512)]
+        self.inplanes = planes[0]
+        self.dilation = 1
+        self.groups = 1
+        self.base_width = 64
+        self.conv1 = nn.Conv2d(3, self.inplanes, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = norm_layer(self.inplanes)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.layer1 = self._make_layer(block, planes[0], layers[0])
+        self.layer2 = self._make_layer(block, planes[1], layers[1], stride=2, dilate=replace_stride_with_dilation[0])
+        self.layer3 = self._make_layer(block, planes[2], layers[2], stride=2, dilate=replace_stride_with_dilation[1])
+        self.layer4 = self._make_layer(block, planes[3], layers[3], stride=2, dilate=replace_stride_with_dilation[2])
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(planes[3] * block.expansion, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+                nn.init.constant_(m.weight, 1)
+                nn.init.constant_(m.bias, 0)
+        if zero_init_residual:
+            for m in self.modules():
+                if isinstance(m, Bottleneck):
+                    nn.init.constant_(m.bn3.weight, 0)
+                elif isinstance(m, BasicBlock):
+                    nn.init.constant_(m.bn2.weight, 0)
+
+
+def apply_pool(
+    net: nn.Module,
+    pool: str,
+    *,
+    strided_conv: bool,
+    pool_kwargs: Mapping[str, Any] | None,
+    init: Init = "paper",
+) -> nn.Module:
+    """Convert ``net`` in place to ``pool`` (nothing for ``"max"`` without ``strided_conv``)."""
+    pk = check_pool_kwargs(pool_kwargs)
+    if pool == "max" and not strided_conv:
+        if pk:
+            raise ValueError("pool_kwargs has no effect with pool='max' (the torchvision network is kept as built)")
+        return net
+    kw: dict[str, Any] = {"init": init} if pool == "lift" else {}
+    if init != "paper" and pool != "lift":
+        raise ValueError(f"init={init!r} only applies to pool='lift', got pool={pool!r}")
+    return convert(net, pool=pool, targets=("maxpool",), strided_conv=strided_conv, inplace=True,
+                   pool_kwargs=pk, **kw)
+
+
+def _resnet(block: Any, layers: list[int], *, num_classes: int, pool: str, width: float, strided_conv: bool,
+            pool_kwargs: Mapping[str, Any] | None, init: Init, **kwargs: Any) -> nn.Module:
+    check_pool(pool)
+    net = ScaledResNet(block, layers, num_classes=num_classes, width=width, **kwargs)
+    return apply_pool(net, pool, strided_conv=strided_conv, pool_kwargs=pool_kwargs, init=init)
+
+
+def resnet18(*, num_classes: int, pool: str = "max", width: float = 1.0, strided_conv: bool = False,
+             pool_kwargs: Mapping[str, Any] | None = None, init: Init = "paper", **kwargs: Any) -> nn.Module:
+    """ResNet18 (torchvision layout) with ``pool`` in place of the stem max pool.
+
+    Args:
+        num_classes: classifier outputs.
+        pool: pooling name; ``"max"`` = torchvision's network unchanged.
+        width: channel multiplier (1.0 = torchvision).
+        strided_conv: also replace the stride-2 convolutions of ``layer2..4`` (and their
+            1x1 projection shortcuts) by stride-1 convolutions + ``pool``.
+        pool_kwargs: keyword arguments of every new pooling layer.
+        init: ``"paper"`` or ``"match"`` (LiftDownPool2d starting as 2x2 average pooling).
+
+    Examples:
+        >>> resnet18(num_classes=3, pool="lift", width=0.125)(torch.randn(1, 3, 33, 33)).shape
+        torch.Size([1, 3])
+    """
+    return _resnet(BasicBlock, [2, 2, 2, 2], num_classes=num_classes, pool=pool, width=width,
+                   strided_conv=strided_conv, pool_kwargs=pool_kwargs, init=init, **kwargs)
+
+
+def resnet50(*, num_classes: int, pool: str = "max", width: float = 1.0, strided_conv: bool = False,
+             pool_kwargs: Mapping[str, Any] | None = None, init: Init = "paper", **kwargs: Any) -> nn.Module:
+    """ResNet50 (torchvision layout) with ``pool`` in place of the stem max pool (see :func:`resnet18`)."""
+    return _resnet(Bottleneck, [3, 4, 6, 3], num_classes=num_classes, pool=pool, width=width,
+                   strided_conv=strided_conv, pool_kwargs=pool_kwargs, init=init, **kwargs)
+
+
+def mobilenet_v2(*, num_classes: int, pool: str = "max", width: float = 1.0, strided_conv: bool | None = None,
+                 pool_kwargs: Mapping[str, Any] | None = None, init: Init = "paper", **kwargs: Any) -> nn.Module:
+    """torchvision MobileNetV2 (``width`` = its ``width_mult``) with strided convolutions pooled by ``pool``.
+
+    MobileNetV2 has no pooling layer: ``strided_conv`` defaults to ``pool != "max"``, i.e. each
+    stride-2 depthwise convolution after the stem runs at stride 1 followed by the pool.
+
+    Examples:
+        >>> mobilenet_v2(num_classes=4, pool="lift", width=0.25)(torch.randn(2, 3, 32, 32)).shape
+        torch.Size([2, 4])
+    """
+    check_num_classes(num_classes)
+    check_pool(pool)
+    width = check_width(width)
+    if strided_conv is None:
+        strided_conv = pool != "max"
+    net = MobileNetV2(num_classes=num_classes, width_mult=width, **kwargs)
+    return apply_pool(net, pool, strided_conv=bool(strided_conv), pool_kwargs=pool_kwargs, init=init)

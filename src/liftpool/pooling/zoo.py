@@ -483,12 +483,15 @@ def spectral_pool2d(x: Tensor, size: tuple[int, int] | None = None) -> Tensor:
     Takes the 2D DFT, keeps the centred ``size`` block of frequencies
     (``-floor(m/2) .. ceil(m/2)-1`` on each axis; default ``size = (ceil(H/2), ceil(W/2))``),
     treats the corner cases so the result is real, and inverts. Normalised so that a constant
-    stays the same constant. Corner cases: for an even output size the kept bin
-    :math:`-m/2` has no conjugate partner; taking the real part of the inverse DFT is exactly
-    the orthogonal projection onto conjugate-symmetric spectra, i.e. that bin becomes
-    :math:`(X_{-m/2} + X_{m/2})/2`: a cosine at the output's Nyquist frequency keeps its
-    cosine part and loses its (unrepresentable) sine part. Every frequency strictly below the
-    output's Nyquist is kept exactly. Half-precision inputs are computed in float32.
+    stays the same constant. Every frequency strictly below the output's Nyquist frequency is
+    kept exactly. Corner cases: for an even output size the kept bin :math:`-m/2` has no
+    conjugate partner in the crop; the output is the real part of the inverse DFT, which is
+    exactly the orthogonal projection of the cropped spectrum onto conjugate-symmetric
+    (real-signal) spectra: self-conjugate bins (DC and Nyquist corners) keep their real part,
+    as in the paper's ``TreatCornerCases``, so that bin becomes
+    :math:`\mathrm{Re}\,X_{-m/2} = (X_{-m/2} + X_{m/2})/2`. A cosine lying exactly at the
+    output's Nyquist frequency thus comes out at half its cosine amplitude and without its
+    (unrepresentable) sine part. Half-precision inputs are computed in float32.
 
     Examples:
         >>> n = torch.arange(8.)

@@ -114,6 +114,7 @@ def build_datasets(
     num_classes: int | None = None,
     download: bool = False,
     check_labels: bool = True,
+    class_weighting: Literal["none", "median_freq"] = "none",
     workers: int = 4,
 ) -> Datasets:
     """Build and check the train/val datasets of ``dataset`` under ``root``.
@@ -127,10 +128,16 @@ def build_datasets(
     ``augment="auto"``: ``cifar`` for CIFAR and for an ImageFolder of small
     (<= 64 px) images, ``imagenet`` for other ImageFolders.  ``num_classes`` (the
     model's) must cover every label; segmentation label maps are scanned for
-    out-of-range values when ``check_labels``.  Errors are ``ValueError`` /
+    out-of-range values when ``check_labels``; ``class_weighting="median_freq"``
+    stores SegNet's median-frequency class weights (from the train labels) in
+    ``info["class_weights"]``.  Errors are ``ValueError`` /
     ``FileNotFoundError`` naming the path and the problem.
     """
     task = dataset_task(dataset)
+    if class_weighting not in ("none", "median_freq"):
+        raise ValueError(f"class_weighting must be 'none' or 'median_freq', got {class_weighting!r}")
+    if class_weighting != "none" and task != "segmentation":
+        raise ValueError(f"class_weighting={class_weighting!r} is only for segmentation datasets, not {dataset!r}")
     if download and dataset not in ("cifar10", "cifar100", "voc"):
         raise ValueError(f"--download is only available for cifar10, cifar100 and voc, not {dataset!r}")
     if download:
@@ -220,8 +227,13 @@ def build_datasets(
     n = train.num_classes
     if num_classes is not None and num_classes < n:
         raise ValueError(f"num_classes={num_classes} but {dataset} has {n} classes")
+    class_weights = None
+    if check_labels or class_weighting != "none":
+        stats = check_segmentation_labels(train.label_paths, num_classes or n, allowed_extra=raw_ignore, workers=workers)
+        if class_weighting == "median_freq":
+            class_weights = [round(float(w), 6) for w in stats.median_frequency_weights()]
     if check_labels:
-        check_segmentation_labels(train.label_paths + val.label_paths, num_classes or n, allowed_extra=raw_ignore, workers=workers)
+        check_segmentation_labels(val.label_paths, num_classes or n, allowed_extra=raw_ignore, workers=workers)
     info.update(
         val_split=val_split,
         num_classes=num_classes or n,
@@ -234,5 +246,7 @@ def build_datasets(
         mean=list(d_mean),
         std=list(d_std),
         ignore_index=IGNORE_INDEX,
+        class_weighting=class_weighting,
+        class_weights=class_weights,
     )
     return Datasets(train, val, info)

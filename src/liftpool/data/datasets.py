@@ -19,7 +19,7 @@ import random
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -33,6 +33,7 @@ __all__ = [
     "VOC_CLASSES",
     "CamVid",
     "EpochDistributedSampler",
+    "LabelStats",
     "SeededDataset",
     "ShardSampler",
     "VOCSegmentation",
@@ -169,32 +170,65 @@ class VOCSegmentation(_SegmentationFiles):
         super().__init__(pairs, transform)
 
 
+class LabelStats(NamedTuple):
+    """Per-class pixel ``counts`` and ``present_pixels`` (total pixels of the images in
+    which the class occurs), both int64 arrays of length ``num_classes``."""
+
+    counts: np.ndarray
+    present_pixels: np.ndarray
+
+    def median_frequency_weights(self) -> np.ndarray:
+        """SegNet's median-frequency balancing ``median(f) / f_c`` with ``f_c = counts / present_pixels``
+        (0 for a class that never occurs).
+
+        Examples:
+            >>> s = LabelStats(np.array([30, 10, 0]), np.array([40, 40, 0]))
+            >>> s.median_frequency_weights().round(3).tolist()
+            [0.667, 2.0, 0.0]
+        """
+        seen = self.present_pixels > 0
+        freq = np.zeros(len(self.counts), dtype=np.float64)
+        freq[seen] = self.counts[seen] / self.present_pixels[seen]
+        w = np.zeros_like(freq)
+        if seen.any():
+            ok = seen & (freq > 0)
+            w[ok] = np.median(freq[ok]) / freq[ok]
+        return w
+
+
 def check_segmentation_labels(
     label_paths: Sequence[str | os.PathLike[str]],
     num_classes: int,
     *,
     allowed_extra: Sequence[int] = (IGNORE_INDEX,),
     workers: int = 4,
-) -> None:
+) -> LabelStats:
     """Raise ``ValueError`` naming the first label map whose values are not in
-    ``[0, num_classes)`` or ``allowed_extra`` (reads every file once; threads decode in parallel)."""
+    ``[0, num_classes)`` or ``allowed_extra``; return the class pixel statistics.
+    Reads every file once (threads decode in parallel)."""
     ok = np.zeros(256, dtype=bool)
     ok[: min(num_classes, 256)] = True
     for v in allowed_extra:
         ok[int(v)] = True
 
-    def bad_values(path: Any) -> tuple[Any, list[int]]:
+    def scan(path: Any) -> tuple[Any, np.ndarray]:
         arr = np.asarray(_open_label(path), dtype=np.uint8)
-        present = np.flatnonzero(np.bincount(arr.ravel(), minlength=256))
-        return path, [int(v) for v in present if not ok[v]]
+        return path, np.bincount(arr.ravel(), minlength=256)
 
+    counts = np.zeros(num_classes, dtype=np.int64)
+    present = np.zeros(num_classes, dtype=np.int64)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for path, bad in pool.map(bad_values, label_paths):
+        for path, hist in pool.map(scan, label_paths):
+            bad = [int(v) for v in np.flatnonzero(hist) if not ok[v]]
             if bad:
                 raise ValueError(
                     f"label map {str(path)!r} has values {bad} outside the {num_classes} classes "
-                    f"[0, {num_classes - 1}] and the ignore values {sorted(set(allowed_extra))}"
+                    f"[0, {num_classes - 1}] and the ignore values {sorted(set(int(v) for v in allowed_extra))}"
                 )
+            h = hist[:num_classes]
+            counts += h
+            present += np.where(h > 0, hist.sum(), 0)
+    return LabelStats(counts, present)
 
 
 # --------------------------------------------------------------------------- seeding

@@ -56,8 +56,11 @@ __all__ = [
     "Init",
     "PooledConv2d",
     "Replacement",
+    "OutputDifference",
     "SizeMatchedPool2d",
     "Target",
+    "TimmLiftDownPool2d",
+    "compare_outputs",
     "convert",
     "init_kwargs",
 ]
@@ -239,6 +242,63 @@ class PooledConv2d(nn.Conv2d):
 
     def extra_repr(self) -> str:
         return super().extra_repr() + (", pool_first=True" if self.pool_first else "")
+
+
+class TimmLiftDownPool2d(LiftDownPool2d):
+    """:class:`~liftpool.LiftDownPool2d` as timm's ``aa_layer``, also for dilated (``output_stride`` 8/16) networks.
+
+    ``timm.create_model(name, aa_layer=LiftDownPool2d)`` works for the default output stride:
+    timm calls ``aa_layer(channels=C, stride=2)`` after each stride-2 stage's activation (and,
+    in a ResNet stem, after a stride-1 3x3 max pool).  With ``output_stride=16`` or ``8`` timm
+    also asks for an anti-aliasing layer with ``stride=1`` where a stage switches to dilation;
+    a lifting step always halves the map, so this class returns ``nn.Identity()`` there (no
+    subsampling happens, so there is nothing to pool) and a LiftDownPool2d otherwise.
+
+    Examples:
+        >>> TimmLiftDownPool2d(channels=8, stride=1)
+        Identity()
+        >>> TimmLiftDownPool2d(channels=8, stride=2)(torch.randn(1, 8, 5, 5)).shape
+        torch.Size([1, 8, 3, 3])
+    """
+
+    def __new__(cls, *args: Any, stride: int = 2, **kwargs: Any) -> Any:  # noqa: D102
+        if stride == 1:
+            return nn.Identity()
+        return super().__new__(cls)
+
+
+class OutputDifference(NamedTuple):
+    """How far a converted network's output is from the original's on the same inputs.
+
+    ``rel_l2``: ``||f'(x) - f(x)|| / ||f(x)||`` over the whole batch; ``max_abs``: largest
+    absolute difference; ``top1_agreement``: fraction of samples whose arg-max over dim 1
+    agrees (per pixel for segmentation outputs).
+    """
+
+    rel_l2: float
+    max_abs: float
+    top1_agreement: float
+
+
+@torch.no_grad()
+def compare_outputs(original: nn.Module, converted: nn.Module, x: Tensor) -> OutputDifference:
+    """Run both networks (in their current train/eval mode) on ``x`` and compare the outputs.
+
+    Examples:
+        >>> net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.AvgPool2d(2)).eval()
+        >>> d = compare_outputs(net, convert(net, init="match").eval(), torch.randn(2, 3, 8, 8))
+        >>> d.rel_l2 < 1e-6, d.top1_agreement
+        (True, 1.0)
+    """
+    a, b = original(x), converted(x)
+    if not (isinstance(a, Tensor) and isinstance(b, Tensor)):
+        raise TypeError("compare_outputs needs networks returning one tensor each")
+    if a.shape != b.shape:
+        raise ValueError(f"output shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
+    diff = (b - a).double()
+    rel = float(diff.norm() / a.double().norm().clamp_min(1e-300))
+    agree = float((a.argmax(1) == b.argmax(1)).double().mean()) if a.ndim >= 2 else float("nan")
+    return OutputDifference(rel, float(diff.abs().max()) if diff.numel() else 0.0, agree)
 
 
 def _describe(m: nn.Module) -> str:
@@ -490,6 +550,8 @@ def convert(
         replaced.append(Replacement(path, repr(old), f"Conv2d(stride=1) + {_describe(p_layer)} {where}",
                                     _n_params(p_layer)))
 
+    order = {path: i for i, (path, _) in enumerate(model.named_modules())}
+    replaced.sort(key=lambda r: order.get(r.path, len(order)))
     report = ConversionReport(tuple(replaced), tuple(skipped), sum(r.added_parameters for r in replaced))
     logger.info("%s", report)
     if return_report:

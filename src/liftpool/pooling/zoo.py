@@ -43,6 +43,7 @@ Examples:
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Literal
 
@@ -114,27 +115,33 @@ def _axis_padding(n: int, k: int) -> tuple[int, int]:
     return left, total - left
 
 
-def _windows(x: Tensor, k: int) -> tuple[Tensor, Tensor | None, Tensor]:
-    """Stride-2 ``k x k`` windows of ``x`` as a view ``(N, C, Ho, Wo, k, k)``.
+def _taps(x: Tensor, k: int) -> tuple[Tensor, Tensor | None, Tensor]:
+    """The taps of the stride-2 ``k x k`` windows of ``x``, shape ``(N, C, k*k, Ho, Wo)``.
 
-    Returns ``(windows, mask, count)``: out-of-input taps hold 0 and ``mask`` (bool,
-    ``(Ho, Wo, k, k)``) marks the taps inside the input (``None`` when all are);
-    ``count`` is the number of inside taps per window, shape ``(Ho, Wo)``.
+    Returns ``(taps, mask, count)``: taps outside the input hold 0, ``mask`` (bool,
+    ``(k*k, Ho, Wo)``) marks the taps inside the input (``None`` when all are) and ``count``
+    is the number of inside taps of each window, shape ``(Ho, Wo)``. Tap ``i*k + j`` is row
+    ``i``, column ``j`` of the window.
     """
-    H, W = x.shape[-2:]
+    N, C, H, W = x.shape
+    Ho, Wo = _out_size(H), _out_size(W)
     (lh, rh), (lw, rw) = _axis_padding(H, k), _axis_padding(W, k)
-    xp = F.pad(x, (lw, rw, lh, rh))
-    win = xp.unfold(2, k, 2).unfold(3, k, 2)
+    xp = F.pad(x, (lw, rw, lh, rh)) if (lh, rh, lw, rw) != (0, 0, 0, 0) else x
+    if k == 2:  # non-overlapping: a space-to-depth rearrangement
+        taps = F.pixel_unshuffle(xp, 2).contiguous().view(N, C, 4, Ho, Wo)  # contiguous: reductions over taps are fastest
+    else:
+        taps = xp.unfold(2, k, 2).unfold(3, k, 2).permute(0, 1, 4, 5, 2, 3).reshape(N, C, k * k, Ho, Wo)
+    if lh == 0 and lw == 0 and rh <= 0 and rw <= 0:  # every window lies inside the input
+        return taps, None, torch.full((Ho, Wo), float(k * k), dtype=x.dtype, device=x.device)
 
     def valid(n: int, left: int, right: int) -> Tensor:
         v = torch.zeros(n + left + right, dtype=torch.bool, device=x.device)
         v[left:left + n] = True
-        return v.unfold(0, k, 2)  # (out, k)
+        return v.unfold(0, k, 2).transpose(0, 1)  # (k, out)
 
     mh, mw = valid(H, lh, rh), valid(W, lw, rw)
-    mask = mh[:, None, :, None] & mw[None, :, None, :]
-    count = mask.sum(dim=(-1, -2)).to(x.dtype)
-    return win, (None if bool(mask.all()) else mask), count
+    mask = (mh[:, None, :, None] & mw[None, :, None, :]).reshape(k * k, Ho, Wo)
+    return taps, mask, mask.sum(dim=0).to(x.dtype)
 
 
 def _max_avg(x: Tensor, k: int) -> tuple[Tensor, Tensor]:
@@ -303,13 +310,12 @@ def maxent_pool2d(x: Tensor, lam: Tensor, kernel_size: int = 2) -> Tensor:
         >>> maxent_pool2d(x, torch.tensor(0.0)), maxent_pool2d(x, torch.tensor(50.0))
         (tensor([[[[2.]]]]), tensor([[[[3.]]]]))
     """
-    win, mask, _ = _windows(x, kernel_size)
+    taps, mask, _ = _taps(x, kernel_size)
     lam = torch.as_tensor(lam, dtype=x.dtype, device=x.device)
-    z = lam.reshape(lam.shape + (1, 1)) * win if lam.ndim else lam * win
+    z = (lam.unsqueeze(2) if lam.ndim == 4 else lam) * taps
     if mask is not None:
         z = z.masked_fill(~mask, float("-inf"))
-    p = torch.softmax(z.flatten(-2), dim=-1).view_as(win)
-    return (p * win).sum(dim=(-1, -2))
+    return (torch.softmax(z, dim=2) * taps).sum(dim=2)
 
 
 class _GlobalEstimator(nn.Module):
@@ -504,10 +510,30 @@ def spectral_pool2d(x: Tensor, size: tuple[int, int] | None = None) -> Tensor:
     Ho, Wo = size if size is not None else (_out_size(H), _out_size(W))
     if not (1 <= Ho <= H and 1 <= Wo <= W):
         raise ValueError(f"size must lie in [1, {H}] x [1, {W}], got {(Ho, Wo)}")
+    # The map is separable: y = Re(A_h x A_w^T) with the complex per-axis operators
+    # A = F_m^-1 crop F_n; so y = Re(A_h) x Re(A_w)^T - Im(A_h) x Im(A_w)^T, two real matmuls.
     work = x if x.dtype in (torch.float32, torch.float64) else x.float()
-    X = torch.fft.fft2(work, norm="forward")
-    X = X.index_select(-2, _low_freqs(H, Ho).to(x.device)).index_select(-1, _low_freqs(W, Wo).to(x.device))
-    return torch.fft.ifft2(X, norm="forward").real.to(x.dtype)
+    ah, aw = _spectral_matrix(H, Ho), _spectral_matrix(W, Wo)
+    ah = ah.to(device=x.device, dtype=work.dtype)
+    aw = aw.to(device=x.device, dtype=work.dtype)
+    if Ho % 2 == 0 and Wo % 2 == 0:  # only an even output size has a (half) Nyquist bin, i.e. Im(A) != 0
+        t = torch.matmul(ah, work)  # (..., 2*Ho, W): real rows, then imaginary rows
+        y = torch.matmul(t[..., :Ho, :], aw[:Wo].transpose(0, 1)) - torch.matmul(t[..., Ho:, :], aw[Wo:].transpose(0, 1))
+    else:  # one of the products Im(A_h) x Im(A_w)^T vanishes
+        y = torch.matmul(torch.matmul(ah[:Ho], work), aw[:Wo].transpose(0, 1))
+    return y.to(x.dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def _spectral_matrix(n: int, m: int) -> Tensor:
+    """``[Re(A); Im(A)]``, shape ``(2m, n)``, of ``A = ifft_m(crop_m(fft_n(.)))`` (``norm="forward"``)."""
+    k = _low_freqs(n, m).to(torch.float64)
+    k = torch.where(k > n // 2, k - n, k)  # signed frequencies
+    phase = 2 * math.pi * k[None, None, :] * (
+        torch.arange(m, dtype=torch.float64)[:, None, None] / m - torch.arange(n, dtype=torch.float64)[None, :, None] / n
+    )
+    a = torch.complex(torch.cos(phase), torch.sin(phase)).sum(dim=-1) / n
+    return torch.cat([a.real, a.imag])
 
 
 @register_pool("spectral")
@@ -676,20 +702,20 @@ class DPPool2d(_ZooPool):
 
     def forward(self, x: Tensor) -> Any:
         check_pool_input(self, x, self.channels)
-        win, mask, count = _windows(x, self.kernel_size)
-        ref = win.sum(dim=(-1, -2)) / count  # box mean over each region (outside taps hold 0)
+        taps, mask, count = _taps(x, self.kernel_size)
+        ref = taps.sum(dim=2) / count  # box mean over each region (outside taps hold 0)
         if self.filter is not None:
             ref = F.conv2d(F.pad(ref, (1, 1, 1, 1), mode="replicate"), self.filter.to(x.dtype), groups=self.channels)
-        shape = (1, self.channels, 1, 1, 1, 1)
+        shape = (1, self.channels, 1, 1, 1)
         lam = self.lam.clamp(min=0).to(x.dtype).view(shape)
         alpha = self.alpha.clamp(min=0).to(x.dtype).view(shape)
-        d = win - ref[..., None, None]
+        d = taps - ref.unsqueeze(2)
         if self.reward == "asymmetric":
             d = torch.relu(d)
         w = alpha + torch.pow(d * d + self.eps ** 2, lam / 2)
         if mask is not None:
             w = w * mask
-        y = (w * win).sum(dim=(-1, -2)) / w.sum(dim=(-1, -2))
+        y = (w * taps).sum(dim=2) / w.sum(dim=2)
         return _finish(self, y)
 
     def extra_repr(self) -> str:

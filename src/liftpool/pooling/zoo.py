@@ -736,8 +736,8 @@ def _order_stat_probs(length: int, picks: int, dtype: torch.dtype) -> Tensor:
 
 @register_pool("s3")
 class S3Pool2d(_ZooPool):
-    r"""S3Pool: pooling with stochastic spatial sampling (Zhai, Wu, Kumar, Cheng, Lu & Zhang,
-    "S3Pool: Pooling with Stochastic Spatial Sampling", CVPR 2017).
+    r"""S3Pool: pooling with stochastic spatial sampling (Zhai, Wu, Kumar, Cheng, Lu, Zhang &
+    Feris, "S3Pool: Pooling with Stochastic Spatial Sampling", CVPR 2017).
 
     Step 1: max pooling with stride 1 (``kernel_size`` taps, the end edge-extended so the
     size is kept). Step 2, in training: the map is cut into horizontal and vertical strips

@@ -330,7 +330,8 @@ class _GlobalEstimator(nn.Module):
         if self.training and x.shape[0] < 2:
             raise ValueError(
                 f"{type(owner).__name__} estimates its pooling parameters with batch normalisation over "
-                f"the batch, so training needs a batch of >= 2 samples, got N={x.shape[0]} (use .eval())"
+                f"the batch, so training needs a batch of >= 2 samples, got N={x.shape[0]} (use .eval(), or "
+                f"drop a last batch of 1 sample, e.g. DataLoader(..., drop_last=True))"
             )
         z = x.mean(dim=(2, 3)).to(self.fc.weight.dtype)
         return torch.relu(self.bn(self.fc(z)))

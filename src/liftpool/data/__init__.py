@@ -5,6 +5,7 @@ the ``info`` dict that checkpoints store (class names, normalisation, sizes).
 """
 
 from .build import DATASETS, Datasets, build_datasets, dataset_task
+from .synthetic import make_camvid, make_imagefolder, make_voc
 from .datasets import (
     CAMVID_CLASSES,
     VOC_CLASSES,
@@ -51,6 +52,9 @@ __all__ = [
     "check_segmentation_labels",
     "classification_transform",
     "dataset_task",
+    "make_camvid",
+    "make_imagefolder",
+    "make_voc",
     "sample_seed",
     "segmentation_transform",
 ]

@@ -122,8 +122,9 @@ def build_datasets(
     * ``cifar10`` / ``cifar100``: torchvision format (``download=True`` fetches it).
     * ``imagefolder``: ``root/<train_split>/<class>/*.jpg`` and ``root/<val_split>/...``
       (``val_split="auto"``: ``val`` else ``test``).  Both splits must have the same classes.
-    * ``camvid``: ``root/<split>.txt`` (``val_split="auto"``: ``val``).
-    * ``voc``: PASCAL VOC 2012 under ``root`` (torchvision layout).
+    * ``camvid``: ``root/<split>.txt`` (``val_split="auto"``: ``val``); validation on full images.
+    * ``voc``: PASCAL VOC 2012 under ``root`` (torchvision layout); validation images are
+      padded (label 255) and centre-cropped to ``crop_size`` so that they batch.
 
     ``augment="auto"``: ``cifar`` for CIFAR and for an ImageFolder of small
     (<= 64 px) images, ``imagenet`` for other ImageFolders.  ``num_classes`` (the
@@ -212,9 +213,11 @@ def build_datasets(
         raise ValueError(f"segmentation datasets use joint transforms; augment must be 'auto' or 'none', got {augment!r}")
     d_mean, d_std = mean or IMAGENET_MEAN, std or IMAGENET_STD
     no_aug = augment == "none"
-    kw = dict(crop_size=crop_size, mean=d_mean, std=d_std, ignore_index=IGNORE_INDEX)
-    tr = segmentation_transform(train=True, scale_range=(1.0, 1.0) if no_aug else scale_range, hflip=not no_aug, **kw)
-    va = segmentation_transform(train=False, **kw)
+    kw = dict(mean=d_mean, std=d_std, ignore_index=IGNORE_INDEX)
+    # CamVid images share one size: validate on the full image; VOC sizes vary: pad + centre crop to batch them
+    val_crop = crop_size if dataset == "voc" else None
+    tr = segmentation_transform(train=True, crop_size=crop_size, scale_range=(1.0, 1.0) if no_aug else scale_range, hflip=not no_aug, **kw)
+    va = segmentation_transform(train=False, crop_size=val_crop, **kw)
     if dataset == "camvid":
         val_split = _resolve_val_split(root_p, val_split, ("val", "test"))
         train, val = CamVid(root_p, train_split, tr), CamVid(root_p, val_split, va)
@@ -242,6 +245,7 @@ def build_datasets(
         image_size=None,
         val_resize=None,
         crop_size=list(crop_size) if crop_size is not None else None,
+        val_crop_size=list(val_crop) if val_crop is not None else None,
         scale_range=list(scale_range),
         mean=list(d_mean),
         std=list(d_std),

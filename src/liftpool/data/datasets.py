@@ -61,7 +61,7 @@ def _open_label(path: str | os.PathLike[str]) -> Image.Image:
         img.load()
     if img.mode not in ("L", "P"):
         raise ValueError(f"label map {str(path)!r} must be a single-channel 8-bit PNG (mode L or P), got mode {img.mode}")
-    return img if img.mode == "L" else Image.fromarray(np.asarray(img, dtype=np.uint8), mode="L")
+    return img if img.mode == "L" else Image.fromarray(np.asarray(img, dtype=np.uint8))
 
 
 class _SegmentationFiles(Dataset):
@@ -96,7 +96,7 @@ class _SegmentationFiles(Dataset):
         if label.size != image.size:
             raise ValueError(f"label {str(lbl_path)!r} is {label.size} but its image is {image.size} (W, H)")
         if self.void_values:
-            label = Image.fromarray(self._lut[np.asarray(label)], mode="L")
+            label = Image.fromarray(self._lut[np.asarray(label)])
         if self.transform is not None:
             return self.transform(image, label)
         return image, label
@@ -262,7 +262,7 @@ class SeededDataset(Dataset):
         s = sample_seed(self.seed, epoch, index)
         py_state = random.getstate()
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(s)
+            torch.default_generator.manual_seed(s)  # (torch.manual_seed also records a stack trace: slow)
             random.seed(s)
             try:
                 return self.dataset[index]
@@ -286,16 +286,21 @@ class EpochDistributedSampler(DistributedSampler):
 
 
 class ShardSampler(Sampler[int]):
-    """Indices ``rank, rank + world, ...`` of ``range(n)``: no shuffling, no padding, so the
-    shards of all ranks cover every sample exactly once (evaluation)."""
+    """Positions ``rank, rank + world, ...`` of ``order`` (default ``range(n)``): no padding,
+    so the shards of all ranks cover every sample exactly once (evaluation).  A fixed
+    shuffled ``order`` makes a truncated evaluation (``--limit-val-batches``) a random subset."""
 
-    def __init__(self, n: int, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(self, n: int, rank: int = 0, world_size: int = 1, order: Sequence[int] | None = None) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
         self.n, self.rank, self.world_size = int(n), int(rank), int(world_size)
+        if order is not None and sorted(int(i) for i in order) != list(range(self.n)):
+            raise ValueError(f"order must be a permutation of range({self.n})")
+        self.order = [int(i) for i in order] if order is not None else None
 
     def __iter__(self) -> Iterator[int]:
-        return iter(range(self.rank, self.n, self.world_size))
+        pos = range(self.rank, self.n, self.world_size)
+        return iter(pos) if self.order is None else (self.order[p] for p in pos)
 
     def __len__(self) -> int:
         return len(range(self.rank, self.n, self.world_size))

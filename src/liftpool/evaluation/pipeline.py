@@ -1,0 +1,383 @@
+"""Evaluate several trained models on one data set and write JSON, Markdown and figures.
+
+This is what ``liftpool eval`` runs; it is also usable from Python with models in memory::
+
+    rows = evaluate_models([ModelEntry("max", model, config)], dataset, out_dir="eval-out",
+                           options=EvalOptions(metrics=("accuracy", "shift")))
+
+``dataset`` yields ``(image, target)`` with **un-normalised** images in [0, 1]
+(:func:`raw_eval_dataset` builds it from a checkpoint's ``config["data"]``); each model is
+wrapped in :class:`~liftpool.evaluation.runners.Normalized` with its config's mean/std.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from .corruptions import ALL_CORRUPTIONS, Profile
+from .metrics import corruption_summary, perturbation_summary
+from .perturbations import PERTURBATIONS
+from .report import write_results
+from .runners import (
+    Normalized,
+    evaluate_accuracy,
+    evaluate_corruptions,
+    evaluate_perturbations,
+    evaluate_segmentation,
+    evaluate_shift_consistency,
+    model_output,
+)
+
+__all__ = [
+    "CLASSIFICATION_METRICS",
+    "SEGMENTATION_METRICS",
+    "EvalOptions",
+    "ModelEntry",
+    "evaluate_models",
+    "raw_eval_dataset",
+    "resolve_split",
+]
+
+log = logging.getLogger("liftpool.eval")
+
+CLASSIFICATION_METRICS = ("accuracy", "shift", "corruption", "perturbation", "figures")
+SEGMENTATION_METRICS = ("segmentation", "figures")
+
+
+class ModelEntry(NamedTuple):
+    """A model to evaluate: display ``label``, the (un-normalised-input-unaware) network, its
+    checkpoint ``config`` (needs ``config["data"]["mean"/"std"]``) and where it came from."""
+
+    label: str
+    model: nn.Module
+    config: dict[str, Any]
+    path: str | None = None
+
+
+@dataclasses.dataclass
+class EvalOptions:
+    """Options of :func:`evaluate_models` (the CLI flags of ``liftpool eval``)."""
+
+    metrics: Sequence[str] | None = None  # None: all for the task
+    max_images: int | None = None
+    batch_size: int = 100
+    workers: int = 0
+    device: str = "cpu"
+    seed: int = 0
+    # shift consistency
+    max_shift: int | None = None  # None: side // 8 (4 px on CIFAR) in pad mode
+    crop: int | None = None
+    pad_mode: str = "reflect"
+    per_image_shifts: bool = False
+    # corruptions
+    corruptions: Sequence[str] = ALL_CORRUPTIONS
+    severities: Sequence[int] = (1, 2, 3, 4, 5)
+    corruption_images: int | None = 500
+    profile: Profile = "auto"
+    ce_baseline: str | None = None  # label of an evaluated model to normalise CE/FR by
+    # perturbations
+    perturbations: Sequence[str] = PERTURBATIONS
+    frames: int = 10
+    perturbation_images: int | None = 100
+    # figures
+    figure_images: int = 3
+    progress: bool = True
+
+
+def resolve_split(data_dir: str | os.PathLike[str], dataset: str, split: str) -> str:
+    """``split="auto"``: ``test`` when the data has one, else ``val``."""
+    if split != "auto":
+        return split
+    root = Path(data_dir)
+    for cand in ("test", "val"):
+        if (root / cand).is_dir() or (root / f"{cand}.txt").is_file():
+            return cand
+    if dataset in ("cifar10", "cifar100"):
+        return "test"
+    raise FileNotFoundError(f"no 'test' or 'val' split under {str(root)!r}; pass --split")
+
+
+def raw_eval_dataset(config: dict[str, Any], data_dir: str | os.PathLike[str], split: str = "auto") -> tuple[Dataset, dict[str, Any]]:
+    """The evaluation split of a checkpoint's data set, with its validation resizing/cropping
+    but **without** normalisation: images are float ``(3, H, W)`` in [0, 1].
+
+    Returns ``(dataset, info)`` where ``info`` is :func:`liftpool.data.build_datasets`' info.
+    """
+    from ..data import build_datasets
+
+    data = config.get("data") or {}
+    name = data.get("dataset")
+    if not name:
+        raise ValueError("the checkpoint config has no data['dataset']; cannot tell how to read --data-dir")
+    split = resolve_split(data_dir, name, split)
+    kw: dict[str, Any] = dict(
+        val_split=split,
+        train_split=split,  # only the evaluation split needs to exist
+        mean=(0.0, 0.0, 0.0),
+        std=(1.0, 1.0, 1.0),
+        num_classes=data.get("num_classes") or (config.get("model") or {}).get("num_classes"),
+        check_labels=False,
+    )
+    if config.get("task") == "segmentation":
+        kw.update(augment="none", crop_size=None)
+    else:
+        kw.update(augment=data.get("augment") or "auto", image_size=data.get("image_size"), val_resize=data.get("val_resize"))
+    ds = build_datasets(name, data_dir, **kw)
+    return ds.val, ds.info
+
+
+def _subset(dataset: Dataset, n: int | None, seed: int) -> Dataset:
+    total = len(dataset)  # type: ignore[arg-type]
+    if n is None or n >= total:
+        return dataset
+    if n < 1:
+        raise ValueError(f"image limits must be >= 1, got {n}")
+    idx = torch.randperm(total, generator=torch.Generator().manual_seed(seed))[:n].sort().values
+    return Subset(dataset, idx.tolist())
+
+
+def _loader(dataset: Dataset, opts: EvalOptions) -> DataLoader:
+    return DataLoader(dataset, batch_size=opts.batch_size, shuffle=False, num_workers=opts.workers)
+
+
+def _first_pool_maps(model: nn.Module, x: torch.Tensor) -> tuple[Any, torch.Tensor, Any]:
+    """(capture, map to show, bands or None): the LL band for LiftDownPool, else the output."""
+    from ..layers import LiftDownPool2d
+    from ..viz import capture_first_pool
+
+    cap = capture_first_pool(model, x)
+    if isinstance(cap.module, LiftDownPool2d):
+        with torch.no_grad():
+            bands = cap.module.decompose(cap.input)
+        return cap, bands.LL, bands
+    return cap, cap.output, None
+
+
+def evaluate_models(
+    entries: Sequence[ModelEntry],
+    dataset: Dataset,
+    *,
+    out_dir: str | os.PathLike[str],
+    options: EvalOptions | None = None,
+    task: str = "classification",
+    class_names: Sequence[str] | None = None,
+    ignore_index: int | None = 255,
+    meta: dict[str, Any] | None = None,
+    echo: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+    """Run the requested metrics for every entry, write ``results.json``, ``results.md`` and
+    figures under ``out_dir``; returns one result dict per entry."""
+    opts = options or EvalOptions()
+    if task not in ("classification", "segmentation"):
+        raise ValueError(f"task must be 'classification' or 'segmentation', got {task!r}")
+    allowed = CLASSIFICATION_METRICS if task == "classification" else SEGMENTATION_METRICS
+    metrics = tuple(opts.metrics) if opts.metrics else allowed
+    bad = [m for m in metrics if m not in allowed]
+    if bad:
+        raise ValueError(f"metrics {bad} do not apply to {task}; choose from {', '.join(allowed)}")
+    if not entries:
+        raise ValueError("no model to evaluate")
+    labels = [e.label for e in entries]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"model labels must be unique, got {labels}")
+    if opts.ce_baseline is not None and opts.ce_baseline not in labels:
+        raise ValueError(f"--ce-baseline {opts.ce_baseline!r} is not one of the evaluated labels {labels}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "figures").mkdir(exist_ok=True)
+    device = torch.device(opts.device)
+    ds = _subset(dataset, opts.max_images, opts.seed)
+    n_images = len(ds)  # type: ignore[arg-type]
+    rows: list[dict[str, Any]] = []
+    wrapped: dict[str, nn.Module] = {}
+    for e in entries:
+        data = e.config.get("data") or {}
+        mean, std = data.get("mean") or (0.0, 0.0, 0.0), data.get("std") or (1.0, 1.0, 1.0)
+        net = Normalized(e.model, mean, std).to(device).eval()
+        wrapped[e.label] = net
+        row: dict[str, Any] = {
+            "label": e.label,
+            "checkpoint": e.path,
+            "model": e.config.get("model"),
+            "task": task,
+            "images": n_images,
+            "normalization": {"mean": list(map(float, mean)), "std": list(map(float, std))},
+            "figures": [],
+        }
+        t0 = time.time()
+        echo(f"[{e.label}] evaluating {n_images} images on {device} ({', '.join(m for m in metrics if m != 'figures')})")
+        if task == "classification":
+            if "accuracy" in metrics:
+                acc = evaluate_accuracy(net, _loader(ds, opts), device=device, progress=opts.progress)
+                row["accuracy"] = acc._asdict()
+                echo(f"[{e.label}] top-1 error {100 * acc.top1_error:.2f} %, top-5 error {100 * acc.top5_error:.2f} %")
+            if "shift" in metrics:
+                crop = opts.crop
+                max_shift = opts.max_shift
+                if crop is None and max_shift is None:
+                    side = min(ds[0][0].shape[-2:])
+                    max_shift = max(1, side // 8)
+                sh = evaluate_shift_consistency(
+                    net, _loader(ds, opts), max_shift=max_shift, crop=crop, pad_mode=opts.pad_mode,  # type: ignore[arg-type]
+                    per_image=opts.per_image_shifts, seed=opts.seed, device=device, progress=opts.progress,
+                )  # fmt: skip
+                row["shift"] = sh._asdict()
+                echo(f"[{e.label}] shift consistency {100 * sh.consistency:.2f} %, accuracy on shifted crops {100 * sh.shifted_accuracy:.2f} %")
+            if "corruption" in metrics:
+                cds = _subset(ds, opts.corruption_images, opts.seed + 1)
+                errs = evaluate_corruptions(
+                    net, _loader(cds, opts), corruptions=opts.corruptions, severities=opts.severities,
+                    seed=opts.seed, profile=opts.profile, device=device, progress=opts.progress,
+                )  # fmt: skip
+                clean = evaluate_accuracy(net, _loader(cds, opts), device=device).top1_error
+                summ = corruption_summary(errs, clean_error=clean)
+                row["corruption"] = {
+                    **summ._asdict(),
+                    "severities": list(opts.severities),
+                    "images": len(cds),  # type: ignore[arg-type]
+                    "profile": opts.profile,
+                    "normalization_note": "ce/mce: unnormalised mean top-1 error over severities; "
+                    "ce_normalized/mce_normalized: divided by AlexNet's published ImageNet-C errors "
+                    "(Hendrycks & Dietterich 2019), comparable to published numbers only on ImageNet-C",
+                }
+                echo(
+                    f"[{e.label}] mCE unnormalised {100 * (summ.mce or 0):.2f} %, AlexNet-normalised "
+                    f"{100 * (summ.mce_normalized or 0):.2f} %, relative (unnormalised) {100 * (summ.relative_mce or 0):.2f} % "
+                    f"(clean error on these {len(cds)} images {100 * clean:.2f} %)"  # type: ignore[arg-type]
+                )
+            if "perturbation" in metrics:
+                pds = _subset(ds, opts.perturbation_images, opts.seed + 2)
+                fr = evaluate_perturbations(
+                    net, _loader(pds, opts), perturbations=opts.perturbations, frames=opts.frames,
+                    seed=opts.seed, device=device, progress=opts.progress,
+                )  # fmt: skip
+                ps = perturbation_summary(fr)
+                row["perturbation"] = {**ps._asdict(), "frames": opts.frames, "images": len(pds)}  # type: ignore[arg-type]
+                echo(f"[{e.label}] mFR (raw) {100 * (ps.mfr or 0):.2f} % over {len(fr)} perturbation types")
+        else:
+            num_classes = int((e.config.get("model") or {}).get("num_classes") or len(class_names or []))
+            seg = evaluate_segmentation(
+                net, _loader(ds, opts), num_classes=num_classes, ignore_index=ignore_index, device=device, progress=opts.progress
+            )
+            row["segmentation"] = {**seg._asdict(), "class_names": list(class_names) if class_names else None, "ignore_index": ignore_index}
+            echo(f"[{e.label}] mIoU {100 * seg.miou:.2f} %, pixel accuracy {100 * seg.pixel_accuracy:.2f} %")
+        row["seconds"] = round(time.time() - t0, 2)
+        rows.append(row)
+
+    # normalisation by another evaluated model (e.g. the MaxPool network)
+    if opts.ce_baseline is not None:
+        base = next(r for r in rows if r["label"] == opts.ce_baseline)
+        for r in rows:
+            if "corruption" in r and "corruption" in base:
+                s = corruption_summary(
+                    r["corruption"]["errors"], clean_error=r["corruption"]["clean_error"], baseline=base["corruption"]["errors"],
+                    baseline_name=opts.ce_baseline, baseline_clean_error=base["corruption"]["clean_error"],
+                )  # fmt: skip
+                r["corruption"]["vs_baseline"] = {
+                    "baseline": opts.ce_baseline,
+                    "ce_normalized": s.ce_normalized,
+                    "mce_normalized": s.mce_normalized,
+                    "relative_mce_normalized": s.relative_mce_normalized,
+                }
+            if "perturbation" in r and "perturbation" in base:
+                p = perturbation_summary(r["perturbation"]["fr"], baseline=base["perturbation"]["fr"], baseline_name=opts.ce_baseline)
+                r["perturbation"].update(fr_normalized=p.fr_normalized, mfr_normalized=p.mfr_normalized, baseline=p.baseline)
+
+    if "figures" in metrics:
+        figs = _figures(entries, wrapped, ds, rows, out / "figures", opts, task, class_names, ignore_index, device, echo)
+        for r in rows:
+            r["figures"] = [os.path.relpath(f, out) for f in figs.get(r["label"], []) + figs.get("*", [])]
+    j, m = write_results(out, rows, meta={**(meta or {}), "task": task, "metrics": list(metrics), "options": _opts_dict(opts)})
+    echo(f"wrote {j} and {m}")
+    return rows
+
+
+def _opts_dict(opts: EvalOptions) -> dict[str, Any]:
+    d = dataclasses.asdict(opts)
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+
+
+def _figures(
+    entries: Sequence[ModelEntry],
+    wrapped: dict[str, nn.Module],
+    ds: Dataset,
+    rows: list[dict[str, Any]],
+    fig_dir: Path,
+    opts: EvalOptions,
+    task: str,
+    class_names: Sequence[str] | None,
+    ignore_index: int | None,
+    device: torch.device,
+    echo: Callable[[str], None],
+) -> dict[str, list[str]]:
+    from ..viz import (
+        plot_consistency_vs_accuracy,
+        plot_metric_per_type,
+        plot_pooled_feature_maps,
+        plot_segmentation_overlays,
+        plot_subbands,
+    )
+
+    figs: dict[str, list[str]] = {}
+    add = lambda key, p: figs.setdefault(key, []).append(str(p))  # noqa: E731
+    k = max(1, min(opts.figure_images, len(ds)))  # type: ignore[arg-type]
+    samples = [ds[i] for i in range(k)]
+    images = torch.stack([s[0] for s in samples])
+    x0 = images[:1].to(device)
+    # Fig. 3 (sub-bands) per model with a LiftDownPool first, Fig. 7 (pooled maps) for all
+    pooled: dict[str, torch.Tensor] = {}
+    for e in entries:
+        try:
+            cap, shown, bands = _first_pool_maps(wrapped[e.label], x0)
+        except ValueError as err:
+            echo(f"[{e.label}] no pooling-layer figure: {err}")
+            continue
+        kind = type(cap.module).__name__
+        pooled[f"{e.label}: {kind}{' LL' if bands is not None else ''}"] = shown
+        if bands is not None:
+            p = plot_subbands(
+                bands, fig_dir / f"fig3_subbands_{_safe(e.label)}.png", image=images[0], feature=cap.input,
+                title=f"{e.label}: sub-bands of the first LiftDownPool layer ({cap.name})",
+            )  # fmt: skip
+            add(e.label, p)
+    if pooled:
+        add("*", plot_pooled_feature_maps(pooled, fig_dir / "fig7_first_pool_feature_maps.png", image=images[0]))
+    if task == "classification":
+        pts = {r["label"]: (r["shift"]["shifted_accuracy"], r["shift"]["consistency"]) for r in rows if "shift" in r}
+        if pts:
+            add("*", plot_consistency_vs_accuracy(pts, fig_dir / "fig4_consistency_vs_accuracy.png"))
+        ce = {r["label"]: r["corruption"]["ce"] for r in rows if "corruption" in r}
+        if ce:
+            add("*", plot_metric_per_type(ce, fig_dir / "fig9_ce_per_corruption.png", ylabel="CE, unnormalised (%)",
+                                          title="Corruption error per corruption (mean top-1 error over severities)"))  # fmt: skip
+        fr = {r["label"]: r["perturbation"]["fr"] for r in rows if "perturbation" in r}
+        if fr:
+            add("*", plot_metric_per_type(fr, fig_dir / "fig9_fr_per_perturbation.png", ylabel="flip rate, raw (%)",
+                                          title="Flip rate per perturbation"))  # fmt: skip
+    else:
+        gts = torch.stack([s[1] for s in samples])
+        preds = {}
+        with torch.no_grad():
+            for e in entries:
+                logits = model_output(wrapped[e.label], images.to(device))
+                if logits.shape[-2:] != gts.shape[-2:]:
+                    logits = torch.nn.functional.interpolate(logits, size=tuple(gts.shape[-2:]), mode="bilinear", align_corners=False)
+                preds[e.label] = logits.argmax(dim=1).cpu()
+        add("*", plot_segmentation_overlays(images, preds, gts, fig_dir / "fig5_segmentation.png",
+                                            class_names=class_names, ignore_index=ignore_index))  # fmt: skip
+    echo(f"figures: {sum(len(v) for v in figs.values())} PNG files in {fig_dir}")
+    return figs
+
+
+def _safe(label: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in label)

@@ -367,9 +367,13 @@ def train(cfg: TrainConfig, *, given: Mapping[str, Any] | None = None) -> dict[s
     (the settings the user passed explicitly) may change only the resume-mutable fields.
     """
     info = D.setup(cfg.device)
+    det = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(), torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
     try:
         return _train(cfg, info, given or {})
     finally:
+        # --deterministic changes process-wide switches: give the caller its own back
+        torch.use_deterministic_algorithms(det[0], warn_only=det[1])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = det[2], det[3]
         D.cleanup(info)
 
 
@@ -472,10 +476,13 @@ def _train(cfg: TrainConfig, info: D.DistInfo, given: Mapping[str, Any]) -> dict
         train_loader = DataLoader(
             train_set, batch_size=per_rank, sampler=sampler, drop_last=True, generator=torch.Generator().manual_seed(cfg.seed), **lkw
         )
+        val_order = None
+        if cfg.limit_val_batches:  # a fixed random subset rather than the first (often single-class) files
+            val_order = torch.randperm(len(pf.data.val), generator=torch.Generator().manual_seed(cfg.seed)).tolist()
         val_loader = DataLoader(
             pf.data.val,
             batch_size=max(1, pf.val_batch_size // info.world_size),
-            sampler=ShardSampler(len(pf.data.val), info.rank, info.world_size),
+            sampler=ShardSampler(len(pf.data.val), info.rank, info.world_size, order=val_order),
             generator=torch.Generator().manual_seed(cfg.seed),
             **lkw,
         )

@@ -14,6 +14,9 @@ from liftpool.convert import (
     TimmLiftDownPool2d,
     compare_outputs,
     convert,
+    measure_init,
+    random_images,
+    recalibrate_batchnorm,
 )
 from liftpool.pooling import AvgDownPool2d, BlurPool2d
 
@@ -325,3 +328,77 @@ def test_converted_model_trains():
     assert lifting_loss(conv).item() > 0
     loss.backward()
     opt.step()
+
+
+def test_recalibrate_batchnorm_matches_batch_statistics():
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4, momentum=0.3), nn.ReLU()).eval()
+    batches = [torch.randn(5, 3, 8, 8) * (i + 1) + i for i in range(3)]
+    out = recalibrate_batchnorm(net, batches)
+    assert out is net and not net.training and net[1].momentum == 0.3
+    with torch.no_grad():
+        feats = [net[0](b) for b in batches]
+    # cumulative average of the per-batch statistics (what momentum=None computes)
+    mean = torch.stack([f.mean(dim=(0, 2, 3)) for f in feats]).mean(0)
+    var = torch.stack([f.var(dim=(0, 2, 3), unbiased=True) for f in feats]).mean(0)
+    torch.testing.assert_close(net[1].running_mean, mean, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(net[1].running_var, var, rtol=1e-5, atol=1e-5)
+    assert int(net[1].num_batches_tracked) == 3
+    with pytest.raises(ValueError, match="batches is empty"):
+        recalibrate_batchnorm(net, [])
+
+
+def test_random_images():
+    a = random_images(3, 24, generator=torch.Generator().manual_seed(1))
+    b = random_images(3, 24, generator=torch.Generator().manual_seed(1))
+    assert a.shape == (3, 3, 24, 24) and torch.equal(a, b)
+    torch.testing.assert_close(a.mean(dim=(2, 3)), torch.zeros(3, 3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(a.std(dim=(2, 3)), torch.ones(3, 3), atol=1e-5, rtol=0)
+    # smoother than white noise: neighbouring pixels are strongly correlated
+    corr = torch.corrcoef(torch.stack([a[..., :, :-1].flatten(), a[..., :, 1:].flatten()]))[0, 1]
+    assert corr > 0.5
+
+
+def test_measure_init_rows():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Conv2d(8, 8, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5))
+    calib = [random_images(4, 16) for _ in range(2)]
+    rows = measure_init("tiny", net, calib, random_images(6, 16),
+                        {"paper": {"init": "paper"}, "match": {"init": "match"}, "avg": {"pool": "avg"}})
+    by = {r.setting: r for r in rows}
+    assert all(r.replaced == 1 and r.model == "tiny" for r in rows)
+    # match starts as exactly average pooling
+    assert by["match"].rel_l2 == pytest.approx(by["avg"].rel_l2, rel=1e-4)
+    assert by["match"].layer_rel_l2 == pytest.approx(by["avg"].layer_rel_l2, rel=1e-4)
+    assert by["paper"].layer_rel_l2 > 2 * by["match"].layer_rel_l2  # the plain 4-band sum is ~4x larger
+
+
+def test_measure_cli_writes_table_and_plot(tmp_path):
+    from liftpool.convert import main
+
+    out, png = tmp_path / "t.md", tmp_path / "t.png"
+    assert main(["--models", "resnet18", "--size", "32", "--batch", "2", "--calib-batches", "1",
+                 "--out", str(out), "--png", str(png)]) == 0
+    text = out.read_text()
+    assert text.count("| resnet18 |") == 10 and "lift, init=match, strided_conv" in text
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cifar_study_on_generated_imagefolder(tmp_path):
+    from PIL import Image
+
+    from liftpool.convert import cifar_study
+
+    g = torch.Generator().manual_seed(0)
+    for split, n in (("train", 8), ("test", 3)):
+        for c in ("a", "b"):
+            (tmp_path / split / c).mkdir(parents=True)
+            for i in range(n):
+                arr = (torch.rand(32, 32, 3, generator=g) * 255).to(torch.uint8).numpy()
+                Image.fromarray(arr).save(tmp_path / split / c / f"{i}.png")
+    acc0, rows = cifar_study(str(tmp_path), width=0.0625, per_class=8, test_per_class=3, epochs=1, batch=8,
+                             settings={"max (unchanged)": {"pool": "max", "targets": ()}, "match": {"init": "match"}})
+    assert 0 <= acc0 <= 1
+    assert [r.setting for r in rows] == ["max (unchanged)", "match", "match, strided_conv"]
+    assert rows[0].rel_l2 == 0 and rows[0].top1_agreement == 1 and rows[0].acc_start == acc0
+    assert rows[1].replaced == 1 and rows[2].replaced == 7

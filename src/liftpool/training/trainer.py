@@ -166,6 +166,9 @@ def preflight(cfg: TrainConfig, info: D.DistInfo, resume_ckpt: Mapping[str, Any]
     workers = cfg.num_workers if cfg.num_workers is not None else default_num_workers(info)
     stored_data = (resume_ckpt or {}).get("config", {}).get("data", {})
     weighting = cfg.class_weighting if not stored_data.get("class_weights") else "none"
+    # --download under torchrun: rank 0 fetches while the others wait, then all read the files
+    if cfg.download and info.distributed and not info.is_main:
+        D.barrier()
     data = build_datasets(
         cfg.dataset,  # type: ignore[arg-type]
         cfg.data_dir,
@@ -184,6 +187,8 @@ def preflight(cfg: TrainConfig, info: D.DistInfo, resume_ckpt: Mapping[str, Any]
         class_weighting=weighting,  # type: ignore[arg-type]
         workers=max(1, workers),
     )
+    if cfg.download and info.distributed and info.is_main:
+        D.barrier()
     data_info = dict(data.info)
     if stored_data.get("class_weights"):
         data_info["class_weights"] = stored_data["class_weights"]
@@ -524,6 +529,8 @@ def _train(cfg: TrainConfig, info: D.DistInfo, given: Mapping[str, Any]) -> dict
             )
         bare = unwrap_model(ddp_model)
         progress = cfg.progress and main
+        tty = sys.stderr.isatty()
+        log_every = max(1, math.ceil(iters / 4))
 
         for epoch in range(start_epoch, cfg.epochs):
             t0 = time.time()
@@ -553,6 +560,11 @@ def _train(cfg: TrainConfig, info: D.DistInfo, given: Mapping[str, Any]) -> dict
                 acc.add(task_loss, lift, y.shape[0], logits, y, ignore)
                 if progress and i % 10 == 0 and hasattr(bar, "set_postfix"):
                     bar.set_postfix(loss=f"{float(task_loss.detach()):.3f}", lr=f"{lr:.3g}")
+                if main and not tty and (i + 1) % log_every == 0 and i + 1 < iters:
+                    # no progress bar in a log file: a line every ~quarter epoch instead
+                    el = time.time() - t0
+                    log(f"epoch {epoch + 1}/{cfg.epochs} iteration {i + 1}/{iters} loss={float(task_loss.detach()):.4g} "
+                        f"lr={lr:.4g} ({(i + 1) / el:.2f} it/s)")  # fmt: skip
             tr = acc.reduce()
             train_time = time.time() - t0
             row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr0, "train_loss": tr["loss"], "train_lift_loss": tr["lift_loss"]}

@@ -170,6 +170,9 @@ def test_init_match_is_average_pooling_exactly():
     match.train()
     match(torch.randn(2, 3, 32, 32)).sum().backward()
     assert all(p.grad is not None for m in lifts for p in m.parameters())
+    # the zero-initialised 1x1 stage gets a non-zero gradient at once
+    assert all(m.transforms[0].P[0].pw_weight.grad.abs().sum() > 0 for m in lifts)
+    assert all(m.transforms[0].U[0].pw_weight.grad.abs().sum() > 0 for m in lifts)
 
 
 def test_compare_outputs():

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Literal, NamedTuple, Union
 import torch
 from torch import Tensor, nn
 
+from . import _fast
 from . import functional as LF
 from .constants import LAMBDA_P, LAMBDA_U, PADDING_MODES, WAVELET_NAMES, PaddingMode, WaveletName, band_names
 from .lifters import LearnedLifter, LiftingTransform, wavelet_transform
@@ -275,10 +276,19 @@ class _LiftDownPoolNd(nn.Module):
     def _scale_pair(self) -> tuple[float, float] | None:
         return self.transforms[0].scale
 
+    def _fast(self) -> bool:
+        # learned P/U take the batched channels_last path of liftpool._fast (same maths);
+        # classic wavelets (fixed linear lifters) take the literal path of liftpool.functional
+        return _fast.fast_applicable(self.transforms)
+
     def _decompose(self, x: Tensor, constraints: bool) -> tuple[dict[str, Tensor], LF.Constraints | None]:
+        if self._fast():
+            return _fast.fast_decompose(x, self.transforms, self.spatial_dims, constraints)
         return LF.decompose(x, self.spatial_dims, self._steps(), scale=self._scale_pair(), constraints=constraints)
 
     def _reconstruct(self, bands: dict[str, Tensor], size: Sequence[int]) -> Tensor:
+        if self._fast():
+            return _fast.fast_reconstruct(bands, size, self.transforms)
         return LF.reconstruct(bands, size, self._steps(), scale=self._scale_pair())
 
     def decompose(self, x: Tensor) -> Any:
@@ -300,6 +310,15 @@ class _LiftDownPoolNd(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor | tuple[Tensor, AnyDetails]:
         self._check_input(x)
+        if self._fast():
+            pooled, rest, cons = _fast.fast_pool(
+                x, self.transforms, self.spatial_dims, self.bands, self.scale, self.training, self.return_details
+            )
+            if cons is not None:
+                self._constraints = cons
+            if rest is None:
+                return pooled
+            return pooled, self._details_type(*rest, size=tuple(int(n) for n in x.shape[2:]))
         bands, cons = self._decompose(x, self.training)
         if cons is not None:
             self._constraints = cons

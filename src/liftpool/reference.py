@@ -1,0 +1,121 @@
+"""Paper-literal LiftDownPool / LiftUpPool, kept as the reference for tests and benchmarks.
+
+These layers compute the operator exactly as the paper describes it and as
+:mod:`liftpool.functional` spells it out: every 1D lifting transform on its own
+(2D: the horizontal transform, then the vertical transform of ``s`` and of ``d``,
+i.e. three transforms and six predictor/updater applications), each split into
+``x[..., ::2]`` / ``x[..., 1::2]`` slices, each P and U one
+:class:`~liftpool.lifters.LearnedLifter` call (pad, K-tap conv, ReLU, 1x1, ``tanh``),
+in whatever memory format the input has.  This is how every public
+re-implementation computes LiftPool.
+
+The production layers (:class:`liftpool.LiftDownPool2d` ...) take the batched,
+channels_last fast path of :mod:`liftpool._fast` instead; ``tests/test_fast_path.py``
+checks that both give the same outputs, constraint terms and gradients, and
+``liftpool bench`` measures how much faster the fast path is.
+
+Examples:
+    >>> import torch
+    >>> from liftpool import LiftDownPool2d
+    >>> fast = LiftDownPool2d(4).double()
+    >>> ref = ReferenceLiftDownPool2d.from_layer(fast)
+    >>> x = torch.randn(2, 4, 9, 7, dtype=torch.float64)
+    >>> torch.allclose(fast(x), ref(x), rtol=0, atol=1e-12)
+    True
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, TypeVar
+
+from .layers import (
+    LiftDownPool1d,
+    LiftDownPool2d,
+    LiftDownPool3d,
+    LiftUpPool1d,
+    LiftUpPool2d,
+    LiftUpPool3d,
+    _LiftDownPoolNd,
+)
+
+__all__ = [
+    "ReferenceLiftDownPool1d",
+    "ReferenceLiftDownPool2d",
+    "ReferenceLiftDownPool3d",
+    "ReferenceLiftUpPool1d",
+    "ReferenceLiftUpPool2d",
+    "ReferenceLiftUpPool3d",
+    "reference_of",
+]
+
+T = TypeVar("T", bound="_ReferenceMixin")
+
+
+class _ReferenceMixin:
+    """Forces the literal :mod:`liftpool.functional` path (six 1D steps on strided slices in 2D)."""
+
+    def _fast(self) -> bool:
+        return False
+
+    @classmethod
+    def from_layer(cls: type[T], layer: _LiftDownPoolNd, *, share: bool = False) -> T:
+        """A reference layer with ``layer``'s configuration and weights.
+
+        ``share=False`` (default) deep-copies the weights (so gradients of the two can be
+        compared); ``share=True`` uses the very same parameter tensors.
+        """
+        base = cls.__mro__[2]  # the production class this reference mirrors
+        if not isinstance(layer, base):
+            raise TypeError(f"{cls.__name__}.from_layer needs a {base.__name__}, got {type(layer).__name__}")
+        ref = cls.__new__(cls)
+        state: dict[str, Any] = dict(layer.__dict__)
+        state["_modules"] = dict(layer._modules) if share else copy.deepcopy(layer._modules)
+        state["_parameters"] = dict(layer._parameters)
+        state["_buffers"] = dict(layer._buffers)
+        ref.__dict__.update(state)
+        ref._constraints = None
+        return ref
+
+
+class ReferenceLiftDownPool1d(_ReferenceMixin, LiftDownPool1d):
+    """:class:`~liftpool.LiftDownPool1d` computed paper-literally (same arguments)."""
+
+
+class ReferenceLiftDownPool2d(_ReferenceMixin, LiftDownPool2d):
+    """:class:`~liftpool.LiftDownPool2d` computed paper-literally: six 1D steps on strided slices.
+
+    Takes the same arguments as :class:`~liftpool.LiftDownPool2d`.
+    """
+
+
+class ReferenceLiftDownPool3d(_ReferenceMixin, LiftDownPool3d):
+    """:class:`~liftpool.LiftDownPool3d` computed paper-literally (same arguments)."""
+
+
+class ReferenceLiftUpPool1d(LiftUpPool1d):
+    """:class:`~liftpool.LiftUpPool1d` for a :class:`ReferenceLiftDownPool1d` (literal inverse)."""
+
+    _down_type = ReferenceLiftDownPool1d
+
+
+class ReferenceLiftUpPool2d(LiftUpPool2d):
+    """:class:`~liftpool.LiftUpPool2d` for a :class:`ReferenceLiftDownPool2d`: the literal inverse."""
+
+    _down_type = ReferenceLiftDownPool2d
+
+
+class ReferenceLiftUpPool3d(LiftUpPool3d):
+    """:class:`~liftpool.LiftUpPool3d` for a :class:`ReferenceLiftDownPool3d` (literal inverse)."""
+
+    _down_type = ReferenceLiftDownPool3d
+
+
+_REF = {1: ReferenceLiftDownPool1d, 2: ReferenceLiftDownPool2d, 3: ReferenceLiftDownPool3d}
+
+
+def reference_of(layer: _LiftDownPoolNd, *, share: bool = False) -> _LiftDownPoolNd:
+    """The paper-literal twin of a ``LiftDownPool{1,2,3}d`` (see :meth:`_ReferenceMixin.from_layer`)."""
+    if not isinstance(layer, _LiftDownPoolNd):
+        raise TypeError(f"reference_of needs a LiftDownPool1d/2d/3d, got {type(layer).__name__}")
+    return _REF[layer.spatial_dims].from_layer(layer, share=share)

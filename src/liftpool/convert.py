@@ -40,7 +40,6 @@ from __future__ import annotations
 import copy
 import fnmatch
 import logging
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, NamedTuple, Union, overload
 
@@ -849,13 +848,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{args.calib_batches}x{args.batch} images, seed {args.seed}")
     print(table + "\n" + info)
     if args.out:
-        import os
-        import tempfile
-
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(args.out)), suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            f.write(table + "\n" + info + "\n")
-        os.replace(tmp, args.out)
+        _atomic_write(args.out, (table + "\n" + info + "\n").encode())
     if args.png:
         _plot(rows, args.png, info)
     return 0
@@ -875,19 +868,12 @@ def _cifar_main(args: Any) -> int:
             f"torch {torch.__version__}, {platform.machine()} CPU, {torch.get_num_threads()} thread(s), seed {args.seed}")
     print(table + "\n" + info)
     if args.out:
-        import os
-        import tempfile
-
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(args.out)), suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            f.write(table + "\n" + info + "\n")
-        os.replace(tmp, args.out)
+        _atomic_write(args.out, (table + "\n" + info + "\n").encode())
     return 0
 
 
 def _plot(rows: Sequence[InitMeasurement], path: str, info: str) -> None:
-    import os
-    import tempfile
+    import io
 
     import matplotlib
 
@@ -916,11 +902,29 @@ def _plot(rows: Sequence[InitMeasurement], path: str, info: str) -> None:
     axes[1].legend(fontsize=8, loc="lower left")
     fig.suptitle("Converted networks vs. the original at the start (" + info.split(";")[1].strip() + ")", fontsize=9)
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".png")
-    os.close(fd)
-    fig.savefig(tmp, dpi=110)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
-    os.replace(tmp, path)
+    _atomic_write(path, buf.getvalue())
+
+
+def _atomic_write(path: str, data: bytes) -> None:
+    """Write ``data`` to a temporary file next to ``path``, then rename it over ``path``."""
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 if __name__ == "__main__":

@@ -75,9 +75,9 @@ class SegNet(nn.Module):
             self.ups.append(up)
             enc_out.append(c)
         self.decoders = nn.ModuleList()
-        for i, stage in enumerate(_DECODER):
+        for stage in _DECODER:
             layers = []
-            for j, v in enumerate(stage):
+            for v in stage:
                 out = scaled(v, width)
                 layers += _cbr(c, out)
                 c = out

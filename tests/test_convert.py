@@ -246,6 +246,9 @@ def test_exclude_targets_and_training_mode():
     _, report = convert(model, return_report=True)
     assert [r.path for r in report.replaced] == ["1", "2"]
     assert ("3", "stride (1, 1) is not 2") in report.skipped
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.MaxPool2d(2, return_indices=True))
+    _, report = convert(model, return_report=True)
+    assert report.replaced == () and "return_indices" in report.skipped[0][1]
 
 
 class Concat(nn.Module):

@@ -496,6 +496,8 @@ def convert(
             stride = _pair(m.stride if m.stride is not None else m.kernel_size)  # type: ignore[attr-defined]
             if stride != (2, 2):
                 skipped.append((path, f"stride {stride} is not 2"))
+            elif getattr(m, "return_indices", False):
+                skipped.append((path, "return_indices=True (its indices feed an unpooling layer)"))
             else:
                 pools.append(path)
         elif is_conv:

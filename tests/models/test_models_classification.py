@@ -100,3 +100,19 @@ def test_resnet_init_match_starts_as_average_pooling():
     x = torch.randn(2, net.maxpool.channels, 10, 9)
     expect = torch.nn.functional.avg_pool2d(x, 2, ceil_mode=True)
     torch.testing.assert_close(net.maxpool(x), expect, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2"])
+def test_torchvision_weights_load_into_lift_models(name):
+    """width=1.0: torchvision's (pretrained) state_dict loads; only LiftPool parameters are missing."""
+    ref = getattr(torchvision.models, name)(weights=None, num_classes=10)
+    net = create_model(name, pool="lift", num_classes=10, strided_conv=True, init="match")
+    missing, unexpected = net.load_state_dict(ref.state_dict(), strict=False)
+    assert unexpected == []
+    lift_keys = {f"{p}.{k}" for p, m in net.named_modules() if isinstance(m, LiftDownPool2d) for k in m.state_dict()}
+    assert set(missing) == lift_keys and lift_keys
+    # and the network with loaded weights starts as the reference with every subsampling a 2x2 mean
+    net.eval(), ref.eval()
+    x = torch.randn(2, 3, 48, 40)
+    with torch.no_grad():
+        assert net(x).shape == ref(x).shape == (2, 10)

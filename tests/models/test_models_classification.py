@@ -111,8 +111,8 @@ def test_torchvision_weights_load_into_lift_models(name):
     assert unexpected == []
     lift_keys = {f"{p}.{k}" for p, m in net.named_modules() if isinstance(m, LiftDownPool2d) for k in m.state_dict()}
     assert set(missing) == lift_keys and lift_keys
-    # and the network with loaded weights starts as the reference with every subsampling a 2x2 mean
-    net.eval(), ref.eval()
+    net.eval()
+    ref.eval()
     x = torch.randn(2, 3, 48, 40)
     with torch.no_grad():
         assert net(x).shape == ref(x).shape == (2, 10)

@@ -106,6 +106,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--progress", action=B, default=S, help="tqdm progress bars [on]")
     g.add_argument("--tensorboard", action=B, default=S, help="also log to <out>/tensorboard (needs tensorboard)")
     g.add_argument("--plot", action=B, default=S, help="write curves.png every epoch [on]")
+    defaults = TrainConfig()
+    for action in parser._actions:
+        if action.dest in FIELD_NAMES and action.help is None:
+            action.help = f"[{getattr(defaults, action.dest)}]"
 
 
 def _given(args: argparse.Namespace) -> dict[str, Any]:

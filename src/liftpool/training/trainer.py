@@ -342,7 +342,7 @@ def _plot(path: Path, task: str, history: list[dict[str, Any]], title: str) -> N
         axes[1].plot(ep, [r.get(f"val_{metric}") for r in history], "s-", label="val")
     axes[1].set(xlabel="epoch", ylabel=metric, title="top-1 accuracy" if metric == "acc" else "mIoU")
     axes[2].plot(ep, [r["lr"] for r in history], "o-")
-    axes[2].set(xlabel="epoch", ylabel="lr (epoch start)", title="learning rate")
+    axes[2].set(xlabel="epoch", ylabel="mean lr of the epoch", title="learning rate")
     for a in axes[:2]:
         a.legend()
     for a in axes:
@@ -537,10 +537,11 @@ def _train(cfg: TrainConfig, info: D.DistInfo, given: Mapping[str, Any]) -> dict
             sampler.set_epoch(epoch)
             ddp_model.train()
             acc = _Accum(device, num_classes, seg)
-            lr0 = cfg.lr * lr_factor(cfg, epoch)
+            lr_sum = 0.0
             bar = _progress(_loader_iter(train_loader, cfg.limit_train_batches), iters, f"epoch {epoch + 1}/{cfg.epochs} train", progress)
             for i, (x, y) in enumerate(bar):
                 lr = cfg.lr * lr_factor(cfg, epoch + i / iters)
+                lr_sum += lr
                 for g in optimizer.param_groups:
                     g["lr"] = lr
                 x = x.to(device, non_blocking=True, memory_format=mf)
@@ -567,7 +568,7 @@ def _train(cfg: TrainConfig, info: D.DistInfo, given: Mapping[str, Any]) -> dict
                         f"lr={lr:.4g} ({(i + 1) / el:.2f} it/s)")  # fmt: skip
             tr = acc.reduce()
             train_time = time.time() - t0
-            row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr0, "train_loss": tr["loss"], "train_lift_loss": tr["lift_loss"]}
+            row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr_sum / max(iters, 1), "train_loss": tr["loss"], "train_lift_loss": tr["lift_loss"]}
             if seg:
                 row.update(train_miou=tr["miou"], train_pixel_acc=tr["pixel_acc"])
             else:

@@ -77,6 +77,7 @@ def save_figure(fig: Any, path: str | os.PathLike[str], *, dpi: int = 120) -> Pa
     try:
         with os.fdopen(fd, "wb") as f:
             fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight")
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -259,7 +260,9 @@ def plot_pooled_feature_maps(
                 axes[r][j].axis("off")
             j += 1
         for k, m in mats.items():
-            _show(axes[r][j], m[ch].numpy(), f"{k}, ch {ch}", cmap="gray")
+            _show(axes[r][j], m[ch].numpy(), k.replace(": ", "\n") if r == 0 else None, cmap="gray")
+            if j == (image is not None):
+                axes[r][j].set_ylabel(f"channel {ch}", fontsize=9)
             j += 1
     fig.suptitle(title or "Feature maps after the first pooling layer", fontsize=10)
     return save_figure(fig, path)
@@ -315,7 +318,7 @@ def plot_consistency_vs_accuracy(
     for label, (acc, cons) in points.items():
         ax.scatter([acc * 100], [cons * 100], s=50)
         ax.annotate(label, (acc * 100, cons * 100), textcoords="offset points", xytext=(5, 4), fontsize=8)
-    ax.set_xlabel("top-1 accuracy (%)")
+    ax.set_xlabel("top-1 accuracy on the shifted crops (%)")
     ax.set_ylabel("shift consistency (%)")
     ax.grid(alpha=0.3)
     ax.margins(0.25)

@@ -5,6 +5,7 @@ from torch import nn
 from liftpool import LiftDownPool2d
 from liftpool.convert import PooledConv2d
 from liftpool.models import DeepLabV3Plus, create_model
+from liftpool.models.resnet import PostActPoolBottleneck
 from models.model_utils import count, train_steps
 
 
@@ -48,11 +49,17 @@ def test_deeplab_feature_resolutions():
     assert tuple(shapes["low"]) == (16, 24) and tuple(shapes["high"]) == (4, 6)
 
 
-def test_deeplab_strided_conv_option():
-    net = create_model("deeplabv3plus_resnet50", pool="lift", num_classes=2, width=0.0625, strided_conv=True)
+@pytest.mark.parametrize("position,n_pooled_convs", [("after_act", 2), ("after_conv", 4)])
+def test_deeplab_strided_conv_option(position, n_pooled_convs):
+    net = create_model("deeplabv3plus_resnet50", pool="lift", num_classes=2, width=0.0625, strided_conv=True,
+                       pool_position=position)
     # layer2 and layer3 each have a strided 3x3 conv and a strided 1x1 shortcut; layer4 is dilated
-    assert count(net, PooledConv2d) == 4
+    assert count(net, PooledConv2d) == n_pooled_convs  # after_act: only the shortcuts are PooledConv2d
+    assert count(net, PostActPoolBottleneck) == (2 if position == "after_act" else 0)
     assert count(net, LiftDownPool2d) == 5
+    assert [n for n, m in net.backbone.named_modules() if isinstance(m, nn.Conv2d) and m.stride != (1, 1)] == ["conv1"]
+    with torch.no_grad():
+        assert net.eval()(torch.randn(1, 3, 35, 30)).shape == (1, 2, 35, 30)
     assert count(create_model("deeplabv3plus_resnet50", pool="max", num_classes=2, width=0.0625), LiftDownPool2d) == 0
     assert isinstance(create_model("deeplabv3plus_resnet50", pool="max", num_classes=2, width=0.0625).backbone.maxpool,
                       nn.MaxPool2d)

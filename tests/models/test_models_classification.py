@@ -6,7 +6,7 @@ from torch import nn
 from liftpool import LiftDownPool2d
 from liftpool.convert import PooledConv2d
 from liftpool.models import ScaledResNet, create_model
-from liftpool.models.resnet import BasicBlock, Bottleneck
+from liftpool.models.resnet import BasicBlock, Bottleneck, PostActPoolBasicBlock, PostActPoolBottleneck
 from liftpool.pooling import POOLS
 from models.model_utils import count, train_steps
 
@@ -70,14 +70,20 @@ def test_resnet_pool_max_is_torchvision():
     assert count(net, PooledConv2d) == 0
 
 
+@pytest.mark.parametrize("position", ["after_act", "after_conv"])
 @pytest.mark.parametrize("name,n_strided", [("resnet18", 6), ("resnet50", 6)])
-def test_resnet_lift_placement(name, n_strided):
+def test_resnet_lift_placement(name, n_strided, position):
     net = create_model(name, pool="lift", num_classes=10, width=0.0625)
     assert isinstance(net.maxpool, LiftDownPool2d)
     assert count(net, LiftDownPool2d) == 1
-    net = create_model(name, pool="lift", num_classes=10, width=0.0625, strided_conv=True)
+    net = create_model(name, pool="lift", num_classes=10, width=0.0625, strided_conv=True, pool_position=position)
     assert count(net, LiftDownPool2d) == 1 + n_strided
-    assert count(net, PooledConv2d) == n_strided
+    post = count(net, PostActPoolBasicBlock) + count(net, PostActPoolBottleneck)
+    if position == "after_act":
+        assert post == 3 and count(net, PooledConv2d) == 3  # the 3 shortcuts are pooled before their 1x1 conv
+    else:
+        assert post == 0 and count(net, PooledConv2d) == n_strided
+    assert all(m.pool_first for m in net.modules() if isinstance(m, PooledConv2d) and m.kernel_size == (1, 1))
     assert net.conv1.stride == (2, 2)  # the stem convolution stays strided
     # every conv now has stride 1 except the stem
     assert [n for n, m in net.named_modules() if isinstance(m, nn.Conv2d) and m.stride != (1, 1)] == ["conv1"]
@@ -88,6 +94,13 @@ def test_resnet_lift_placement(name, n_strided):
 
 def test_mobilenet_v2_lift_converts_strided_convs():
     net = create_model("mobilenet_v2", pool="lift", num_classes=10, width=0.25)
+    assert count(net, PooledConv2d) == 0 and count(net, LiftDownPool2d) == 4
+    # after_act: the pool follows BN + ReLU6 of each stride-2 depthwise unit; the stem stays strided
+    for i in (2, 4, 7, 14):
+        unit = net.features[i].conv[1]
+        assert unit[0].stride == (1, 1) and isinstance(unit[2], nn.ReLU6) and isinstance(unit[3], LiftDownPool2d)
+    assert net.features[0][0].stride == (2, 2)
+    net = create_model("mobilenet_v2", pool="lift", num_classes=10, width=0.25, pool_position="after_conv")
     assert count(net, PooledConv2d) == 4 and count(net, LiftDownPool2d) == 4
     base = create_model("mobilenet_v2", pool="max", num_classes=10, width=0.25)
     assert count(base, PooledConv2d) == 0 and count(base, LiftDownPool2d) == 0
@@ -116,3 +129,30 @@ def test_torchvision_weights_load_into_lift_models(name):
     x = torch.randn(2, 3, 48, 40)
     with torch.no_grad():
         assert net(x).shape == ref(x).shape == (2, 10)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+def test_post_activation_block_order(name):
+    """Oracle written out by hand: conv(stride 1) -> BN -> ReLU -> pool -> rest of the block, shortcut pooled first."""
+    net = create_model(name, pool="lift", num_classes=4, width=0.125, strided_conv=True).eval()
+    block = net.layer2[0]
+    x = torch.randn(2, block.conv1.in_channels, 9, 12)
+    with torch.no_grad():
+        relu = torch.relu
+        if isinstance(block, PostActPoolBasicBlock):
+            out = block.pool(relu(block.bn1(block.conv1(x))))
+            out = block.bn2(block.conv2(out))
+        else:
+            out = relu(block.bn1(block.conv1(x)))
+            out = block.pool(relu(block.bn2(block.conv2(out))))
+            out = block.bn3(block.conv3(out))
+        ds = block.downsample
+        short = ds[1](torch.nn.functional.conv2d(ds[0].pool(x), ds[0].weight, ds[0].bias))
+        expect = relu(out + short)
+        torch.testing.assert_close(block(x), expect)
+    assert block(x).shape[-2:] == (5, 6)
+
+
+def test_pool_position_errors():
+    with pytest.raises(ValueError, match="pool_position must be one of"):
+        create_model("resnet18", pool="lift", num_classes=2, width=0.0625, strided_conv=True, pool_position="before")

@@ -21,7 +21,7 @@ from torchvision.models.segmentation.deeplabv3 import ASPP
 
 from ..convert import Init
 from ._common import check_num_classes, check_pool, check_width, scaled
-from .resnet import ScaledResNet, apply_pool
+from .resnet import PoolPosition, ScaledResNet, apply_pool
 
 __all__ = ["DeepLabV3Plus", "deeplabv3plus_resnet50"]
 
@@ -39,6 +39,7 @@ class DeepLabV3Plus(nn.Module):
             ``"max"`` = torchvision's ResNet50).
         width: channel multiplier of backbone and head (``0.125`` for tests).
         strided_conv: also pool the backbone's stride-2 convolutions (``pool != "max"``).
+        pool_position: ``"after_act"`` (default) or ``"after_conv"``, see :func:`liftpool.models.resnet.apply_pool`.
         atrous_rates: ASPP dilation rates (default 6, 12, 18 for output stride 16).
         pool_kwargs, init: see :func:`liftpool.convert`.
 
@@ -54,7 +55,7 @@ class DeepLabV3Plus(nn.Module):
 
     def __init__(self, num_classes: int, *, pool: str = "max", width: float = 1.0, strided_conv: bool = False,
                  atrous_rates: Sequence[int] = (6, 12, 18), pool_kwargs: Mapping[str, Any] | None = None,
-                 init: Init = "paper") -> None:
+                 init: Init = "paper", pool_position: PoolPosition = "after_act") -> None:
         super().__init__()
         check_num_classes(num_classes)
         self.pool_name = check_pool(pool)
@@ -62,7 +63,8 @@ class DeepLabV3Plus(nn.Module):
         backbone = ScaledResNet(Bottleneck, [3, 4, 6, 3], num_classes=1, width=width,
                                 replace_stride_with_dilation=(False, False, True))
         backbone.fc = nn.Identity()  # the backbone's own forward (used by convert's probe) still works
-        self.backbone = apply_pool(backbone, pool, strided_conv=strided_conv, pool_kwargs=pool_kwargs, init=init)
+        self.backbone = apply_pool(backbone, pool, strided_conv=strided_conv, pool_kwargs=pool_kwargs, init=init,
+                                   pool_position=pool_position)
         low_ch = scaled(256, width)
         high_ch = scaled(2048, width)
         head = scaled(256, width)
@@ -85,7 +87,7 @@ class DeepLabV3Plus(nn.Module):
 
 def deeplabv3plus_resnet50(*, num_classes: int, pool: str = "max", width: float = 1.0, strided_conv: bool = False,
                            pool_kwargs: Mapping[str, Any] | None = None, init: Init = "paper",
-                           **kwargs: Any) -> DeepLabV3Plus:
+                           pool_position: PoolPosition = "after_act", **kwargs: Any) -> DeepLabV3Plus:
     """DeepLabV3+-ResNet50 (see :class:`DeepLabV3Plus`)."""
     return DeepLabV3Plus(num_classes, pool=pool, width=width, strided_conv=strided_conv, pool_kwargs=pool_kwargs,
-                         init=init, **kwargs)
+                         init=init, pool_position=pool_position, **kwargs)

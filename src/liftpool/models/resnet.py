@@ -2,7 +2,10 @@
 
 ``pool="max"`` leaves the networks as torchvision builds them.  Any other pool replaces the
 stem max pool (ResNets) and, with ``strided_conv=True``, every stride-2 convolution after the
-stem by the same convolution at stride 1 followed by the pool (see :func:`liftpool.convert`).
+stem runs at stride 1 with the pool placed ``pool_position="after_act"`` (default: after the
+convolution's BatchNorm and activation, the antialiased-cnns layout) or ``"after_conv"``
+(directly after the convolution, what :func:`liftpool.convert.convert` does).  ResNet's 1x1
+stride-2 projection shortcuts are pooled before their convolution in both cases.
 MobileNetV2 has no pooling layer, so for it ``strided_conv`` defaults to True when
 ``pool != "max"``.  With ``width=1.0`` the module names and shapes are torchvision's, so its
 ImageNet weights load with ``strict=False`` (only the new pooling parameters are missing).
@@ -11,17 +14,35 @@ ImageNet weights load with ``strict=False`` (only the new pooling parameters are
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
 from torchvision.models.mobilenetv2 import MobileNetV2
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
-from ..convert import Init, convert
+from torch import Tensor
+from torchvision.ops.misc import Conv2dNormActivation
+
+from ..convert import Init, PooledConv2d, convert, init_kwargs
+from ..pooling import make_pool
 from ._common import check_num_classes, check_pool, check_pool_kwargs, check_width, scaled
 
-__all__ = ["ScaledResNet", "mobilenet_v2", "resnet18", "resnet50"]
+__all__ = [
+    "PoolPosition",
+    "PostActPoolBasicBlock",
+    "PostActPoolBottleneck",
+    "ScaledResNet",
+    "apply_pool",
+    "mobilenet_v2",
+    "resnet18",
+    "resnet50",
+]
+
+PoolPosition = Literal["after_act", "after_conv"]
+"""Where a strided convolution's pool goes: after its norm + activation, or right after the convolution."""
+
+_POSITIONS: tuple[str, ...] = ("after_act", "after_conv")
 
 
 class ScaledResNet(ResNet):
@@ -83,6 +104,71 @@ class ScaledResNet(ResNet):
                     nn.init.constant_(m.bn2.weight, 0)
 
 
+class PostActPoolBasicBlock(BasicBlock):
+    """A torchvision :class:`BasicBlock` whose stride-2 ``conv1`` runs at stride 1, pooled after ``bn1`` + ReLU.
+
+    ``conv1 (stride 1) -> bn1 -> relu -> pool -> conv2 -> bn2 (+ shortcut) -> relu``: the
+    placement of antialiased-cnns and timm's ``aa_layer``. Same parameter names as the block
+    it is built from, plus ``pool``.
+    """
+
+    def __init__(self, block: BasicBlock, pool: nn.Module) -> None:
+        nn.Module.__init__(self)
+        self.conv1, self.bn1, self.relu = block.conv1, block.bn1, block.relu
+        self.conv2, self.bn2, self.downsample = block.conv2, block.bn2, block.downsample
+        self.stride = block.stride
+        self.conv1.stride = (1, 1)
+        self.pool = pool
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.pool(self.relu(self.bn1(self.conv1(x))))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class PostActPoolBottleneck(Bottleneck):
+    """A torchvision :class:`Bottleneck` whose stride-2 ``conv2`` runs at stride 1, pooled after ``bn2`` + ReLU."""
+
+    def __init__(self, block: Bottleneck, pool: nn.Module) -> None:
+        nn.Module.__init__(self)
+        self.conv1, self.bn1, self.conv2, self.bn2 = block.conv1, block.bn1, block.conv2, block.bn2
+        self.conv3, self.bn3, self.relu, self.downsample = block.conv3, block.bn3, block.relu, block.downsample
+        self.stride = block.stride
+        self.conv2.stride = (1, 1)
+        self.pool = pool
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.pool(self.relu(self.bn2(self.conv2(out))))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+def _pool_after_act(net: nn.Module, pool: str, kw: dict[str, Any]) -> None:
+    """Put ``pool`` after the activation of every stride-2 convolution (ResNet blocks, MobileNetV2)."""
+    stem = next((n for n, m in net.named_modules() if isinstance(m, nn.Conv2d)), None)
+    for name, parent in list(net.named_modules()):
+        for child_name, block in list(parent.named_children()):
+            path = f"{name}.{child_name}" if name else child_name
+            if isinstance(block, (PostActPoolBasicBlock, PostActPoolBottleneck)):
+                continue
+            if isinstance(block, (BasicBlock, Bottleneck)):
+                conv = block.conv1 if isinstance(block, BasicBlock) else block.conv2
+                if tuple(conv.stride) != (2, 2):
+                    continue
+                ds = block.downsample
+                if ds is not None and isinstance(ds[0], nn.Conv2d) and tuple(ds[0].stride) == (2, 2):
+                    ds[0] = PooledConv2d.from_conv(ds[0], make_pool(pool, ds[0].in_channels, **kw), pool_first=True)
+                cls = PostActPoolBasicBlock if isinstance(block, BasicBlock) else PostActPoolBottleneck
+                setattr(parent, child_name, cls(block, make_pool(pool, conv.out_channels, **kw)))
+            elif isinstance(block, Conv2dNormActivation) and tuple(block[0].stride) == (2, 2) and f"{path}.0" != stem:
+                # MobileNetV2's conv-BN-ReLU6 unit; the stem convolution stays strided
+                block[0].stride = (1, 1)
+                block.append(make_pool(pool, block[0].out_channels, **kw))
+
+
 def apply_pool(
     net: nn.Module,
     pool: str,
@@ -90,29 +176,45 @@ def apply_pool(
     strided_conv: bool,
     pool_kwargs: Mapping[str, Any] | None,
     init: Init = "paper",
+    pool_position: PoolPosition = "after_act",
 ) -> nn.Module:
-    """Convert ``net`` in place to ``pool`` (nothing for ``"max"`` without ``strided_conv``)."""
+    """Convert a torchvision ResNet / MobileNetV2 ``net`` in place to ``pool``.
+
+    Replaces the stem max pool (if any) and, with ``strided_conv``, every stride-2 convolution
+    after the stem (placement ``pool_position``). Nothing changes for ``"max"`` without
+    ``strided_conv``.
+    """
     pk = check_pool_kwargs(pool_kwargs)
+    if pool_position not in _POSITIONS:
+        raise ValueError(f"pool_position must be one of {_POSITIONS}, got {pool_position!r}")
     if pool == "max" and not strided_conv:
         if pk:
             raise ValueError("pool_kwargs has no effect with pool='max' (the torchvision network is kept as built)")
         return net
-    kw: dict[str, Any] = {"init": init} if pool == "lift" else {}
     if init != "paper" and pool != "lift":
         raise ValueError(f"init={init!r} only applies to pool='lift', got pool={pool!r}")
-    return convert(net, pool=pool, targets=("maxpool",), strided_conv=strided_conv, inplace=True,
-                   pool_kwargs=pk, **kw)
+    kw: dict[str, Any] = {"init": init} if pool == "lift" else {}
+    has_pool = any(isinstance(m, nn.MaxPool2d) for m in net.modules())
+    conv_in_convert = strided_conv and pool_position == "after_conv"
+    if has_pool or conv_in_convert:
+        convert(net, pool=pool, targets=("maxpool",) if has_pool else (), strided_conv=conv_in_convert,
+                inplace=True, pool_kwargs=pk, **kw)
+    if strided_conv and pool_position == "after_act":
+        _pool_after_act(net, pool, {**(init_kwargs(init) if pool == "lift" else {}), **pk})
+    return net
 
 
 def _resnet(block: Any, layers: list[int], *, num_classes: int, pool: str, width: float, strided_conv: bool,
-            pool_kwargs: Mapping[str, Any] | None, init: Init, **kwargs: Any) -> nn.Module:
+            pool_kwargs: Mapping[str, Any] | None, init: Init, pool_position: PoolPosition, **kwargs: Any) -> nn.Module:
     check_pool(pool)
     net = ScaledResNet(block, layers, num_classes=num_classes, width=width, **kwargs)
-    return apply_pool(net, pool, strided_conv=strided_conv, pool_kwargs=pool_kwargs, init=init)
+    return apply_pool(net, pool, strided_conv=strided_conv, pool_kwargs=pool_kwargs, init=init,
+                      pool_position=pool_position)
 
 
 def resnet18(*, num_classes: int, pool: str = "max", width: float = 1.0, strided_conv: bool = False,
-             pool_kwargs: Mapping[str, Any] | None = None, init: Init = "paper", **kwargs: Any) -> nn.Module:
+             pool_kwargs: Mapping[str, Any] | None = None, init: Init = "paper",
+             pool_position: PoolPosition = "after_act", **kwargs: Any) -> nn.Module:
     """ResNet18 (torchvision layout) with ``pool`` in place of the stem max pool.
 
     Args:
@@ -121,6 +223,8 @@ def resnet18(*, num_classes: int, pool: str = "max", width: float = 1.0, strided
         width: channel multiplier (1.0 = torchvision).
         strided_conv: also replace the stride-2 convolutions of ``layer2..4`` (and their
             1x1 projection shortcuts) by stride-1 convolutions + ``pool``.
+        pool_position: ``"after_act"`` (default: conv -> BN -> ReLU -> pool) or
+            ``"after_conv"`` (conv -> pool -> BN -> ReLU) for the strided convolutions.
         pool_kwargs: keyword arguments of every new pooling layer.
         init: ``"paper"`` or ``"match"`` (LiftDownPool2d starting as 2x2 average pooling).
 
@@ -129,22 +233,27 @@ def resnet18(*, num_classes: int, pool: str = "max", width: float = 1.0, strided
         torch.Size([1, 3])
     """
     return _resnet(BasicBlock, [2, 2, 2, 2], num_classes=num_classes, pool=pool, width=width,
-                   strided_conv=strided_conv, pool_kwargs=pool_kwargs, init=init, **kwargs)
+                   strided_conv=strided_conv, pool_kwargs=pool_kwargs, init=init, pool_position=pool_position,
+                   **kwargs)
 
 
 def resnet50(*, num_classes: int, pool: str = "max", width: float = 1.0, strided_conv: bool = False,
-             pool_kwargs: Mapping[str, Any] | None = None, init: Init = "paper", **kwargs: Any) -> nn.Module:
+             pool_kwargs: Mapping[str, Any] | None = None, init: Init = "paper",
+             pool_position: PoolPosition = "after_act", **kwargs: Any) -> nn.Module:
     """ResNet50 (torchvision layout) with ``pool`` in place of the stem max pool (see :func:`resnet18`)."""
     return _resnet(Bottleneck, [3, 4, 6, 3], num_classes=num_classes, pool=pool, width=width,
-                   strided_conv=strided_conv, pool_kwargs=pool_kwargs, init=init, **kwargs)
+                   strided_conv=strided_conv, pool_kwargs=pool_kwargs, init=init, pool_position=pool_position,
+                   **kwargs)
 
 
 def mobilenet_v2(*, num_classes: int, pool: str = "max", width: float = 1.0, strided_conv: bool | None = None,
-                 pool_kwargs: Mapping[str, Any] | None = None, init: Init = "paper", **kwargs: Any) -> nn.Module:
+                 pool_kwargs: Mapping[str, Any] | None = None, init: Init = "paper",
+                 pool_position: PoolPosition = "after_act", **kwargs: Any) -> nn.Module:
     """torchvision MobileNetV2 (``width`` = its ``width_mult``) with strided convolutions pooled by ``pool``.
 
     MobileNetV2 has no pooling layer: ``strided_conv`` defaults to ``pool != "max"``, i.e. each
-    stride-2 depthwise convolution after the stem runs at stride 1 followed by the pool.
+    stride-2 depthwise convolution after the stem runs at stride 1 and the pool follows its
+    BN + ReLU6 (``pool_position="after_act"``, default) or the convolution itself (``"after_conv"``).
 
     Examples:
         >>> mobilenet_v2(num_classes=4, pool="lift", width=0.25)(torch.randn(2, 3, 32, 32)).shape
@@ -156,4 +265,5 @@ def mobilenet_v2(*, num_classes: int, pool: str = "max", width: float = 1.0, str
     if strided_conv is None:
         strided_conv = pool != "max"
     net = MobileNetV2(num_classes=num_classes, width_mult=width, **kwargs)
-    return apply_pool(net, pool, strided_conv=bool(strided_conv), pool_kwargs=pool_kwargs, init=init)
+    return apply_pool(net, pool, strided_conv=bool(strided_conv), pool_kwargs=pool_kwargs, init=init,
+                      pool_position=pool_position)

@@ -408,3 +408,20 @@ def test_cifar_study_on_generated_imagefolder(tmp_path):
     assert [r.setting for r in rows] == ["max (unchanged)", "match", "match, strided_conv"]
     assert rows[0].rel_l2 == 0 and rows[0].top1_agreement == 1 and rows[0].acc_start == acc0
     assert rows[1].replaced == 1 and rows[2].replaced == 7
+
+
+def test_placement_study_on_generated_imagefolder(tmp_path):
+    from PIL import Image
+
+    from liftpool.convert import placement_study
+
+    g = torch.Generator().manual_seed(0)
+    for split, n in (("train", 8), ("test", 2)):
+        for c in ("a", "b"):
+            (tmp_path / split / c).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray((torch.rand(32, 32, 3, generator=g) * 255).to(torch.uint8).numpy()).save(
+                    tmp_path / split / c / f"{i}.png")
+    rows = placement_study(str(tmp_path), width=0.0625, per_class=8, test_per_class=2, epochs=1, batch=8, seeds=(0, 1))
+    assert [r.lift_layers for r in rows] == [0, 1, 7, 7]
+    assert all(len(r.accuracies) == 2 and all(0 <= a <= 1 for a in r.accuracies) for r in rows)

@@ -61,10 +61,12 @@ __all__ = [
     "TimmLiftDownPool2d",
     "FinetuneMeasurement",
     "InitMeasurement",
+    "PlacementMeasurement",
     "cifar_study",
     "compare_outputs",
     "convert",
     "measure_init",
+    "placement_study",
     "random_images",
     "recalibrate_batchnorm",
     "init_kwargs",
@@ -716,6 +718,96 @@ class FinetuneMeasurement(NamedTuple):
     acc_finetuned: float
 
 
+class _CifarBench:
+    """CIFAR-10 subset in memory, a fixed-seed SGD loop (flip augmentation, one-cycle lr) and test accuracy."""
+
+    def __init__(self, root: str, per_class: int, test_per_class: int, batch: int, seed: int) -> None:
+        import os
+
+        self.xtr, self.ytr = _load_imagefolder(os.path.join(root, "train"), per_class)
+        self.xte, self.yte = _load_imagefolder(os.path.join(root, "test"), test_per_class)
+        self.mean = self.xtr.float().mean(dim=(0, 2, 3), keepdim=True)
+        self.std = self.xtr.float().std(dim=(0, 2, 3), keepdim=True)
+        self.batch, self.seed = batch, seed
+
+    def norm(self, x: Tensor) -> Tensor:
+        return (x.float() - self.mean) / self.std
+
+    def _batches(self, n_epochs: int, g: torch.Generator) -> Iterable[tuple[Tensor, Tensor]]:
+        for _ in range(n_epochs):
+            perm = torch.randperm(len(self.xtr), generator=g)
+            for i in range(0, len(perm) - self.batch + 1, self.batch):
+                idx = perm[i:i + self.batch]
+                x = self.norm(self.xtr[idx])
+                flip = torch.rand(len(idx), generator=g) < 0.5
+                x[flip] = x[flip].flip(-1)
+                yield x, self.ytr[idx]
+
+    def fit(self, net: nn.Module, n_epochs: int, lr: float, desc: str, seed: int | None = None) -> None:
+        from tqdm import tqdm
+
+        from .losses import lifting_loss
+
+        steps = n_epochs * (len(self.xtr) // self.batch)
+        opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.15)
+        net.train()
+        g = torch.Generator().manual_seed((self.seed if seed is None else seed) + 1)
+        for x, y in tqdm(self._batches(n_epochs, g), total=steps, desc=desc, leave=False):
+            opt.zero_grad()
+            loss = F.cross_entropy(net(x), y) + lifting_loss(net)
+            loss.backward()
+            opt.step()
+            sched.step()
+
+    @torch.no_grad()
+    def accuracy(self, net: nn.Module) -> float:
+        net.eval()
+        xte, yte = self.xte, self.yte
+        correct = sum(int((net(self.norm(xte[i:i + 500])).argmax(1) == yte[i:i + 500]).sum())
+                      for i in range(0, len(xte), 500))
+        return correct / len(xte)
+
+
+class PlacementMeasurement(NamedTuple):
+    """One row of :func:`placement_study`: a ResNet18 variant trained from scratch, per-seed test accuracies."""
+
+    setting: str
+    lift_layers: int
+    accuracies: tuple[float, ...]
+
+
+def placement_study(
+    root: str, *, width: float = 0.5, per_class: int = 1000, test_per_class: int = 200, epochs: int = 6,
+    batch: int = 128, seeds: Sequence[int] = (0, 1), settings: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[PlacementMeasurement]:
+    """Train ResNet18 variants from scratch on a CIFAR-10 subset: where should the pool of a strided conv go?
+
+    Default settings: max pooling (torchvision), LiftDownPool2d in the stem only, and LiftDownPool2d
+    also in every strided convolution placed ``after_conv`` (conv -> lift -> BN -> ReLU, what
+    :func:`convert` does) or ``after_act`` (conv -> BN -> ReLU -> lift, antialiased-cnns/timm).
+    """
+    from .models import create_model
+
+    bench = _CifarBench(root, per_class, test_per_class, batch, seeds[0])
+    settings = settings if settings is not None else {
+        "max (torchvision)": {"pool": "max"},
+        "lift, stem only": {"pool": "lift"},
+        "lift, strided convs after_conv": {"pool": "lift", "strided_conv": True, "pool_position": "after_conv"},
+        "lift, strided convs after_act": {"pool": "lift", "strided_conv": True, "pool_position": "after_act"},
+    }
+    rows = []
+    for name, kw in settings.items():
+        accs = []
+        for seed in seeds:
+            torch.manual_seed(seed)
+            net = create_model("resnet18", num_classes=10, width=width, **kw)
+            bench.fit(net, epochs, 0.1, f"{name} (seed {seed})", seed=seed)
+            accs.append(bench.accuracy(net))
+        rows.append(PlacementMeasurement(name, sum(isinstance(m, LiftDownPool2d) for m in net.modules()), tuple(accs)))
+    return rows
+
+
 def cifar_study(
     root: str, *, width: float = 0.5, per_class: int = 1000, test_per_class: int = 200, epochs: int = 6,
     finetune_epochs: int = 1, batch: int = 128, seed: int = 0, settings: Mapping[str, Mapping[str, Any]] | None = None,
@@ -727,49 +819,13 @@ def cifar_study(
     closeness on the test images, the test accuracy right after conversion and after
     ``finetune_epochs`` of SGD (lr 0.01, the lifting loss included).
     """
-    import os
-
     from tqdm import tqdm
 
-    from .losses import lifting_loss
     from .models.resnet import BasicBlock, ScaledResNet
 
     torch.manual_seed(seed)
-    xtr, ytr = _load_imagefolder(os.path.join(root, "train"), per_class)
-    xte, yte = _load_imagefolder(os.path.join(root, "test"), test_per_class)
-    mean = xtr.float().mean(dim=(0, 2, 3), keepdim=True)
-    std = xtr.float().std(dim=(0, 2, 3), keepdim=True)
-
-    def norm(x: Tensor) -> Tensor:
-        return (x.float() - mean) / std
-
-    def batches(n_epochs: int, g: torch.Generator) -> Iterable[tuple[Tensor, Tensor]]:
-        for _ in range(n_epochs):
-            perm = torch.randperm(len(xtr), generator=g)
-            for i in range(0, len(perm) - batch + 1, batch):
-                idx = perm[i:i + batch]
-                x = norm(xtr[idx])
-                flip = torch.rand(len(idx), generator=g) < 0.5
-                x[flip] = x[flip].flip(-1)
-                yield x, ytr[idx]
-
-    def fit(net: nn.Module, n_epochs: int, lr: float, desc: str) -> None:
-        steps = n_epochs * (len(xtr) // batch)
-        opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.15)
-        net.train()
-        for x, y in tqdm(batches(n_epochs, torch.Generator().manual_seed(seed + 1)), total=steps, desc=desc, leave=False):
-            opt.zero_grad()
-            loss = F.cross_entropy(net(x), y) + lifting_loss(net)
-            loss.backward()
-            opt.step()
-            sched.step()
-
-    @torch.no_grad()
-    def accuracy(net: nn.Module) -> float:
-        net.eval()
-        correct = sum(int((net(norm(xte[i:i + 500])).argmax(1) == yte[i:i + 500]).sum()) for i in range(0, len(xte), 500))
-        return correct / len(xte)
+    bench = _CifarBench(root, per_class, test_per_class, batch, seed)
+    fit, accuracy, norm, xtr, xte = bench.fit, bench.accuracy, bench.norm, bench.xtr, bench.xte
 
     base = ScaledResNet(BasicBlock, [2, 2, 2, 2], num_classes=10, width=width)
     fit(base, epochs, 0.1, "pretraining resnet18 (max)")
@@ -826,7 +882,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--width", type=float, default=0.5, help="--cifar: ResNet18 width")
     parser.add_argument("--per-class", type=int, default=1000, help="--cifar: training images per class")
     parser.add_argument("--epochs", type=int, default=6, help="--cifar: pre-training epochs")
+    parser.add_argument("--placement", action="store_true",
+                        help="--cifar: instead train ResNet18 variants from scratch (pool placement study)")
+    parser.add_argument("--seeds", default="0,1", help="--placement: comma-separated seeds")
     args = parser.parse_args(argv)
+    if args.cifar and args.placement:
+        return _placement_main(args)
     if args.cifar:
         return _cifar_main(args)
     torch.manual_seed(args.seed)
@@ -853,6 +914,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         _atomic_write(args.out, (table + "\n" + info + "\n").encode())
     if args.png:
         _plot(rows, args.png, info)
+    return 0
+
+
+def _placement_main(args: Any) -> int:
+    import platform
+
+    seeds = [int(v) for v in args.seeds.split(",") if v]
+    rows = placement_study(args.cifar, width=args.width, per_class=args.per_class, epochs=args.epochs, seeds=seeds)
+    table = ("| ResNet18 variant (from scratch) | LiftDownPool2d layers | test acc. per seed | mean |\n"
+             "|---|---|---|---|\n")
+    table += "".join(f"| {r.setting} | {r.lift_layers} | {', '.join(f'{a:.3f}' for a in r.accuracies)} | "
+                     f"{sum(r.accuracies) / len(r.accuracies):.3f} |\n" for r in rows)
+    info = (f"ResNet18 (torchvision layout, width {args.width}) trained {args.epochs} epochs on {args.per_class * 10} "
+            f"CIFAR-10 images, tested on the first 200 test images of each class; seeds {seeds}; "
+            f"torch {torch.__version__}, {platform.machine()} CPU, {torch.get_num_threads()} thread(s)")
+    print(table + "\n" + info)
+    if args.out:
+        _atomic_write(args.out, (table + "\n" + info + "\n").encode())
     return 0
 
 

@@ -418,8 +418,11 @@ def convert(
             ``"avgpool"`` (``nn.AvgPool2d``); only stride-2 ones (``AdaptiveAvgPool2d`` and
             stride-1 pools are never touched).
         strided_conv: also turn each stride-2 ``nn.Conv2d`` into a :class:`PooledConv2d`
-            (convolution at stride 1, then the pool). Needed for networks without pooling
-            layers (MobileNetV2, EfficientNet).
+            (convolution at stride 1, then the pool, i.e. before the norm and activation that
+            follow in ``forward``; 1x1 unpadded convolutions are pooled before). Needed for
+            networks without pooling layers (MobileNetV2, EfficientNet). For the placement
+            after the activation build the network with it (``liftpool.models``, timm's
+            ``aa_layer``); see ``docs/networks.md``.
         bands: LiftDownPool2d bands summed into the output (``"lift"`` only).
         kernel_size: taps of the pool (``None``: the pool's default, 5 for ``"lift"``).
         init: ``"paper"`` (LiftDownPool2d defaults: plain sum of the bands, random P/U) or

@@ -786,8 +786,8 @@ def placement_study(
 ) -> list[PlacementMeasurement]:
     """Train ResNet18 variants from scratch on a CIFAR-10 subset: where should the pool of a strided conv go?
 
-    Default settings: max pooling (torchvision), LiftDownPool2d in the stem only, and LiftDownPool2d
-    also in every strided convolution placed ``after_conv`` (conv -> lift -> BN -> ReLU, what
+    Default settings: max pooling (torchvision), and LiftDownPool2d in the stem and in every
+    strided convolution, placed ``after_conv`` (conv -> lift -> BN -> ReLU, what
     :func:`convert` does) or ``after_act`` (conv -> BN -> ReLU -> lift, antialiased-cnns/timm).
     """
     from .models import create_model
@@ -795,7 +795,6 @@ def placement_study(
     bench = _CifarBench(root, per_class, test_per_class, batch, seeds[0])
     settings = settings if settings is not None else {
         "max (torchvision)": {"pool": "max"},
-        "lift, stem only": {"pool": "lift"},
         "lift, strided convs after_conv": {"pool": "lift", "strided_conv": True, "pool_position": "after_conv"},
         "lift, strided convs after_act": {"pool": "lift", "strided_conv": True, "pool_position": "after_act"},
     }

@@ -84,6 +84,7 @@ def test_eval_classification_two_checkpoints(tmp_path: Path, capsys: pytest.Capt
         acc = r["accuracy"]
         assert 0 <= acc["top1_error"] <= 1 and acc["top5_error"] == 0.0  # 3 classes
         assert 0 <= r["shift"]["consistency"] <= 1 and r["shift"]["max_shift"] == 4  # 32 // 8
+        assert r["shift"]["image_size"] == [32, 32]
         c = r["corruption"]
         assert set(c["ce"]) == {"gaussian_noise", "fog", "saturate"} and len(c["errors"]["fog"]) == 2
         assert c["mce"] == pytest.approx((c["ce"]["gaussian_noise"] + c["ce"]["fog"]) / 2)
@@ -159,3 +160,23 @@ def test_eval_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
         main(["eval", str(ck), "--data-dir", str(data), "--out", str(tmp_path / "o"), "--corruptions", "rain"])
     with pytest.raises(SystemExit):
         main(["eval", str(ck), "--data-dir", str(data), "--out", str(tmp_path / "o"), "--severities", "0,6"])
+
+
+def test_eval_shift_crop_mode_uses_larger_images(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Zhang's ImageNet protocol in miniature: resize to 40, two random crops of the 32-pixel input size."""
+    data = _imagefolder(tmp_path / "data", per_class=2)
+    ck = tmp_path / "m.pt"
+    model = create_model("vgg13_cifar", pool="lift", num_classes=3, width=0.0625)
+    cfg = {
+        "model": {"name": "vgg13_cifar", "pool": "lift", "num_classes": 3, "kwargs": {"width": 0.0625}},
+        "task": "classification",
+        "data": {"dataset": "imagefolder", "num_classes": 3, "mean": [0.5] * 3, "std": [0.25] * 3,
+                 "augment": "imagenet", "image_size": 32, "val_resize": 40},
+    }  # fmt: skip
+    save_checkpoint(ck, model=model, config=cfg)
+    out = tmp_path / "o"
+    assert main(["eval", str(ck), "--data-dir", str(data), "--out", str(out), "--metrics", "shift", "--crop", "32"]) == 0
+    r = json.loads((out / "results.json").read_text())["results"][0]["shift"]
+    assert r["crop"] == [32, 32] and r["image_size"] == [40, 40] and 0 <= r["consistency"] <= 1
+    assert main(["eval", str(ck), "--data-dir", str(data), "--out", str(out), "--metrics", "shift", "--crop", "48"]) == 2
+    assert "larger than the crop" in capsys.readouterr().err

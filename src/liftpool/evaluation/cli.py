@@ -92,7 +92,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     g = parser.add_argument_group("shift consistency (Zhang 2019)")
     g.add_argument("--max-shift", type=int, default=None, help="pad-and-crop: shifts of up to this many pixels (default side/8)")
-    g.add_argument("--crop", type=int, default=None, help="crop-inside mode: crops of this side at random offsets (ImageNet: resize 256, crop 224)")
+    g.add_argument("--crop", type=int, default=None,
+                   help="crop-inside mode: two crops of this side at random offsets; a crop >= the model's input size "
+                        "uses images resized/centre-cropped to val_resize instead (ImageNet: 256 -> crops of 224)")  # fmt: skip
     g.add_argument("--pad-mode", choices=("reflect", "replicate", "zeros", "circular"), default="reflect")
     g.add_argument("--per-image-shifts", action="store_true", help="draw offsets per image instead of per batch (the original draws per batch)")
     g = parser.add_argument_group("corruptions (Hendrycks & Dietterich 2019)")
@@ -162,6 +164,19 @@ def run(args: argparse.Namespace) -> int:
         for e in entries[1:]:
             if (e.config.get("data") or {}).get("image_size") != (configs[0].get("data") or {}).get("image_size"):
                 raise ValueError("all checkpoints must use the same input size (config data.image_size)")
+        shift_dataset = None
+        if args.crop is not None and task == "classification":
+            data0 = configs[0].get("data") or {}
+            side = int(data0.get("image_size") or min(dataset[0][0].shape[-2:]))
+            if args.crop >= side:
+                larger = int(data0.get("val_resize") or 0)
+                if larger <= args.crop:
+                    raise ValueError(
+                        f"--crop {args.crop} needs evaluation images larger than the crop; this checkpoint's "
+                        f"images are {side} px (val_resize {larger or 'unset'})"
+                    )
+                # Zhang's protocol: resize to val_resize (e.g. 256), then crops of --crop (224)
+                shift_dataset, _ = raw_eval_dataset(configs[0], args.data_dir, args.split, image_size=larger)
         metrics = args.metrics
         if metrics and task == "classification" and "segmentation" in metrics:
             raise ValueError("--metrics segmentation needs segmentation checkpoints")
@@ -209,6 +224,7 @@ def run(args: argparse.Namespace) -> int:
             ignore_index=info.get("ignore_index", 255) if task == "segmentation" else None,
             meta=meta,
             echo=echo,
+            shift_dataset=shift_dataset,
         )
     except (ValueError, FileNotFoundError, NotADirectoryError) as e:
         print(f"liftpool eval: error: {e}", file=sys.stderr)

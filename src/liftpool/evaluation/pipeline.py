@@ -107,10 +107,14 @@ def resolve_split(data_dir: str | os.PathLike[str], dataset: str, split: str) ->
     raise FileNotFoundError(f"no 'test' or 'val' split under {str(root)!r}; pass --split")
 
 
-def raw_eval_dataset(config: dict[str, Any], data_dir: str | os.PathLike[str], split: str = "auto") -> tuple[Dataset, dict[str, Any]]:
+def raw_eval_dataset(
+    config: dict[str, Any], data_dir: str | os.PathLike[str], split: str = "auto", *, image_size: int | None = None
+) -> tuple[Dataset, dict[str, Any]]:
     """The evaluation split of a checkpoint's data set, with its validation resizing/cropping
     but **without** normalisation: images are float ``(3, H, W)`` in [0, 1].
 
+    ``image_size`` overrides the centre-crop size of classification data (e.g. 256 for
+    Zhang's shift protocol: resize to 256, then two random 224 crops).
     Returns ``(dataset, info)`` where ``info`` is :func:`liftpool.data.build_datasets`' info.
     """
     from ..data import build_datasets
@@ -131,7 +135,7 @@ def raw_eval_dataset(config: dict[str, Any], data_dir: str | os.PathLike[str], s
     if config.get("task") == "segmentation":
         kw.update(augment="none", crop_size=None)
     else:
-        kw.update(augment=data.get("augment") or "auto", image_size=data.get("image_size"), val_resize=data.get("val_resize"))
+        kw.update(augment=data.get("augment") or "auto", image_size=image_size or data.get("image_size"), val_resize=data.get("val_resize"))
     ds = build_datasets(name, data_dir, **kw)
     return ds.val, ds.info
 
@@ -174,9 +178,13 @@ def evaluate_models(
     ignore_index: int | None = 255,
     meta: dict[str, Any] | None = None,
     echo: Callable[[str], None] = print,
+    shift_dataset: Dataset | None = None,
 ) -> list[dict[str, Any]]:
     """Run the requested metrics for every entry, write ``results.json``, ``results.md`` and
-    figures under ``out_dir``; returns one result dict per entry."""
+    figures under ``out_dir``; returns one result dict per entry.
+
+    ``shift_dataset`` (default ``dataset``) feeds the shift-consistency test, e.g. 256-pixel
+    images for 224 crops."""
     opts = options or EvalOptions()
     if task not in ("classification", "segmentation"):
         raise ValueError(f"task must be 'classification' or 'segmentation', got {task!r}")
@@ -224,11 +232,12 @@ def evaluate_models(
             if "shift" in metrics:
                 crop = opts.crop
                 max_shift = opts.max_shift
+                sds = ds if shift_dataset is None else _subset(shift_dataset, opts.max_images, opts.seed)
                 if crop is None and max_shift is None:
-                    side = min(ds[0][0].shape[-2:])
+                    side = min(sds[0][0].shape[-2:])
                     max_shift = max(1, side // 8)
                 sh = evaluate_shift_consistency(
-                    net, _loader(ds, opts), max_shift=max_shift, crop=crop, pad_mode=opts.pad_mode,  # type: ignore[arg-type]
+                    net, _loader(sds, opts), max_shift=max_shift, crop=crop, pad_mode=opts.pad_mode,  # type: ignore[arg-type]
                     per_image=opts.per_image_shifts, seed=opts.seed, device=device, progress=opts.progress,
                 )  # fmt: skip
                 row["shift"] = sh._asdict()

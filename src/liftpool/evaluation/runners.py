@@ -180,6 +180,7 @@ class ShiftResult(NamedTuple):
     pad_mode: str
     per_image: bool
     seed: int
+    image_size: tuple[int, int] | None = None  # (H, W) of the images the windows were cut from
 
 
 @torch.no_grad()
@@ -230,9 +231,11 @@ def evaluate_shift_consistency(
     dev = _device_of(model, device)
     gen = torch.Generator().manual_seed(int(seed))
     n = agree = correct = 0
+    seen_size: tuple[int, int] | None = None
     for images, targets in _batches(loader, progress, "shift"):
         images = _check_images(images)
         b, _, h, w = images.shape
+        seen_size = (h, w)
         if crop_hw is None:
             pad, size = int(max_shift or 0), (h, w)
             if pad_mode == "reflect" and pad >= min(h, w):
@@ -267,6 +270,7 @@ def evaluate_shift_consistency(
         pad_mode=pad_mode,
         per_image=per_image,
         seed=int(seed),
+        image_size=seen_size,
     )
 
 

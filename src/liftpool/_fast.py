@@ -32,9 +32,10 @@ autocast and ONNX export see ordinary ATen ops.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -434,6 +435,19 @@ RECOMPUTE: str = os.environ.get("LIFTPOOL_RECOMPUTE", "auto")
 RECOMPUTE_MIN_BYTES: int = 8 * 2**20
 #: Input bytes per recomputed batch chunk.
 CHUNK_BYTES: int = 4 * 2**20
+
+
+@contextlib.contextmanager
+def recompute_mode(mode: str) -> Iterator[None]:
+    """Temporarily set :data:`RECOMPUTE` (``"auto"``, ``"always"`` or ``"never"``)."""
+    global RECOMPUTE
+    if mode not in ("auto", "always", "never"):
+        raise ValueError(f"mode must be 'auto', 'always' or 'never', got {mode!r}")
+    old, RECOMPUTE = RECOMPUTE, mode
+    try:
+        yield
+    finally:
+        RECOMPUTE = old
 
 
 def recompute_chunks(x: Tensor, transforms: nn.ModuleList) -> int:

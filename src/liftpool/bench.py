@@ -49,8 +49,8 @@ from torch import Tensor, nn
 
 __all__ = ["add_arguments", "run", "time_interleaved", "saved_bytes", "peak_bytes", "linear_fit"]
 
-LAYER_METHODS = ("max", "avg", "skip", "blur5", "lift", "lift_ref")
-NET_POOLS = ("max", "avg", "skip", "blur", "lift", "lift_ref")
+LAYER_METHODS = ("max", "avg", "skip", "blur5", "lift", "lift_keep", "lift_ref")
+NET_POOLS = ("max", "avg", "skip", "blur", "lift", "lift_keep", "lift_ref")
 FULL_SHAPES = ((32, 64, 56, 56), (128, 128, 32, 32), (8, 256, 14, 14), (1, 3, 512, 512))
 QUICK_SHAPES = ((32, 64, 56, 56),)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float64": torch.float64}
@@ -163,6 +163,8 @@ def make_layer(method: str, channels: int, kernel_size: int = 5) -> nn.Module:
 
     if method == "lift":
         return LiftDownPool2d(channels, kernel_size)
+    if method == "lift_keep":
+        return _KeepIntermediates(LiftDownPool2d(channels, kernel_size))
     if method == "lift_ref":
         return reference_of(LiftDownPool2d(channels, kernel_size))
     if method == "blur5":
@@ -170,6 +172,24 @@ def make_layer(method: str, channels: int, kernel_size: int = 5) -> nn.Module:
     if method in ("max", "avg", "skip", "blur"):
         return make_pool(method, channels)
     raise ValueError(f"unknown method {method!r}; expected one of {LAYER_METHODS}")
+
+
+class _KeepIntermediates(nn.Module):
+    """Runs a LiftPool layer / network with the fast path's recomputation off (``lift_keep``)."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, *args: Any) -> Any:
+        from . import _fast
+
+        with _fast.recompute_mode("never"):
+            return self.inner(*args)
+
+    def lifting_loss(self) -> Tensor | None:
+        fn = getattr(self.inner, "lifting_loss", None)
+        return fn() if callable(fn) else None
 
 
 def _use_reference_lift(model: nn.Module) -> nn.Module:
@@ -295,7 +315,7 @@ def bench_layers(args: argparse.Namespace, log: Callable[[str], None]) -> list[R
                 mod.train()
                 exclude = [x, *mod.parameters(), *mod.buffers()]
                 row.saved_mb = _mb(saved_bytes(lambda mod=mod: mod(x), exclude))
-                if args.peak:
+                if args.peak and dt_name == "float32":
                     row.peak_mb = _mb(peak_bytes(fb[name]))
             rows.append(row)
         ref = t_fb.get("max")
@@ -372,9 +392,11 @@ def bench_nets(args: argparse.Namespace, log: Callable[[str], None]) -> list[Row
             kwargs: dict[str, Any] = {}
             if args.net_width != 1.0:
                 kwargs["width"] = args.net_width
-            model = create_model(net, pool="lift" if pool == "lift_ref" else pool, num_classes=10, **kwargs)
+            model = create_model(net, pool="lift" if pool.startswith("lift") else pool, num_classes=10, **kwargs)
             if pool == "lift_ref":
                 _use_reference_lift(model)
+            if pool == "lift_keep":
+                model = _KeepIntermediates(model)
             if args.net_channels_last:
                 model = model.to(memory_format=torch.channels_last)
             model.train()
@@ -655,8 +677,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--dtypes", nargs="+", choices=tuple(DTYPES), default=None)
     p.add_argument("--formats", nargs="+", choices=("contiguous", "channels_last"), default=None)
     p.add_argument("--modes", nargs="+", choices=("eager", "compile"), default=None,
-                   help="eager and/or torch.compile (compile: float32 only unless --compile-all)")
-    p.add_argument("--compile-all", action="store_true", help="torch.compile every dtype/format, not only float32")
+                   help="eager and/or torch.compile (compile: float32 contiguous only unless --compile-all)")
+    p.add_argument("--compile-all", action="store_true", help="torch.compile every dtype/format, not only float32 contiguous")
     p.add_argument("--methods", nargs="+", choices=LAYER_METHODS, default=list(LAYER_METHODS))
     p.add_argument("--no-memory", action="store_true", help="skip the saved/peak memory measurements")
     p.add_argument("--no-peak", dest="peak", action="store_false", help="skip the (slow) peak-memory profiling")
@@ -691,7 +713,7 @@ def _fill_defaults(args: argparse.Namespace) -> None:
         args.formats = ["contiguous", "channels_last"]
     if args.modes is None:
         args.modes = ["eager"] if quick else ["eager", "compile"]
-    args.compile_configs = {("float32", f) for f in args.formats}
+    args.compile_configs = {("float32", "contiguous")}
     if args.nets is None:
         args.nets = ["vgg13_cifar"] if quick else list(NETS)
     if args.scale_base is None:
@@ -706,6 +728,27 @@ def _fill_defaults(args: argparse.Namespace) -> None:
         args.clock = "cpu" if args.threads == 1 else "wall"
 
 
+def _command_of(args: argparse.Namespace) -> str:
+    """An equivalent ``liftpool bench`` command line for ``args`` (when not run from the shell)."""
+    parts = ["liftpool bench", f"--out {args.out}"]
+    for key, value in sorted(vars(args).items()):
+        if key == "peak":
+            if not value:
+                parts.append("--no-peak")
+            continue
+        if key in ("out", "command", "compile_configs") or value in (None, False):
+            continue
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            parts.append(flag)
+        elif isinstance(value, (list, tuple)):
+            items = [",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v) for v in value]
+            parts.append(f"{flag} {' '.join(items)}")
+        else:
+            parts.append(f"{flag} {value}")
+    return " ".join(parts)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the selected sections and write ``bench.md``, ``bench.json`` and the PNG plots to ``args.out``."""
     if args.threads < 1:
@@ -713,7 +756,7 @@ def run(args: argparse.Namespace) -> int:
     _fill_defaults(args)
     torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
-    command = "liftpool bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else "liftpool bench (API)"
+    command = "liftpool bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else _command_of(args)
     log_path = os.path.join(args.out, "bench.log")
 
     def log(msg: str) -> None:

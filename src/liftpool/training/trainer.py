@@ -345,8 +345,11 @@ def _plot(path: Path, task: str, history: list[dict[str, Any]], title: str) -> N
     axes[2].set(xlabel="epoch", ylabel="mean lr of the epoch", title="learning rate")
     for a in axes[:2]:
         a.legend()
+    from matplotlib.ticker import MaxNLocator
+
     for a in axes:
         a.grid(alpha=0.3)
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     with atomic_open(path, "wb") as f:

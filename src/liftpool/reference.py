@@ -29,6 +29,8 @@ from __future__ import annotations
 import copy
 from typing import Any, TypeVar
 
+from torch import nn
+
 from .layers import (
     LiftDownPool1d,
     LiftDownPool2d,
@@ -66,7 +68,10 @@ class _ReferenceMixin:
         compared); ``share=True`` uses the very same parameter tensors.
         """
         base = cls.__mro__[2]  # the production class this reference mirrors
-        if not isinstance(layer, base):
+        # compared by name and dims (not isinstance) so a module imported twice, as
+        # pytest's --doctest-modules may do, still pairs up
+        if not (isinstance(layer, nn.Module) and type(layer).__name__ == base.__name__
+                and getattr(layer, "spatial_dims", None) == base.spatial_dims):
             raise TypeError(f"{cls.__name__}.from_layer needs a {base.__name__}, got {type(layer).__name__}")
         ref = cls.__new__(cls)
         state: dict[str, Any] = dict(layer.__dict__)
@@ -116,6 +121,7 @@ _REF = {1: ReferenceLiftDownPool1d, 2: ReferenceLiftDownPool2d, 3: ReferenceLift
 
 def reference_of(layer: _LiftDownPoolNd, *, share: bool = False) -> _LiftDownPoolNd:
     """The paper-literal twin of a ``LiftDownPool{1,2,3}d`` (see :meth:`_ReferenceMixin.from_layer`)."""
-    if not isinstance(layer, _LiftDownPoolNd):
+    dims = getattr(layer, "spatial_dims", None)
+    if not (isinstance(layer, nn.Module) and dims in _REF and type(layer).__name__ == f"LiftDownPool{dims}d"):
         raise TypeError(f"reference_of needs a LiftDownPool1d/2d/3d, got {type(layer).__name__}")
     return _REF[layer.spatial_dims].from_layer(layer, share=share)

@@ -248,3 +248,17 @@ def test_print_config_precedence(tmp_path, capsys):
     assert (got["epochs"], got["lr"], got["batch_size"], got["milestones"], got["model"]) == (3, 0.2, 100, [80, 120], "vgg13_cifar")
     assert main(["train", "--list-presets"]) == 0
     assert "segnet-camvid" in json.loads(capsys.readouterr().out)
+
+
+def test_distributed_only_checks(folder, tmp_path):
+    from liftpool.training.config import resolve_config
+    from liftpool.training.distributed import DistInfo
+
+    two_cpu = DistInfo(rank=0, world_size=2, local_rank=0, device=torch.device("cpu"), initialized_here=False)
+    cfg = resolve_config({"model": TINY, "dataset": "imagefolder", "data_dir": str(folder), "out": str(tmp_path / "o"), "batch_size": 7})
+    with pytest.raises(ValueError, match="divisible by the number of processes 2"):
+        trainer_mod.preflight(cfg, two_cpu)
+    cfg.batch_size, cfg.sync_bn = 8, True
+    with pytest.raises(ValueError, match="--sync-bn needs CUDA"):
+        trainer_mod.preflight(cfg, two_cpu)
+    assert not (tmp_path / "o").exists()

@@ -160,6 +160,13 @@ def test_eval_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
         main(["eval", str(ck), "--data-dir", str(data), "--out", str(tmp_path / "o"), "--corruptions", "rain"])
     with pytest.raises(SystemExit):
         main(["eval", str(ck), "--data-dir", str(data), "--out", str(tmp_path / "o"), "--severities", "0,6"])
+    with pytest.raises(SystemExit):
+        main(["eval", str(ck), "--data-dir", str(data), "--out", str(tmp_path / "o"), "--workers", "-1"])
+    assert main(["eval", str(ck), "--data-dir", str(data), "--out", str(tmp_path / "o"), "--device", "gpu0"]) == 2
+    assert "not a device name" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(["eval", str(ck), "--data-dir", str(data), "--out", str(tmp_path / "o"), "--device", "cuda"]) == 2
+        assert "no CUDA device" in capsys.readouterr().err
 
 
 def test_eval_shift_crop_mode_uses_larger_images(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

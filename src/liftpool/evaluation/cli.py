@@ -68,6 +68,16 @@ def _positive(text: str) -> int:
     return v
 
 
+def _nonneg(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return v
+
+
 def _limit(text: str) -> int | None:
     return None if text.lower() in ("all", "none") else _positive(text)
 
@@ -86,13 +96,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma list of " + ", ".join(metric_names) + " (default: all that apply to the task)")  # fmt: skip
     parser.add_argument("--max-images", type=_limit, default=None, help="evaluate a seeded random subset of this many images ('all')")
     parser.add_argument("--batch-size", type=_positive, default=100)
-    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    parser.add_argument("--workers", type=_nonneg, default=0, help="DataLoader worker processes")
     parser.add_argument("--device", default="auto", help="'auto' (cuda if available), 'cpu', 'cuda', 'cuda:1', ...")
     parser.add_argument("--seed", type=int, default=0, help="seed of subsets, shifts, corruptions and perturbations")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     g = parser.add_argument_group("shift consistency (Zhang 2019)")
-    g.add_argument("--max-shift", type=int, default=None, help="pad-and-crop: shifts of up to this many pixels (default side/8)")
-    g.add_argument("--crop", type=int, default=None,
+    g.add_argument("--max-shift", type=_nonneg, default=None, help="pad-and-crop: shifts of up to this many pixels (default side/8)")
+    g.add_argument("--crop", type=_positive, default=None,
                    help="crop-inside mode: two crops of this side at random offsets; a crop >= the model's input size "
                         "uses images resized/centre-cropped to val_resize instead (ImageNet: 256 -> crops of 224)")  # fmt: skip
     g.add_argument("--pad-mode", choices=("reflect", "replicate", "zeros", "circular"), default="reflect")
@@ -108,7 +118,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--ce-baseline", default=None, help="label of an evaluated checkpoint to normalise CE and FR by, besides AlexNet")
     g = parser.add_argument_group("perturbations (ImageNet-P style)")
     g.add_argument("--perturbations", type=_csv(PERTURBATIONS, {"all": PERTURBATIONS}), default=PERTURBATIONS)
-    g.add_argument("--frames", type=int, default=10, help="frames per perturbation sequence")
+    g.add_argument("--frames", type=_positive, default=10, help="frames per perturbation sequence (>= 2)")
     g.add_argument("--perturbation-images", type=_limit, default=100, help="sequences per perturbation type ('all')")
     g = parser.add_argument_group("figures")
     g.add_argument("--figure-images", type=_positive, default=3, help="images shown in the figures")
@@ -141,11 +151,19 @@ def run(args: argparse.Namespace) -> int:
         log_lines.append(line)
 
     try:
+        if args.frames < 2:
+            raise ValueError(f"--frames must be at least 2 (flip rates compare frames), got {args.frames}")
         if args.labels is not None and len(args.labels) != len(args.checkpoints):
             raise ValueError(f"--labels has {len(args.labels)} names for {len(args.checkpoints)} checkpoints")
         device = args.device
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
+        try:
+            dev = torch.device(device)
+        except RuntimeError:
+            raise ValueError(f"--device {device!r} is not a device name (cpu, cuda, cuda:1, mps, ...)") from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"--device {device!r} asked for CUDA but torch sees no CUDA device; use --device cpu")
         entries_raw = []
         for p in args.checkpoints:
             model, cfg = load_model(p, map_location="cpu")

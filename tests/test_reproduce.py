@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from liftpool import reproduce as rp
+from liftpool.models import create_model
 
 
 def _imagefolder(root: Path, n_train: int = 6, n_test: int = 3) -> Path:
@@ -107,8 +108,6 @@ def test_lift_settings_reach_the_model_through_the_train_cli():
     assert "--no-constraints" in nocons and "--constraints" not in nocons
     # the model really gets the option
     from liftpool.layers import LiftDownPool2d
-    from liftpool.models import create_model
-
     m = create_model("vgg13_cifar", pool="lift", num_classes=2, width=0.0625, **kw)
     pools = [x for x in m.modules() if isinstance(x, LiftDownPool2d)]
     assert pools and all(tuple(p.bands) == ("HL",) for p in pools)
@@ -158,7 +157,7 @@ def test_aggregate_and_report_from_result_files(tmp_path):
         _write(tmp_path / "eval" / f"table5-seed{seed}" / "results.json", {"results": rows})
         seg = {"label": "segnet-lift", "segmentation": {"miou": 0.5 + 0.1 * seed, "pixel_accuracy": 0.9, "iou": [0.4, 0.6 + 0.2 * seed], "class_names": ["Sky", "Road"]}}
         _write(tmp_path / "eval" / f"table6-seed{seed}" / "results.json", {"results": [seg]})
-    agg = rp.aggregate(tmp_path, seeds=2)
+    agg = rp.aggregate(tmp_path, seeds=2)  # no budget: parameters only from summary.json
     t3 = {r["setting"]: r for r in agg["table3"]}
     m, sd, n = t3["lift-all-k5"]["top1_error"]
     assert n == 2 and m == pytest.approx(0.33) and sd == pytest.approx(statistics.stdev([0.30, 0.36]))
@@ -176,7 +175,9 @@ def test_aggregate_and_report_from_result_files(tmp_path):
     md = (tmp_path / "report" / "results_table3.md").read_text()
     assert "| LiftDownPool | `lift-all-k5` | 123 | 33.00 ± 4.24 | 2 | 10 |" in md
     assert "| MaxPool | `max` | 123 | 42.00 ± 2.83 | 2 |" in md
-    assert "| AvgPool | `avg` | – | – | 0 | – |" in md
+    # a setting without runs: no numbers, its parameter count from building the network
+    n_avg = sum(p.numel() for p in create_model("vgg13_cifar", pool="avg", num_classes=10, width=0.0625).parameters())
+    assert f"| AvgPool | `avg` | {n_avg:,} | – | 0 | – |" in md
     t5md = (tmp_path / "report" / "results_table5.md").read_text()
     assert "| MaxPool | 100.0 ± 0.0 |" in t5md
     assert {p.name for p in files} >= {"results_table3.png", "results_fig4.png", "results_table5.png", "results_table6.png"}

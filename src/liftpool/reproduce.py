@@ -394,11 +394,25 @@ def _eval_rows(out: Path, tag: str, seed: int) -> dict[str, dict[str, Any]]:
     return {x["label"]: x for x in (r or {}).get("results", [])}
 
 
-def aggregate(out: str | os.PathLike[str], *, seeds: int) -> dict[str, list[dict[str, Any]]]:
+def count_parameters(s: Setting, budget: Budget, num_classes: int) -> int:
+    """Parameters of the network a setting trains (built, not trained: same as ``summary.json``)."""
+    from liftpool.models import create_model
+
+    kw: dict[str, Any] = {"pool_kwargs": dict(s.pool_kwargs)} if s.pool_kwargs else {}
+    if s.task == "cls":
+        m = create_model("vgg13_cifar", pool=s.pool, num_classes=num_classes, width=budget.width, **kw)
+    else:
+        m = create_model("segnet", pool=s.pool, num_classes=num_classes, width=budget.seg_width, **kw)
+    return sum(p.numel() for p in m.parameters())
+
+
+def aggregate(out: str | os.PathLike[str], *, seeds: int, budget: Budget | None = None) -> dict[str, list[dict[str, Any]]]:
     """Collect every finished result under ``out`` into per-table rows with mean/std over seeds.
 
     Returns ``{table: [row, ...]}``; a row holds ``label``, ``setting`` and, per metric, a
-    ``(mean, std, n)`` triple (fractions), e.g. ``row["top1_error"]``.
+    ``(mean, std, n)`` triple (fractions), e.g. ``row["top1_error"]``.  Parameter counts come
+    from the runs' ``summary.json``; with ``budget`` a setting that has not run yet is counted
+    by building its network (10 classes for CIFAR-10, 11 for CamVid).
     """
     out = Path(out)
     evals: dict[str, list[dict[str, dict[str, Any]]]] = {}
@@ -417,6 +431,8 @@ def aggregate(out: str | os.PathLike[str], *, seeds: int) -> dict[str, list[dict
             js = _read_json(out / "runs" / s.key / f"seed{seed}" / "summary.json")
             if js and js.get("parameters") is not None:
                 return int(js["parameters"])
+        if budget is not None:
+            return count_parameters(s, budget, 10 if s.task == "cls" else 11)
         return None
 
     def train_time(s: Setting) -> tuple[float, float, int]:
@@ -603,7 +619,7 @@ def write_report(out: str | os.PathLike[str], tables: Sequence[str], *, seeds: i
     out = Path(out)
     rep = out / "report"
     rep.mkdir(parents=True, exist_ok=True)
-    agg = aggregate(out, seeds=seeds)
+    agg = aggregate(out, seeds=seeds, budget=budget)
     if "all" in tables:
         tables = list(TABLES)
     written = []
@@ -615,6 +631,14 @@ def write_report(out: str | os.PathLike[str], tables: Sequence[str], *, seeds: i
         png = rep / f"results_{t}.png"
         if _plot(t, agg[t], png, budget.name):
             written.append(png)
+        if t == "table6":  # the predictions figure of `liftpool eval` (first seed that has one)
+            for k in range(seeds):
+                f = out / "eval" / f"table6-seed{k}" / "figures" / "fig5_segmentation.png"
+                if f.exists():
+                    dst = rep / "results_table6_predictions.png"
+                    _atomic_write(dst, f.read_bytes())
+                    written.append(dst)
+                    break
     _atomic_write(rep / "aggregate.json", json.dumps(agg, indent=1, default=str))
     return written
 

@@ -205,10 +205,19 @@ def _lifters(transforms: nn.ModuleList, level: int) -> tuple[_Lifter, _Lifter]:
     return P, U
 
 
+def _extend_odd(x: Tensor, dim: int) -> Tensor:
+    """Append one copy of the last sample along ``dim`` (as :func:`liftpool.functional.split` does).
+
+    A ``cat`` rather than replicate padding: inductor's meta kernel of
+    ``replication_pad2d_backward`` disagrees with the eager strides (torch 2.14).
+    """
+    return torch.cat([x, x.narrow(dim, x.shape[dim] - 1, 1)], dim=dim)
+
+
 def _even_odd(b: Tensor, dim: int) -> tuple[Tensor, Tensor]:
     n = b.shape[dim]
     if n % 2:
-        b = pad_axis(b, dim, 0, 1, "replicate")
+        b = _extend_odd(b, dim)
     if dim == -1:
         return b[..., 0::2], b[..., 1::2]
     if dim == -2:
@@ -246,16 +255,17 @@ def _split_polyphase(x: Tensor, spatial_dims: int) -> tuple[Tensor, Tensor]:
     """
     n, c = x.shape[:2]
     if spatial_dims == 1:
-        L = x.shape[-1]
-        if L % 2:
-            x = pad_axis(x, -1, 0, 1, "replicate")
+        if x.shape[-1] % 2:
+            x = _extend_odd(x, -1)
         lh = x.shape[-1] // 2
         ph = x.reshape(n, c, lh, 2).permute(3, 0, 2, 1).contiguous()  # (j, N, l, C)
         e, o = ph.unbind(0)
         return _channels_last_view(e.unsqueeze(1)), _channels_last_view(o.unsqueeze(1))
     H, W = x.shape[-2:]
-    if H % 2 or W % 2:
-        x = torch.nn.functional.pad(x, (0, W % 2, 0, H % 2), mode="replicate")
+    if H % 2:
+        x = _extend_odd(x, -2)
+    if W % 2:
+        x = _extend_odd(x, -1)
     h, w = x.shape[-2] // 2, x.shape[-1] // 2
     ph = x.reshape(n, c, h, 2, w, 2).permute(5, 0, 2, 4, 3, 1).contiguous()  # (j, N, h, w, i, C)
     e, o = ph.unbind(0)

@@ -116,6 +116,9 @@ def test_float64_kept_and_seed_changes_random_corruptions() -> None:
     a = corrupt(x, "gaussian_noise", 2, rng=0)
     b = corrupt(x, "gaussian_noise", 2, rng=1)
     assert a.dtype == torch.float64 and not torch.equal(a, b)
+    for dt in (torch.float16, torch.bfloat16):
+        y = corrupt(x.to(dt), "fog", 3, rng=0)
+        assert y.dtype == dt and y.shape == x.shape
 
 
 def test_exact_simple_corruptions() -> None:

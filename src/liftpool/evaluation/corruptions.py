@@ -695,7 +695,7 @@ def corrupt(
         )
     gen = _as_rng(rng)
     batch = images.unsqueeze(0) if images.dim() == 3 else images
-    arr = batch.detach().cpu().numpy().astype(np.float64)
+    arr = batch.detach().cpu().double().numpy()  # via float64: also for float16 / bfloat16
     if is_u8:
         arr = arr / 255.0
     outs = [corrupt_array(np.clip(a.transpose(1, 2, 0), 0, 1), corruption, severity, rng=gen, profile=profile) for a in arr]

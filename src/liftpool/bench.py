@@ -260,8 +260,8 @@ def _progress(total: int, desc: str, quiet: bool) -> Any:
         return contextlib.nullcontext()
 
 
-def bench_layers(args: argparse.Namespace, log: Callable[[str], None]) -> list[Row]:
-    rows: list[Row] = []
+def bench_layers(args: argparse.Namespace, log: Callable[[str], None], rows: list[Row] | None = None) -> list[Row]:
+    rows = [] if rows is None else rows
     configs = [
         (shape, dt, fmt, comp)
         for comp in args.modes
@@ -270,6 +270,8 @@ def bench_layers(args: argparse.Namespace, log: Callable[[str], None]) -> list[R
         for shape in args.shapes
         if comp == "eager" or (dt, fmt) in args.compile_configs or args.compile_all
     ]
+    # most informative first (float32 eager, then float32 compiled), so a cut-short run keeps them
+    configs.sort(key=lambda c: (c[1] != "float32", c[3] != "eager"))
     bar = _progress(len(configs), "layer", args.quiet)
     for shape, dt_name, fmt, comp in configs:
         dtype = DTYPES[dt_name]
@@ -323,6 +325,9 @@ def bench_layers(args: argparse.Namespace, log: Callable[[str], None]) -> list[R
             f"layer {tuple(shape)} {dt_name} {fmt} {comp}: "
             + ", ".join(f"{k} {v * 1e3:.1f} ms ({_ratio(v, ref)})" for k, v in t_fb.items())
         )
+        checkpoint_fn = getattr(args, "checkpoint_fn", None)
+        if checkpoint_fn is not None:
+            checkpoint_fn(rows)
         if hasattr(bar, "update"):
             bar.update(1)
     if hasattr(bar, "close"):
@@ -736,7 +741,7 @@ def _command_of(args: argparse.Namespace) -> str:
             if not value:
                 parts.append("--no-peak")
             continue
-        if key in ("out", "command", "compile_configs") or value in (None, False):
+        if key in ("out", "command", "compile_configs", "checkpoint_fn") or value in (None, False):
             continue
         flag = "--" + key.replace("_", "-")
         if value is True:
@@ -771,10 +776,14 @@ def run(args: argparse.Namespace) -> int:
     sections: dict[str, Callable[[argparse.Namespace, Callable[[str], None]], list[Row]]] = {
         "layer": bench_layers, "up": bench_up, "net": bench_nets, "scale": bench_scaling,
     }
+    done: list[Row] = []
+    # partial layer results are written after every configuration
+    args.checkpoint_fn = lambda partial: _write_outputs(args.out, done + partial, info, command)
     for name in ("layer", "up", "net", "scale"):
         if name in args.sections:
             t0 = time.perf_counter()
             rows += sections[name](args, log)
+            done[:] = rows
             log(f"[{name}] done in {time.perf_counter() - t0:.0f} s")
             # write what we have after each section, so an interrupted run keeps it
             _write_outputs(args.out, rows, info, command)

@@ -7,6 +7,7 @@ and the baseline poolings in :mod:`liftpool.pooling`.
 
 from . import functional
 from .constants import band_names
+from .convert import ConversionReport, convert
 from .layers import (
     Bands1d,
     Bands2d,
@@ -28,6 +29,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Bands1d",
+    "ConversionReport",
     "Bands2d",
     "Bands3d",
     "Details1d",
@@ -43,6 +45,7 @@ __all__ = [
     "LiftingTransform",
     "LinearLifter",
     "band_names",
+    "convert",
     "functional",
     "lifting_loss",
     "wavelet_transform",

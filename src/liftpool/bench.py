@@ -274,57 +274,10 @@ def bench_layers(args: argparse.Namespace, log: Callable[[str], None], rows: lis
     configs.sort(key=lambda c: (c[1] != "float32", c[3] != "eager"))
     bar = _progress(len(configs), "layer", args.quiet)
     for shape, dt_name, fmt, comp in configs:
-        dtype = DTYPES[dt_name]
-        n, c, h, w = shape
-        torch.manual_seed(0)
-        x = torch.randn(n, c, h, w, dtype=dtype)
-        if fmt == "channels_last":
-            x = x.contiguous(memory_format=torch.channels_last)
-        x.requires_grad_()
-        mods = {m: make_layer(m, c).to(dtype) for m in args.methods}
-        calls: dict[str, Callable[[], Tensor]] = {}
-        for name, mod in mods.items():
-            f = torch.compile(mod) if comp == "compile" else mod
-            calls[name] = (lambda f=f: f(x))  # noqa: E731
-        fwd: dict[str, Callable[[], Any]] = {}
-        fb: dict[str, Callable[[], Any]] = {}
-        for name, mod in mods.items():
-
-            def infer(mod: nn.Module = mod, call: Callable[[], Tensor] = calls[name]) -> None:
-                mod.eval()
-                with torch.no_grad():
-                    call()
-
-            fwd[name] = infer
-            mod.train()
-            y = calls[name]()
-            g = torch.randn_like(y)
-            train_step = _fwd_bwd(mod, calls[name], g, mod)
-
-            def train(mod: nn.Module = mod, step: Callable[[], None] = train_step) -> None:
-                mod.train()
-                step()
-                x.grad = None
-                mod.zero_grad(set_to_none=True)
-
-            fb[name] = train
-        t_fwd = time_interleaved(fwd, repeats=args.repeats, warmup=args.warmup, clock=args.clock)
-        t_fb = time_interleaved(fb, repeats=args.repeats, warmup=args.warmup, clock=args.clock)
-        cfg = {"shape": list(shape), "dtype": dt_name, "format": fmt, "mode": comp}
-        for name, mod in mods.items():
-            row = Row("layer", cfg, name, t_fwd[name] * 1e3, t_fb[name] * 1e3)
-            if comp == "eager" and not args.no_memory:
-                mod.train()
-                exclude = [x, *mod.parameters(), *mod.buffers()]
-                row.saved_mb = _mb(saved_bytes(lambda mod=mod: mod(x), exclude))
-                if args.peak and dt_name == "float32":
-                    row.peak_mb = _mb(peak_bytes(fb[name]))
-            rows.append(row)
-        ref = t_fb.get("max")
-        log(
-            f"layer {tuple(shape)} {dt_name} {fmt} {comp}: "
-            + ", ".join(f"{k} {v * 1e3:.1f} ms ({_ratio(v, ref)})" for k, v in t_fb.items())
-        )
+        try:
+            _bench_layer_config(args, log, rows, shape, dt_name, fmt, comp)
+        except Exception as err:  # one failing configuration must not lose the others
+            log(f"layer {tuple(shape)} {dt_name} {fmt} {comp}: FAILED ({type(err).__name__}: {str(err)[:200]})")
         checkpoint_fn = getattr(args, "checkpoint_fn", None)
         if checkpoint_fn is not None:
             checkpoint_fn(rows)
@@ -333,6 +286,65 @@ def bench_layers(args: argparse.Namespace, log: Callable[[str], None], rows: lis
     if hasattr(bar, "close"):
         bar.close()
     return rows
+
+
+def _bench_layer_config(
+    args: argparse.Namespace, log: Callable[[str], None], rows: list[Row],
+    shape: Sequence[int], dt_name: str, fmt: str, comp: str,
+) -> None:
+    dtype = DTYPES[dt_name]
+    n, c, h, w = shape
+    torch.manual_seed(0)
+    x = torch.randn(n, c, h, w, dtype=dtype)
+    if fmt == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    mods = {m: make_layer(m, c).to(dtype) for m in args.methods}
+    calls: dict[str, Callable[[], Tensor]] = {}
+    for name, mod in mods.items():
+        # dynamic=False: one static graph per shape (torch 2.14's inductor fails on the
+        # automatic dynamic-shape recompile of the lifting layers)
+        f = torch.compile(mod, dynamic=False) if comp == "compile" else mod
+        calls[name] = (lambda f=f: f(x))  # noqa: E731
+    fwd: dict[str, Callable[[], Any]] = {}
+    fb: dict[str, Callable[[], Any]] = {}
+    for name, mod in mods.items():
+
+        def infer(mod: nn.Module = mod, call: Callable[[], Tensor] = calls[name]) -> None:
+            mod.eval()
+            with torch.no_grad():
+                call()
+
+        fwd[name] = infer
+        mod.train()
+        y = calls[name]()
+        g = torch.randn_like(y)
+        train_step = _fwd_bwd(mod, calls[name], g, mod)
+
+        def train(mod: nn.Module = mod, step: Callable[[], None] = train_step) -> None:
+            mod.train()
+            step()
+            x.grad = None
+            mod.zero_grad(set_to_none=True)
+
+        fb[name] = train
+    t_fwd = time_interleaved(fwd, repeats=args.repeats, warmup=args.warmup, clock=args.clock)
+    t_fb = time_interleaved(fb, repeats=args.repeats, warmup=args.warmup, clock=args.clock)
+    cfg = {"shape": list(shape), "dtype": dt_name, "format": fmt, "mode": comp}
+    for name, mod in mods.items():
+        row = Row("layer", cfg, name, t_fwd[name] * 1e3, t_fb[name] * 1e3)
+        if comp == "eager" and not args.no_memory:
+            mod.train()
+            exclude = [x, *mod.parameters(), *mod.buffers()]
+            row.saved_mb = _mb(saved_bytes(lambda mod=mod: mod(x), exclude))
+            if args.peak and dt_name == "float32":
+                row.peak_mb = _mb(peak_bytes(fb[name]))
+        rows.append(row)
+    ref = t_fb.get("max")
+    log(
+        f"layer {tuple(shape)} {dt_name} {fmt} {comp}: "
+        + ", ".join(f"{k} {v * 1e3:.1f} ms ({_ratio(v, ref)})" for k, v in t_fb.items())
+    )
 
 
 def bench_up(args: argparse.Namespace, log: Callable[[str], None]) -> list[Row]:

@@ -116,7 +116,7 @@ BUDGETS: dict[str, Budget] = {
     # seconds: a smoke test of the whole pipeline (tests use it)
     "tiny": Budget("tiny", 0.0625, 4, 2, 1, 4, "adamw", 2e-3, 5e-4, "cosine", (), 2, 0.0625, 1, 2, 0.01, 1, 2, None, 1),
     # about an hour on a 2-core CPU for Tables 3 / Fig. 4 / Table 5 with 3 seeds
-    "small": Budget("small", 0.125, 100, 100, 2, 32, "adamw", 2e-3, 5e-4, "cosine", (), 10, 0.125, 1, 4, 0.01, None, None, (120, 160), None),
+    "small": Budget("small", 0.125, 100, 100, 2, 32, "adamw", 2e-3, 5e-4, "cosine", (), 100, 0.125, 1, 4, 0.01, None, None, (120, 160), None),
     # the paper's VGG13 recipe (SGD, 160 epochs, x0.1 at 80/120) on full CIFAR-10; SegNet preset
     "paper-like": Budget(
         "paper-like", 1.0, None, None, 160, 100, "sgd", 0.1, 5e-4, "multistep", ("--milestones", "80", "120"),
@@ -228,9 +228,13 @@ def train_done(run_dir: str | os.PathLike[str], epochs: int) -> bool:
     return bool(s) and s.get("status") == "completed" and s.get("completed_epochs") == epochs
 
 
-def eval_done(out: str | os.PathLike[str], labels: Sequence[str], metrics: Sequence[str]) -> bool:
+def eval_done(out: str | os.PathLike[str], labels: Sequence[str], metrics: Sequence[str], options: Mapping[str, Any] | None = None) -> bool:
+    """True when ``out/results.json`` holds exactly ``labels`` with every metric and the given eval options."""
     r = _read_json(Path(out) / "results.json")
     if not r:
+        return False
+    have = (r.get("meta") or {}).get("options") or {}
+    if any(have.get(k) != v for k, v in (options or {}).items()):
         return False
     rows = r.get("results") or []
     if sorted(x.get("label") for x in rows) != sorted(labels):
@@ -350,8 +354,9 @@ def build_plan(
                         extra += ["--max-images", str(budget.seg_limit_eval_images)]
                 argv = ("eval", *ckpts, "--labels", ",".join(labels), "--data-dir", str(data), "--out", str(eout),
                         "--seed", "0", "--no-progress", *extra)  # fmt: skip
+                opts = {"corruption_images": budget.corruption_images} if "corruption" in metrics else {}
                 jobs.append(Job(f"eval {tag}-seed{seed}", "eval", argv, str(eout),
-                                lambda o=eout, la=tuple(labels), m=metrics: eval_done(o, la, m), tuple(ckpts)))  # fmt: skip
+                                lambda o=eout, la=tuple(labels), m=metrics, op=opts: eval_done(o, la, m, op), tuple(ckpts)))  # fmt: skip
     return jobs
 
 

@@ -171,30 +171,41 @@ class _Lifter:
             y = _CONV[spatial](x, w, None, groups=self.g1 * self.n)
         # the bias is added outside the convolution: oneDNN's depthwise bias gradient
         # in channels_last is ~20x slower than a plain reduction (measured)
-        y = torch.relu_(y + self.b.view((1, -1) + (1,) * spatial))
+        # in place where autograd allows it (the conv and addcmul outputs are not saved
+        # for backward): fewer fresh allocations, each of which costs page faults here
+        y = y.add_(self.b.view((1, -1) + (1,) * spatial)).relu_()
         if self.g2 == self.channels:
             view = (1, -1) + (1,) * spatial
             y = torch.addcmul(self.pb.view(view), y, self.pw.view(view))
         else:
             w2 = self.pw.reshape(tuple(self.pw.shape) + (1,) * spatial)
             y = _CONV[spatial](y, w2, self.pb, groups=self.g2 * self.n)
-        return torch.sigmoid(y)
+        return y.sigmoid_()
+
+    @staticmethod
+    def _combine(base: Tensor, sig: Tensor, alpha: float) -> Tensor:
+        """``base + alpha * sig - alpha / 2`` (``alpha = +-2``); reuses ``sig``'s memory without autograd."""
+        if (torch.is_grad_enabled() and (base.requires_grad or sig.requires_grad)) or base.dtype != sig.dtype:
+            out = torch.add(base, sig, alpha=alpha)
+        else:
+            out = torch.add(base, sig, alpha=alpha, out=sig)
+        return out.sub_(alpha / 2)
 
     def predict(self, o: Tensor, e: Tensor, dim: int) -> Tensor:
         """``o - P(e)`` computed as ``o + 1 - 2 sigmoid(2z)``."""
-        return torch.add(o, self.sigmoid_part(e, dim), alpha=-2).add_(1)
+        return self._combine(o, self.sigmoid_part(e, dim), -2.0)
 
     def update(self, e: Tensor, d: Tensor, dim: int) -> Tensor:
         """``e + U(d)`` computed as ``e - 1 + 2 sigmoid(2z)``."""
-        return torch.add(e, self.sigmoid_part(d, dim), alpha=2).sub_(1)
+        return self._combine(e, self.sigmoid_part(d, dim), 2.0)
 
     def unupdate(self, s: Tensor, d: Tensor, dim: int) -> Tensor:
         """``s - U(d)``."""
-        return torch.add(s, self.sigmoid_part(d, dim), alpha=-2).add_(1)
+        return self._combine(s, self.sigmoid_part(d, dim), -2.0)
 
     def unpredict(self, d: Tensor, e: Tensor, dim: int) -> Tensor:
         """``d + P(e)``."""
-        return torch.add(d, self.sigmoid_part(e, dim), alpha=2).sub_(1)
+        return self._combine(d, self.sigmoid_part(e, dim), 2.0)
 
 
 def _lifters(transforms: nn.ModuleList, level: int) -> tuple[_Lifter, _Lifter]:

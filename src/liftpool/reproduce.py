@@ -551,6 +551,11 @@ def _atomic_write(path: Path, data: bytes | str) -> None:
         raise
 
 
+def _color(row: dict[str, Any], i: int) -> str:
+    """LiftPool rows red, the others from the default cycle without its red."""
+    return "tab:red" if row["setting"].startswith(("lift", "segnet-lift")) else f"C{(0, 1, 2, 4, 5, 6, 7, 8, 9)[i % 9]}"
+
+
 def _plot(table: str, rows: list[dict[str, Any]], path: Path, budget: str) -> bool:
     import matplotlib
 
@@ -574,9 +579,9 @@ def _plot(table: str, rows: list[dict[str, Any]], path: Path, budget: str) -> bo
         if not rs:
             return False
         fig, ax = plt.subplots(figsize=(5.0, 4.0))
-        for r in rs:
+        for i, r in enumerate(rs):
             ax.errorbar(100 * r["shifted_accuracy"][0], 100 * r["consistency"][0], xerr=100 * r["shifted_accuracy"][1],
-                        yerr=100 * r["consistency"][1], fmt="o", capsize=3, color="tab:red" if r["setting"].startswith("lift") else None)  # fmt: skip
+                        yerr=100 * r["consistency"][1], fmt="o", capsize=3, color=_color(r, i))  # fmt: skip
             ax.annotate(r["label"].split(" (")[0], (100 * r["shifted_accuracy"][0], 100 * r["consistency"][0]), fontsize=7,
                         xytext=(3, 3), textcoords="offset points")  # fmt: skip
         ax.set_xlabel("accuracy on shifted crops (%)")
@@ -590,7 +595,7 @@ def _plot(table: str, rows: list[dict[str, Any]], path: Path, budget: str) -> bo
         w = 0.8 / len(rs)
         for i, r in enumerate(rs):
             ax.bar([j + i * w for j in range(len(names))], [100 * r["ce_rel_max"].get(n, (math.nan,))[0] for n in names], w,
-                   label=r["label"].split(" (")[0], color="tab:red" if r["setting"].startswith("lift") else None)  # fmt: skip
+                   label=r["label"].split(" (")[0], color=_color(r, i))  # fmt: skip
         ax.axhline(100, color="k", lw=0.8)
         ax.set_xticks([j + 0.4 - w / 2 for j in range(len(names))], names, rotation=40, ha="right", fontsize=7)
         ax.set_ylabel("CE relative to MaxPool (%)")

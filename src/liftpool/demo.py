@@ -229,6 +229,7 @@ def save_figure(result: dict[str, Any], path: str | Path) -> Path:
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=90, format="png")
+        os.chmod(tmp, 0o644)  # mkstemp makes the file private; the figure is for reading
         os.replace(tmp, path)
     finally:
         plt.close(fig)
@@ -273,7 +274,7 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(result["metrics"]))
     print(f"figure written to {path}")
     if args.json:
-        tmp = Path(args.json).with_suffix(".json.tmp")
+        tmp = Path(str(args.json) + ".tmp")
         tmp.write_text(json.dumps(result["metrics"], indent=2))
         os.replace(tmp, args.json)
     return 0

@@ -37,7 +37,6 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -46,6 +45,8 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from .io import atomic_write_bytes
 
 __all__ = ["add_arguments", "run", "time_interleaved", "saved_bytes", "peak_bytes", "linear_fit"]
 
@@ -574,17 +575,7 @@ def render_markdown(rows: list[Row], info: dict[str, Any], command: str) -> str:
 
 
 def _atomic_write(path: str, data: bytes) -> None:
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write_bytes(path, data)
 
 
 def _save_png(fig: Any, path: str) -> None:

@@ -993,21 +993,9 @@ def _plot(rows: Sequence[InitMeasurement], path: str, info: str) -> None:
 
 def _atomic_write(path: str, data: bytes) -> None:
     """Write ``data`` to a temporary file next to ``path``, then rename it over ``path``."""
-    import os
-    import tempfile
+    from .io import atomic_write_bytes
 
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write_bytes(path, data)
 
 
 if __name__ == "__main__":

@@ -21,10 +21,7 @@ Nyquist frequency. An ideal anti-aliasing pooling scores 0.
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .io import atomic_save_figure, atomic_write_json
 from .layers import LiftDownPool2d, LiftUpPool2d
 from .losses import lifting_loss
 from .pooling import MaxDownPool2d, MaxUpPool2d
@@ -223,19 +221,7 @@ def save_figure(result: dict[str, Any], path: str | Path) -> Path:
     axes.flat[11].text(0.0, 0.5, "Down-pooling: 2x in each axis.\nLiftDownPool: learned P/U fitted to\nthis image with c_u + c_p; output\nscaled by 1/4 to match AvgPool.\nAliasing: share of the pooled energy\ncaused by input frequencies above\nthe output's Nyquist (0 = ideal).", fontsize=9, va="center")
     fig.suptitle("LiftPool demo: MaxPool vs AvgPool vs LiftDownPool, the four sub-bands, MaxUnpool vs LiftUpPool")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png.tmp")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=90, format="png")
-        os.chmod(tmp, 0o644)  # mkstemp makes the file private; the figure is for reading
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_save_figure(fig, path, dpi=90)
 
 
 def format_table(metrics: dict[str, Any]) -> str:
@@ -274,7 +260,5 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(result["metrics"]))
     print(f"figure written to {path}")
     if args.json:
-        tmp = Path(str(args.json) + ".tmp")
-        tmp.write_text(json.dumps(result["metrics"], indent=2))
-        os.replace(tmp, args.json)
+        atomic_write_json(args.json, result["metrics"])
     return 0

@@ -56,7 +56,7 @@ from torch import nn
 
 from .. import __version__
 from .factory import build_model
-from .io import atomic_torch_save
+from ..io import atomic_torch_save
 
 __all__ = [
     "CHECKPOINT_FORMAT",

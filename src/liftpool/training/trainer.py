@@ -44,7 +44,7 @@ from . import distributed as D
 from .checkpoint import load_checkpoint, save_checkpoint, unwrap_model
 from .config import RESUME_MUTABLE, TrainConfig, lr_factor, validate_config
 from .factory import build_model, model_task, set_lifting_lambdas
-from .io import atomic_open, atomic_write_json, atomic_write_text
+from ..io import atomic_open, atomic_write_json, atomic_write_text
 from .metrics import confusion_matrix, segmentation_scores, topk_correct
 
 __all__ = ["OUTPUT_FILES", "Preflight", "checkpoint_path_for_resume", "preflight", "train"]

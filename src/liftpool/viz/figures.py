@@ -21,7 +21,6 @@ Examples:
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -29,6 +28,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+from ..io import atomic_save_figure
 
 __all__ = [
     "CAMVID_PALETTE",
@@ -71,21 +72,7 @@ def _plt() -> Any:
 
 def save_figure(fig: Any, path: str | os.PathLike[str], *, dpi: int = 120) -> Path:
     """Save a matplotlib figure as PNG atomically and close it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    finally:
-        _plt().close(fig)
-    return path
+    return atomic_save_figure(fig, path, dpi=dpi, bbox_inches="tight")
 
 
 def _to_hw(t: Tensor | np.ndarray) -> np.ndarray:

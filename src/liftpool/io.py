@@ -18,7 +18,14 @@ from typing import IO, Any
 
 import torch
 
-__all__ = ["atomic_open", "atomic_torch_save", "atomic_write_json", "atomic_write_text"]
+__all__ = [
+    "atomic_open",
+    "atomic_save_figure",
+    "atomic_torch_save",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+]
 
 
 @contextlib.contextmanager
@@ -66,6 +73,22 @@ def _write(path: str | os.PathLike[str], mode: str, writer: Callable[[IO[Any]], 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     return _write(path, "w", lambda f: f.write(text))
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically."""
+    return _write(path, "wb", lambda f: f.write(data))
+
+
+def atomic_save_figure(fig: Any, path: str | os.PathLike[str], *, dpi: int = 110, close: bool = True, **kwargs: Any) -> Path:
+    """Save a matplotlib figure as PNG atomically (``fig.savefig`` kwargs pass through) and close it."""
+    try:
+        return _write(path, "wb", lambda f: fig.savefig(f, format="png", dpi=dpi, **kwargs))
+    finally:
+        if close:
+            import matplotlib.pyplot as plt
+
+            plt.close(fig)
 
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:

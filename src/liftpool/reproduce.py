@@ -38,11 +38,12 @@ import random
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
+
+from .io import atomic_save_figure, atomic_write_bytes, atomic_write_text
 
 __all__ = [
     "BUDGETS",
@@ -538,17 +539,10 @@ def table_markdown(table: str, rows: list[dict[str, Any]]) -> str:
 
 
 def _atomic_write(path: Path, data: bytes | str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    if isinstance(data, str):
+        atomic_write_text(path, data)
+    else:
+        atomic_write_bytes(path, data)
 
 
 def _color(row: dict[str, Any], i: int) -> str:
@@ -617,12 +611,7 @@ def _plot(table: str, rows: list[dict[str, Any]], path: Path, budget: str) -> bo
         return False
     ax.set_title(f"{table} ({budget} budget)", fontsize=9)
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    atomic_save_figure(fig, path, dpi=110)
     return True
 
 

@@ -60,3 +60,14 @@ def test_two_gloo_processes_equal_one_process(tmp_path):
         assert ra["train_lift_loss"] == pytest.approx(rb["train_lift_loss"], rel=1e-4)
         assert ra["val_loss"] == pytest.approx(rb["val_loss"], rel=1e-4)
     assert ha[0]["train_lift_loss"] > 0
+
+
+@pytest.mark.parametrize("rank,world", [(2, 2), (-1, 2), (0, 0)])
+def test_setup_rejects_inconsistent_torchrun_environment(monkeypatch, rank, world):
+    from liftpool.training.distributed import setup
+
+    monkeypatch.setenv("RANK", str(rank))
+    monkeypatch.setenv("WORLD_SIZE", str(world))
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    with pytest.raises(ValueError, match="RANK"):
+        setup("cpu")

@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-import torch
 from torch import nn
 from torchvision.models.mobilenetv2 import MobileNetV2
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
@@ -51,6 +50,7 @@ class ScaledResNet(ResNet):
     ``width=1.0`` gives exactly torchvision's module tree (same state_dict keys and shapes).
 
     Examples:
+        >>> import torch
         >>> net = ScaledResNet(BasicBlock, [2, 2, 2, 2], num_classes=5, width=0.125)
         >>> net(torch.randn(2, 3, 32, 32)).shape
         torch.Size([2, 5])
@@ -229,6 +229,7 @@ def resnet18(*, num_classes: int, pool: str = "max", width: float = 1.0, strided
         init: ``"paper"`` or ``"match"`` (LiftDownPool2d starting as 2x2 average pooling).
 
     Examples:
+        >>> import torch
         >>> resnet18(num_classes=3, pool="lift", width=0.125)(torch.randn(1, 3, 33, 33)).shape
         torch.Size([1, 3])
     """
@@ -256,6 +257,7 @@ def mobilenet_v2(*, num_classes: int, pool: str = "max", width: float = 1.0, str
     BN + ReLU6 (``pool_position="after_act"``, default) or the convolution itself (``"after_conv"``).
 
     Examples:
+        >>> import torch
         >>> mobilenet_v2(num_classes=4, pool="lift", width=0.25)(torch.randn(2, 3, 32, 32)).shape
         torch.Size([2, 4])
     """

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from ..pooling import UPDOWN, make_updown
@@ -46,6 +45,7 @@ class SegNet(nn.Module):
         - Output: ``(N, num_classes, H, W)`` logits.
 
     Examples:
+        >>> import torch
         >>> net = SegNet(5, pool="lift", width=0.0625)
         >>> net(torch.randn(1, 3, 23, 17)).shape
         torch.Size([1, 5, 23, 17])

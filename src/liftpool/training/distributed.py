@@ -72,6 +72,8 @@ def setup(device: str = "auto", timeout_s: float = 1800.0) -> DistInfo:
     rank = _env_int("RANK", 0)
     local_rank = _env_int("LOCAL_RANK", 0)
     distributed = world > 1
+    if world < 1 or not 0 <= rank < world:
+        raise ValueError(f"environment RANK={rank} / WORLD_SIZE={world} is inconsistent (expected 0 <= RANK < WORLD_SIZE)")
     dev = _pick_device(device, local_rank, distributed)
     if not distributed:
         return DistInfo(0, 1, 0, dev, False)

@@ -74,7 +74,7 @@ def test_plan_trains_shared_settings_once_and_is_seed_major():
     assert len(trains) == len(set(trains))
     # lift all-bands K=5 with constraints is a row of Tables 1, 2 and 3: trained once per seed
     assert trains.count("train lift-all-k5 seed0") == 1 and trains.count("train lift-all-k5 seed1") == 1
-    n_settings = 6 + 2 + len(rp.CORE_METHODS + rp.ZOO_METHODS) - 1  # t1: 6, t2: +K3, K7, t3: all but lift
+    n_settings = 7 + 2 + len(rp.CORE_METHODS + rp.ZOO_METHODS) - 1  # t1: 7, t2: +K3, K7, t3: all but lift
     assert len(trains) == 2 * n_settings
     # seed-major inside a table: every table1 seed-0 run comes before the seed-1 ones, then its eval
     names = [j.name for j in plan]
@@ -111,6 +111,11 @@ def test_lift_settings_reach_the_model_through_the_train_cli():
     m = create_model("vgg13_cifar", pool="lift", num_classes=2, width=0.0625, **kw)
     pools = [x for x in m.modules() if isinstance(x, LiftDownPool2d)]
     assert pools and all(tuple(p.bands) == ("HL",) for p in pools)
+    mean = next(j for j in plan if j.name == "train lift-all-k5-scale0.25 seed0").argv
+    kw = json.loads(mean[mean.index("--model-kwargs") + 1])
+    m = create_model("vgg13_cifar", pool="lift", num_classes=2, width=0.0625, **kw)
+    pools = [x for x in m.modules() if isinstance(x, LiftDownPool2d)]
+    assert pools and all(p.scale == 0.25 and len(p.bands) == 4 for p in pools)
 
 
 def test_plan_rejects_bad_input():

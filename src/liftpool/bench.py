@@ -46,7 +46,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .io import atomic_write_bytes
+from .io import atomic_save_figure, atomic_write_bytes
 
 __all__ = ["add_arguments", "run", "time_interleaved", "saved_bytes", "peak_bytes", "linear_fit"]
 
@@ -574,18 +574,6 @@ def render_markdown(rows: list[Row], info: dict[str, Any], command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _atomic_write(path: str, data: bytes) -> None:
-    atomic_write_bytes(path, data)
-
-
-def _save_png(fig: Any, path: str) -> None:
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    _atomic_write(path, buf.getvalue())
-
-
 def plot_layers(rows: list[Row], path: str) -> bool:
     rows = [r for r in rows if r.section == "layer" and r.fwdbwd_ms is not None]
     if not rows:
@@ -621,8 +609,7 @@ def plot_layers(rows: list[Row], path: str) -> bool:
     ax.set_yscale("log")
     ax.legend(fontsize=8, ncol=3)
     ax.set_title("Down-pooling layers, forward+backward, ratio to MaxPool2d (same run)")
-    _save_png(fig, path)
-    plt.close(fig)
+    atomic_save_figure(fig, path, dpi=110, bbox_inches="tight")
     return True
 
 
@@ -652,8 +639,7 @@ def plot_scaling(rows: list[Row], path: str) -> bool:
         ax.set_ylabel("fwd+bwd ms")
         ax.legend(fontsize=8)
     fig.suptitle("LiftDownPool2d forward+backward time scaling")
-    _save_png(fig, path)
-    plt.close(fig)
+    atomic_save_figure(fig, path, dpi=110, bbox_inches="tight")
     return True
 
 
@@ -795,9 +781,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write_outputs(out: str, rows: list[Row], info: dict[str, Any], command: str) -> None:
-    _atomic_write(os.path.join(out, "bench.md"), render_markdown(rows, info, command).encode())
+    atomic_write_bytes(os.path.join(out, "bench.md"), render_markdown(rows, info, command).encode())
     payload = {"machine": info, "command": command, "rows": [asdict(r) for r in rows]}
-    _atomic_write(os.path.join(out, "bench.json"), json.dumps(payload, indent=1).encode())
+    atomic_write_bytes(os.path.join(out, "bench.json"), json.dumps(payload, indent=1).encode())
     plot_layers(rows, os.path.join(out, "bench_layer.png"))
     plot_scaling(rows, os.path.join(out, "bench_scaling.png"))
 

@@ -47,6 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .io import atomic_save_figure, atomic_write_text
 from .layers import LiftDownPool2d
 from .pooling import available_pools, make_pool
 
@@ -913,7 +914,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{args.calib_batches}x{args.batch} images, seed {args.seed}")
     print(table + "\n" + info)
     if args.out:
-        _atomic_write(args.out, (table + "\n" + info + "\n").encode())
+        atomic_write_text(args.out, table + "\n" + info + "\n")
     if args.png:
         _plot(rows, args.png, info)
     return 0
@@ -933,7 +934,7 @@ def _placement_main(args: Any) -> int:
             f"torch {torch.__version__}, {platform.machine()} CPU, {torch.get_num_threads()} thread(s)")
     print(table + "\n" + info)
     if args.out:
-        _atomic_write(args.out, (table + "\n" + info + "\n").encode())
+        atomic_write_text(args.out, table + "\n" + info + "\n")
     return 0
 
 
@@ -951,13 +952,11 @@ def _cifar_main(args: Any) -> int:
             f"torch {torch.__version__}, {platform.machine()} CPU, {torch.get_num_threads()} thread(s), seed {args.seed}")
     print(table + "\n" + info)
     if args.out:
-        _atomic_write(args.out, (table + "\n" + info + "\n").encode())
+        atomic_write_text(args.out, table + "\n" + info + "\n")
     return 0
 
 
 def _plot(rows: Sequence[InitMeasurement], path: str, info: str) -> None:
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -985,17 +984,7 @@ def _plot(rows: Sequence[InitMeasurement], path: str, info: str) -> None:
     axes[1].legend(fontsize=8, loc="lower left")
     fig.suptitle("Converted networks vs. the original at the start (" + info.split(";")[1].strip() + ")", fontsize=9)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    _atomic_write(path, buf.getvalue())
-
-
-def _atomic_write(path: str, data: bytes) -> None:
-    """Write ``data`` to a temporary file next to ``path``, then rename it over ``path``."""
-    from .io import atomic_write_bytes
-
-    atomic_write_bytes(path, data)
+    atomic_save_figure(fig, path, dpi=110)
 
 
 if __name__ == "__main__":

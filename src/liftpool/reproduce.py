@@ -545,13 +545,6 @@ def table_markdown(table: str, rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _atomic_write(path: Path, data: bytes | str) -> None:
-    if isinstance(data, str):
-        atomic_write_text(path, data)
-    else:
-        atomic_write_bytes(path, data)
-
-
 def _color(row: dict[str, Any], i: int) -> str:
     """LiftPool rows red, the others from the default cycle without its red."""
     return "tab:red" if row["setting"].startswith(("lift", "segnet-lift")) else f"C{(0, 1, 2, 4, 5, 6, 7, 8, 9)[i % 9]}"
@@ -634,7 +627,7 @@ def write_report(out: str | os.PathLike[str], tables: Sequence[str], *, seeds: i
     for t in dict.fromkeys(tables):
         md = f"<!-- {budget.describe()}; {seeds} seed(s); values in %, mean ± sample std over seeds -->\n" + table_markdown(t, agg[t])
         p = rep / f"results_{t}.md"
-        _atomic_write(p, md)
+        atomic_write_text(p, md)
         written.append(p)
         png = rep / f"results_{t}.png"
         if _plot(t, agg[t], png, budget.name):
@@ -644,10 +637,10 @@ def write_report(out: str | os.PathLike[str], tables: Sequence[str], *, seeds: i
                 f = out / "eval" / f"table6-seed{k}" / "figures" / "fig5_segmentation.png"
                 if f.exists():
                     dst = rep / "results_table6_predictions.png"
-                    _atomic_write(dst, f.read_bytes())
+                    atomic_write_bytes(dst, f.read_bytes())
                     written.append(dst)
                     break
-    _atomic_write(rep / "aggregate.json", json.dumps(agg, indent=1, default=str))
+    atomic_write_text(rep / "aggregate.json", json.dumps(agg, indent=1, default=str))
     return written
 
 

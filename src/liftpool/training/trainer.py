@@ -608,9 +608,8 @@ def _train(cfg: TrainConfig, info: D.DistInfo, given: Mapping[str, Any]) -> dict
                 }
                 save_checkpoint(ckpt_dir / "last.pt", model=bare, config=config, **state)
                 if improved:
-                    tmp = ckpt_dir / ".best.pt.copy"
-                    shutil.copyfile(ckpt_dir / "last.pt", tmp)
-                    os.replace(tmp, ckpt_dir / "best.pt")
+                    with open(ckpt_dir / "last.pt", "rb") as src, atomic_open(ckpt_dir / "best.pt", "wb") as dst:
+                        shutil.copyfileobj(src, dst)
                 _write_csv(out / "metrics.csv", task, history)
                 if cfg.plot:
                     _plot(out / "curves.png", task, history, f"{cfg.model} pool={cfg.pool} on {cfg.dataset}")

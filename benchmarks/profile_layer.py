@@ -15,8 +15,9 @@ import argparse
 import torch
 from torch.profiler import profile
 
-from liftpool import LiftDownPool2d, _fast
-from liftpool.reference import reference_of
+from liftpool import LiftDownPool2d
+from liftpool.kernels import eager as _fast
+from liftpool.testing.reference import reference_of
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ import re
 import pytest
 import torch
 
-from liftpool import bench
+from liftpool.studies import bench
 from liftpool.cli import main
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from liftpool.cli import main
-from liftpool.demo import aliasing_ratio, ideal_lowpass, make_test_image, run_demo
+from liftpool.studies.demo import aliasing_ratio, ideal_lowpass, make_test_image, run_demo
 
 
 def test_ideal_lowpass_is_a_projection_and_removes_high_frequencies():

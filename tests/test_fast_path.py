@@ -1,4 +1,4 @@
-"""The fast path (liftpool._fast) against the paper-literal reference (liftpool.reference).
+"""The fast path (liftpool.kernels.eager) against the paper-literal reference (liftpool.testing.reference).
 
 Same outputs, bands, constraint terms and gradients for 1D/2D/3D, shared and separate
 weights, every padding mode, odd and tiny sizes, grouped convolutions, both memory
@@ -9,10 +9,10 @@ import pytest
 import torch
 
 import liftpool
-from liftpool import _fast
+from liftpool.kernels import eager as _fast
 from liftpool import LiftDownPool1d, LiftDownPool2d, LiftDownPool3d, LiftUpPool1d, LiftUpPool2d, LiftUpPool3d
 from liftpool.constants import band_names
-from liftpool.reference import (
+from liftpool.testing.reference import (
     ReferenceLiftDownPool2d,
     ReferenceLiftUpPool2d,
     reference_of,

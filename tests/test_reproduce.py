@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from liftpool import reproduce as rp
+from liftpool.studies import reproduce as rp
 from liftpool.models import create_model
 
 

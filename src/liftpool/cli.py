@@ -14,11 +14,11 @@ from collections.abc import Sequence
 
 #: subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("liftpool.demo", "pool a picture with Max/Avg/LiftDownPool, show the sub-bands and the up-pooling"),
+    "demo": ("liftpool.studies.demo", "pool a picture with Max/Avg/LiftDownPool, show the sub-bands and the up-pooling"),
     "train": ("liftpool.training.cli", "train a classifier or a segmentation network (CPU, GPU, torchrun DDP)"),
     "eval": ("liftpool.evaluation.cli", "accuracy, shift consistency, corruption robustness, mIoU, figures"),
-    "bench": ("liftpool.bench", "speed and memory of LiftPool against the poolings it replaces"),
-    "reproduce": ("liftpool.reproduce", "rerun the paper-claim experiments of docs/results.md"),
+    "bench": ("liftpool.studies.bench", "speed and memory of LiftPool against the poolings it replaces"),
+    "reproduce": ("liftpool.studies.reproduce", "rerun the paper-claim experiments of docs/results.md"),
 }
 
 

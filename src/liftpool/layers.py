@@ -18,12 +18,14 @@ from typing import Any, ClassVar, Literal, NamedTuple, Union
 import torch
 from torch import Tensor, nn
 
-from . import _fast
 from . import functional as LF
+from . import kernels
 from .constants import LAMBDA_P, LAMBDA_U, PADDING_MODES, WAVELET_NAMES, PaddingMode, WaveletName, band_names
 from .lifters import LearnedLifter, LiftingTransform, wavelet_transform
 
 __all__ = [
+    "LiftDownPoolNd",
+    "LiftUpPoolNd",
     "Bands1d",
     "Bands2d",
     "Bands3d",
@@ -120,7 +122,14 @@ def _shape_str(dims: int) -> str:
     return {1: "(N, C, L)", 2: "(N, C, H, W)", 3: "(N, C, D, H, W)"}[dims]
 
 
-class _LiftDownPoolNd(nn.Module):
+class LiftDownPoolNd(nn.Module):
+    """Base class of :class:`LiftDownPool1d` / ``2d`` / ``3d`` (subclasses set ``spatial_dims`` and the result types).
+
+    Public so that tools can recognise every LiftDownPool (``isinstance(m, LiftDownPoolNd)``) and
+    so that :mod:`liftpool.testing` can derive its paper-literal oracle; the computation goes
+    through :mod:`liftpool.kernels` (:meth:`_pool`, :meth:`_decompose`, :meth:`_reconstruct`).
+    """
+
     spatial_dims: ClassVar[int]
     _bands_type: ClassVar[type]
     _details_type: ClassVar[type]
@@ -268,28 +277,19 @@ class _LiftDownPoolNd(nn.Module):
                 f"convert one of them (e.g. layer.to({x.dtype})) or use torch.autocast"
             )
 
-    def _steps(self) -> list[list[tuple[nn.Module, nn.Module]]] | list[tuple[nn.Module, nn.Module]]:
-        if len(self.transforms) == 1:
-            return self.transforms[0].steps
-        return [t.steps for t in self.transforms]
-
-    def _scale_pair(self) -> tuple[float, float] | None:
-        return self.transforms[0].scale
-
     def _fast(self) -> bool:
-        # learned P/U take the batched channels_last path of liftpool._fast (same maths);
+        # learned P/U take the batched channels_last eager kernel (same maths);
         # classic wavelets (fixed linear lifters) take the literal path of liftpool.functional
-        return _fast.fast_applicable(self.transforms)
+        return kernels.uses_eager(self.transforms)
+
+    def _pool(self, x: Tensor, constraints: bool) -> tuple[Tensor, list[Tensor] | None, LF.Constraints | None]:
+        return kernels.pool(x, self.transforms, self.spatial_dims, self.bands, self.scale, constraints, self.return_details)
 
     def _decompose(self, x: Tensor, constraints: bool) -> tuple[dict[str, Tensor], LF.Constraints | None]:
-        if self._fast():
-            return _fast.fast_decompose(x, self.transforms, self.spatial_dims, constraints)
-        return LF.decompose(x, self.spatial_dims, self._steps(), scale=self._scale_pair(), constraints=constraints)
+        return kernels.decompose(x, self.transforms, self.spatial_dims, constraints)
 
     def _reconstruct(self, bands: dict[str, Tensor], size: Sequence[int]) -> Tensor:
-        if self._fast():
-            return _fast.fast_reconstruct(bands, size, self.transforms)
-        return LF.reconstruct(bands, size, self._steps(), scale=self._scale_pair())
+        return kernels.reconstruct(bands, size, self.transforms)
 
     def decompose(self, x: Tensor) -> Any:
         """All sub-bands of ``x`` as a NamedTuple (``Bands{1,2,3}d``) with the input's spatial size."""
@@ -310,28 +310,12 @@ class _LiftDownPoolNd(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor | tuple[Tensor, AnyDetails]:
         self._check_input(x)
-        if self._fast():
-            pooled, rest, cons = _fast.fast_pool(
-                x, self.transforms, self.spatial_dims, self.bands, self.scale, self.training, self.return_details
-            )
-            if cons is not None:
-                self._constraints = cons
-            if rest is None:
-                return pooled
-            return pooled, self._details_type(*rest, size=tuple(int(n) for n in x.shape[2:]))
-        bands, cons = self._decompose(x, self.training)
+        pooled, rest, cons = self._pool(x, self.training)
         if cons is not None:
             self._constraints = cons
-        pooled = bands[self.bands[0]]
-        for name in self.bands[1:]:
-            pooled = pooled + bands[name]
-        if self.scale != 1.0:
-            pooled = pooled * self.scale
-        if not self.return_details:
+        if rest is None:
             return pooled
-        names = band_names(self.spatial_dims)
-        details = self._details_type(*(bands[n] for n in names[1:]), size=tuple(int(n) for n in x.shape[2:]))
-        return pooled, details
+        return pooled, self._details_type(*rest, size=tuple(int(n) for n in x.shape[2:]))
 
     def __getstate__(self) -> dict[str, Any]:
         # The recorded constraint terms are graph tensors of the last forward; they are
@@ -382,11 +366,13 @@ def _check_band_shapes(tensors: dict[str, Tensor], low: Tensor, size: Any, dims:
             raise ValueError(f"{what}.{n} has shape {tuple(t.shape)} but the low band has {tuple(low.shape)}")
 
 
-class _LiftUpPoolNd(nn.Module):
+class LiftUpPoolNd(nn.Module):
+    """Base class of :class:`LiftUpPool1d` / ``2d`` / ``3d``: the inverse of a paired :class:`LiftDownPoolNd`."""
+
     _down_type: ClassVar[type]
     spatial_dims: ClassVar[int]
 
-    def __init__(self, down: _LiftDownPoolNd) -> None:
+    def __init__(self, down: LiftDownPoolNd) -> None:
         super().__init__()
         if not isinstance(down, self._down_type):
             raise TypeError(f"{type(self).__name__} needs the paired {self._down_type.__name__}, got {type(down).__name__}")
@@ -429,7 +415,7 @@ _DOC_ARGS = """
 """
 
 
-class LiftDownPool1d(_LiftDownPoolNd):
+class LiftDownPool1d(LiftDownPoolNd):
     __doc__ = (
         """1D LiftDownPool: one lifting step along the last axis; bands ``L`` and ``H``.
 """
@@ -450,7 +436,7 @@ class LiftDownPool1d(_LiftDownPoolNd):
     _details_type = Details1d
 
 
-class LiftDownPool2d(_LiftDownPoolNd):
+class LiftDownPool2d(LiftDownPoolNd):
     __doc__ = (
         """2D LiftDownPool: lift along W, then along H on both halves; bands ``LL, LH, HL, HH``.
 
@@ -478,7 +464,7 @@ class LiftDownPool2d(_LiftDownPoolNd):
     _details_type = Details2d
 
 
-class LiftDownPool3d(_LiftDownPoolNd):
+class LiftDownPool3d(LiftDownPoolNd):
     __doc__ = (
         """3D LiftDownPool: lift along W, H, then D; eight bands ``LLL`` ... ``HHH``.
 """
@@ -499,7 +485,7 @@ class LiftDownPool3d(_LiftDownPoolNd):
     _details_type = Details3d
 
 
-class LiftUpPool1d(_LiftUpPoolNd):
+class LiftUpPool1d(LiftUpPoolNd):
     """1D LiftUpPool: the exact inverse of its paired :class:`LiftDownPool1d`, sharing its weights.
 
     ``forward(y, details)`` treats ``y`` as the ``L`` band. Feeding the down layer's own
@@ -522,7 +508,7 @@ class LiftUpPool1d(_LiftUpPoolNd):
     _down_type = LiftDownPool1d
 
 
-class LiftUpPool2d(_LiftUpPoolNd):
+class LiftUpPool2d(LiftUpPoolNd):
     """2D LiftUpPool: the exact inverse of its paired :class:`LiftDownPool2d`, sharing its weights.
 
     ``forward(y, details)`` treats ``y`` as the ``LL`` band and recombines it with the
@@ -547,7 +533,7 @@ class LiftUpPool2d(_LiftUpPoolNd):
     _down_type = LiftDownPool2d
 
 
-class LiftUpPool3d(_LiftUpPoolNd):
+class LiftUpPool3d(LiftUpPoolNd):
     """3D LiftUpPool: the exact inverse of its paired :class:`LiftDownPool3d`, sharing its weights.
 
     Shape:
@@ -565,6 +551,10 @@ class LiftUpPool3d(_LiftUpPoolNd):
     spatial_dims = 3
     _down_type = LiftDownPool3d
 
+
+#: Old private names of the base classes, kept for code that imported them.
+_LiftDownPoolNd = LiftDownPoolNd
+_LiftUpPoolNd = LiftUpPoolNd
 
 LIFT_DOWN = {1: LiftDownPool1d, 2: LiftDownPool2d, 3: LiftDownPool3d}
 LIFT_UP = {1: LiftUpPool1d, 2: LiftUpPool2d, 3: LiftUpPool3d}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .layers import _LiftDownPoolNd
+from .layers import LiftDownPoolNd
 
 __all__ = ["lifting_loss"]
 
@@ -32,7 +32,7 @@ def lifting_loss(model: nn.Module) -> Tensor:
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     total: Tensor | None = None
     for m in model.modules():
-        if isinstance(m, _LiftDownPoolNd):
+        if isinstance(m, LiftDownPoolNd):
             term = m.lifting_loss()
             if term is not None:
                 total = term if total is None else total + term

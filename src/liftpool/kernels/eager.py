@@ -42,9 +42,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from .constants import AXIS_ORDER, band_names
-from .functional import Constraints, pad_axis
-from .lifters import LearnedLifter, LiftingTransform
+from ..constants import AXIS_ORDER, band_names
+from ..functional import Constraints, pad_axis
+from ..lifters import LearnedLifter, LiftingTransform
 
 __all__ = ["fast_applicable", "fast_decompose", "fast_reconstruct", "fast_pool"]
 

@@ -9,7 +9,7 @@ Sections (``--sections``):
 * ``layer``: forward (eval, no grad) and forward+backward (train mode, a dense random
   output gradient, plus the constraint loss for LiftPool) of MaxPool2d, AvgPool2d,
   Skip (stride-2 conv), BlurPool (5 taps), LiftDownPool2d (the fast path) and the
-  paper-literal :class:`liftpool.reference.ReferenceLiftDownPool2d`, for every shape,
+  paper-literal :class:`liftpool.testing.reference.ReferenceLiftDownPool2d`, for every shape,
   dtype, memory format and eager / ``torch.compile``; also the bytes saved for
   backward and the peak memory of one forward+backward.
 * ``up``: LiftUpPool2d against MaxUnpool2d (SegNet's max-unpooling).
@@ -46,7 +46,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .io import atomic_save_figure, atomic_write_bytes
+from ..io import atomic_save_figure, atomic_write_bytes
 
 __all__ = ["add_arguments", "run", "time_interleaved", "saved_bytes", "peak_bytes", "linear_fit"]
 
@@ -158,9 +158,9 @@ def linear_fit(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float, 
 # ---------------------------------------------------------------- building
 def make_layer(method: str, channels: int, kernel_size: int = 5) -> nn.Module:
     """The down-pooling ``method`` (one of :data:`LAYER_METHODS`) for ``channels`` channels."""
-    from .layers import LiftDownPool2d
-    from .pooling import make_pool
-    from .reference import reference_of
+    from ..layers import LiftDownPool2d
+    from ..pooling import make_pool
+    from ..testing.reference import reference_of
 
     if method == "lift":
         return LiftDownPool2d(channels, kernel_size)
@@ -183,7 +183,7 @@ class _KeepIntermediates(nn.Module):
         self.inner = inner
 
     def forward(self, *args: Any) -> Any:
-        from . import _fast
+        from ..kernels import eager as _fast
 
         with _fast.recompute_mode("never"):
             return self.inner(*args)
@@ -195,8 +195,8 @@ class _KeepIntermediates(nn.Module):
 
 def _use_reference_lift(model: nn.Module) -> nn.Module:
     """Swap every LiftDownPool2d in ``model`` for its paper-literal twin (same weights)."""
-    from .layers import LiftDownPool2d
-    from .reference import reference_of
+    from ..layers import LiftDownPool2d
+    from ..testing.reference import reference_of
 
     for name, child in list(model.named_children()):
         if isinstance(child, LiftDownPool2d):
@@ -349,7 +349,7 @@ def _bench_layer_config(
 
 
 def bench_up(args: argparse.Namespace, log: Callable[[str], None]) -> list[Row]:
-    from .pooling import make_updown
+    from ..pooling import make_updown
 
     rows: list[Row] = []
     for shape in args.shapes:
@@ -388,7 +388,7 @@ def bench_up(args: argparse.Namespace, log: Callable[[str], None]) -> list[Row]:
 
 def bench_nets(args: argparse.Namespace, log: Callable[[str], None]) -> list[Row]:
     try:
-        from .models import create_model
+        from ..models import create_model
     except ImportError as err:  # pragma: no cover - the models package is part of liftpool
         log(f"net: skipped, liftpool.models.create_model is not available ({err})")
         return []
@@ -421,7 +421,7 @@ def bench_nets(args: argparse.Namespace, log: Callable[[str], None]) -> list[Row
             opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
             def step(model: nn.Module = model, opt: torch.optim.Optimizer = opt) -> None:
-                from .losses import lifting_loss
+                from ..losses import lifting_loss
 
                 opt.zero_grad(set_to_none=True)
                 loss = nn.functional.cross_entropy(model(x), target) + lifting_loss(model)
@@ -441,7 +441,7 @@ def bench_nets(args: argparse.Namespace, log: Callable[[str], None]) -> list[Row
 
 
 def bench_scaling(args: argparse.Namespace, log: Callable[[str], None]) -> list[Row]:
-    from .layers import LiftDownPool2d
+    from ..layers import LiftDownPool2d
 
     n0, c0, s0 = args.scale_base
     grids = {

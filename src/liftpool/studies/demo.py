@@ -30,10 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .io import atomic_save_figure, atomic_write_json
-from .layers import LiftDownPool2d, LiftUpPool2d
-from .losses import lifting_loss
-from .pooling import MaxDownPool2d, MaxUpPool2d
+from ..io import atomic_save_figure, atomic_write_json
+from ..layers import LiftDownPool2d, LiftUpPool2d
+from ..losses import lifting_loss
+from ..pooling import MaxDownPool2d, MaxUpPool2d
 
 __all__ = ["make_test_image", "ideal_lowpass", "aliasing_ratio", "run_demo", "add_arguments", "run"]
 

@@ -43,7 +43,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
-from .io import atomic_save_figure, atomic_write_bytes, atomic_write_text
+from ..io import atomic_save_figure, atomic_write_bytes, atomic_write_text
 
 __all__ = [
     "BUDGETS",

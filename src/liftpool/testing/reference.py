@@ -10,7 +10,7 @@ in whatever memory format the input has.  This is how every public
 re-implementation computes LiftPool.
 
 The production layers (:class:`liftpool.LiftDownPool2d` ...) take the batched,
-channels_last fast path of :mod:`liftpool._fast` instead; ``tests/test_fast_path.py``
+channels_last fast path of :mod:`liftpool.kernels.eager` instead; ``tests/test_fast_path.py``
 checks that both give the same outputs, constraint terms and gradients, and
 ``liftpool bench`` measures how much faster the fast path is.
 
@@ -27,18 +27,21 @@ Examples:
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from torch import nn
+from torch import Tensor, nn
 
-from .layers import (
+from .. import kernels
+from ..functional import Constraints
+from ..layers import (
     LiftDownPool1d,
     LiftDownPool2d,
     LiftDownPool3d,
     LiftUpPool1d,
     LiftUpPool2d,
     LiftUpPool3d,
-    _LiftDownPoolNd,
+    LiftDownPoolNd,
 )
 
 __all__ = [
@@ -60,8 +63,21 @@ class _ReferenceMixin:
     def _fast(self) -> bool:
         return False
 
+    def _pool(self, x: Tensor, constraints: bool) -> tuple[Tensor, list[Tensor] | None, Constraints | None]:
+        layer: Any = self
+        return kernels.literal_pool(
+            x, layer.transforms, layer.spatial_dims, layer.bands, layer.scale, constraints, layer.return_details
+        )
+
+    def _decompose(self, x: Tensor, constraints: bool) -> tuple[dict[str, Tensor], Constraints | None]:
+        layer: Any = self
+        return kernels.literal_decompose(x, layer.transforms, layer.spatial_dims, constraints)
+
+    def _reconstruct(self, bands: dict[str, Tensor], size: Sequence[int]) -> Tensor:
+        return kernels.literal_reconstruct(bands, size, self.transforms)  # type: ignore[attr-defined]
+
     @classmethod
-    def from_layer(cls: type[T], layer: _LiftDownPoolNd, *, share: bool = False) -> T:
+    def from_layer(cls: type[T], layer: LiftDownPoolNd, *, share: bool = False) -> T:
         """A reference layer with ``layer``'s configuration and weights.
 
         ``share=False`` (default) deep-copies the weights (so gradients of the two can be
@@ -119,7 +135,7 @@ class ReferenceLiftUpPool3d(LiftUpPool3d):
 _REF = {1: ReferenceLiftDownPool1d, 2: ReferenceLiftDownPool2d, 3: ReferenceLiftDownPool3d}
 
 
-def reference_of(layer: _LiftDownPoolNd, *, share: bool = False) -> _LiftDownPoolNd:
+def reference_of(layer: LiftDownPoolNd, *, share: bool = False) -> LiftDownPoolNd:
     """The paper-literal twin of a ``LiftDownPool{1,2,3}d`` (see :meth:`_ReferenceMixin.from_layer`)."""
     dims = getattr(layer, "spatial_dims", None)
     if not (isinstance(layer, nn.Module) and dims in _REF and type(layer).__name__ == f"LiftDownPool{dims}d"):

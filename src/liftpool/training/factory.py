@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from torch import nn
 
-from ..layers import _LiftDownPoolNd
+from ..layers import LiftDownPoolNd
 
 __all__ = ["Task", "build_model", "is_plugin", "model_task", "set_lifting_lambdas"]
 
@@ -90,7 +90,7 @@ def set_lifting_lambdas(model: nn.Module, lambda_u: float, lambda_p: float) -> i
             raise ValueError(f"{name} must be a finite number >= 0, got {lam!r}")
     n = 0
     for m in model.modules():
-        if isinstance(m, _LiftDownPoolNd):
+        if isinstance(m, LiftDownPoolNd):
             m.lambda_u, m.lambda_p = float(lambda_u), float(lambda_p)
             n += 1
     return n

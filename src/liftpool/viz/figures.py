@@ -120,11 +120,11 @@ class PoolCapture(NamedTuple):
 
 
 def _is_down_pool(m: nn.Module) -> bool:
-    from ..layers import _LiftDownPoolNd
+    from ..layers import LiftDownPoolNd
     from ..pooling import POOLS
 
     pool_types = tuple(t for t in POOLS.values() if isinstance(t, type))
-    return isinstance(m, (_LiftDownPoolNd, nn.MaxPool2d, nn.AvgPool2d, *pool_types))
+    return isinstance(m, (LiftDownPoolNd, nn.MaxPool2d, nn.AvgPool2d, *pool_types))
 
 
 @torch.no_grad()

@@ -14,11 +14,9 @@ from liftpool.convert import (
     TimmLiftDownPool2d,
     compare_outputs,
     convert,
-    measure_init,
-    random_images,
-    recalibrate_batchnorm,
 )
 from liftpool.pooling import AvgDownPool2d, BlurPool2d
+from liftpool.studies.conversion import measure_init, random_images, recalibrate_batchnorm
 
 
 def lift_param_keys(model: nn.Module) -> set[str]:
@@ -380,7 +378,7 @@ def test_measure_init_rows():
 
 
 def test_measure_cli_writes_table_and_plot(tmp_path):
-    from liftpool.convert import main
+    from liftpool.studies.conversion import main
 
     out, png = tmp_path / "t.md", tmp_path / "t.png"
     assert main(["--models", "resnet18", "--size", "32", "--batch", "2", "--calib-batches", "1",
@@ -393,7 +391,7 @@ def test_measure_cli_writes_table_and_plot(tmp_path):
 def test_cifar_study_on_generated_imagefolder(tmp_path):
     from PIL import Image
 
-    from liftpool.convert import cifar_study
+    from liftpool.studies.conversion import cifar_study
 
     g = torch.Generator().manual_seed(0)
     for split, n in (("train", 8), ("test", 3)):
@@ -413,7 +411,7 @@ def test_cifar_study_on_generated_imagefolder(tmp_path):
 def test_placement_study_on_generated_imagefolder(tmp_path):
     from PIL import Image
 
-    from liftpool.convert import placement_study
+    from liftpool.studies.conversion import placement_study
 
     g = torch.Generator().manual_seed(0)
     for split, n in (("train", 8), ("test", 2)):

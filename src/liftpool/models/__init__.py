@@ -30,7 +30,8 @@ from typing import Any, Literal, NamedTuple
 from torch import nn
 
 from .deeplab import DeepLabV3Plus, deeplabv3plus_resnet50
-from .resnet import ScaledResNet, mobilenet_v2, resnet18, resnet50
+from .mobilenet import mobilenet_v2
+from .resnet import ScaledResNet, resnet18, resnet50
 from .segnet import SEGNET_POOLS, SegNet, segnet
 from .vgg import VGG13_CFG, VGGCifar, vgg13_cifar
 

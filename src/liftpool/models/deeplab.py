@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from torchvision.models.resnet import Bottleneck
 from torchvision.models.segmentation.deeplabv3 import ASPP
 
-from ..convert import Init
+from ..pooling.placement import Init
 from ._common import check_num_classes, check_pool, check_width, scaled
 from .resnet import PoolPosition, ScaledResNet, apply_pool
 

@@ -1,4 +1,4 @@
-"""torchvision ResNet18/50 and MobileNetV2 with their down-sampling turned into a chosen pool.
+"""torchvision ResNet18/50 with their down-sampling turned into a chosen pool.
 
 ``pool="max"`` leaves the networks as torchvision builds them.  Any other pool replaces the
 stem max pool (ResNets) and, with ``strided_conv=True``, every stride-2 convolution after the
@@ -6,8 +6,7 @@ stem runs at stride 1 with the pool placed ``pool_position="after_act"`` (defaul
 convolution's BatchNorm and activation, the antialiased-cnns layout) or ``"after_conv"``
 (directly after the convolution, what :func:`liftpool.convert.convert` does).  ResNet's 1x1
 stride-2 projection shortcuts are pooled before their convolution in both cases.
-MobileNetV2 has no pooling layer, so for it ``strided_conv`` defaults to True when
-``pool != "max"``.  With ``width=1.0`` the module names and shapes are torchvision's, so its
+(MobileNetV2: :mod:`liftpool.models.mobilenet`.)  With ``width=1.0`` the module names and shapes are torchvision's, so its
 ImageNet weights load with ``strict=False`` (only the new pooling parameters are missing).
 """
 
@@ -17,14 +16,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from torch import nn
-from torchvision.models.mobilenetv2 import MobileNetV2
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from torch import Tensor
 from torchvision.ops.misc import Conv2dNormActivation
 
-from ..convert import Init, PooledConv2d, convert, init_kwargs
+from ..convert import convert
 from ..pooling import make_pool
+from ..pooling.placement import Init, PooledConv2d, init_kwargs
 from ._common import check_num_classes, check_pool, check_pool_kwargs, check_width, scaled
 
 __all__ = [
@@ -33,7 +32,6 @@ __all__ = [
     "PostActPoolBottleneck",
     "ScaledResNet",
     "apply_pool",
-    "mobilenet_v2",
     "resnet18",
     "resnet50",
 ]
@@ -245,27 +243,3 @@ def resnet50(*, num_classes: int, pool: str = "max", width: float = 1.0, strided
     return _resnet(Bottleneck, [3, 4, 6, 3], num_classes=num_classes, pool=pool, width=width,
                    strided_conv=strided_conv, pool_kwargs=pool_kwargs, init=init, pool_position=pool_position,
                    **kwargs)
-
-
-def mobilenet_v2(*, num_classes: int, pool: str = "max", width: float = 1.0, strided_conv: bool | None = None,
-                 pool_kwargs: Mapping[str, Any] | None = None, init: Init = "paper",
-                 pool_position: PoolPosition = "after_act", **kwargs: Any) -> nn.Module:
-    """torchvision MobileNetV2 (``width`` = its ``width_mult``) with strided convolutions pooled by ``pool``.
-
-    MobileNetV2 has no pooling layer: ``strided_conv`` defaults to ``pool != "max"``, i.e. each
-    stride-2 depthwise convolution after the stem runs at stride 1 and the pool follows its
-    BN + ReLU6 (``pool_position="after_act"``, default) or the convolution itself (``"after_conv"``).
-
-    Examples:
-        >>> import torch
-        >>> mobilenet_v2(num_classes=4, pool="lift", width=0.25)(torch.randn(2, 3, 32, 32)).shape
-        torch.Size([2, 4])
-    """
-    check_num_classes(num_classes)
-    check_pool(pool)
-    width = check_width(width)
-    if strided_conv is None:
-        strided_conv = pool != "max"
-    net = MobileNetV2(num_classes=num_classes, width_mult=width, **kwargs)
-    return apply_pool(net, pool, strided_conv=bool(strided_conv), pool_kwargs=pool_kwargs, init=init,
-                      pool_position=pool_position)

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from . import functional as LF
+from ._checks import check_choice, check_int, check_number, check_spatial_input
 from . import kernels
 from .constants import LAMBDA_P, LAMBDA_U, PADDING_MODES, WAVELET_NAMES, PaddingMode, WaveletName, band_names
 from .lifters import LearnedLifter, LiftingTransform, wavelet_transform
@@ -110,18 +111,6 @@ AnyDetails = Union[Details1d, Details2d, Details3d]
 BandSelection = Union[Literal["all"], str, Sequence[str]]
 
 
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
-def _shape_str(dims: int) -> str:
-    return {1: "(N, C, L)", 2: "(N, C, H, W)", 3: "(N, C, D, H, W)"}[dims]
-
-
 class LiftDownPoolNd(nn.Module):
     """Base class of :class:`LiftDownPool1d` / ``2d`` / ``3d`` (subclasses set ``spatial_dims`` and the result types).
 
@@ -154,26 +143,19 @@ class LiftDownPoolNd(nn.Module):
     ) -> None:
         super().__init__()
         cls = type(self).__name__
-        self.channels = _check_int("channels", channels, 1)
-        self.kernel_size = _check_int("kernel_size", kernel_size, 1)
+        self.channels = check_int("channels", channels, 1)
+        self.kernel_size = check_int("kernel_size", kernel_size, 1)
         if kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd (the convolution is centred), got {kernel_size}")
-        if _check_int("stride", stride, 1) != 2:
+        if check_int("stride", stride, 1) != 2:
             raise ValueError(f"{cls} always pools by 2 (one lifting step per axis); got stride={stride}")
-        if padding_mode not in PADDING_MODES:
-            raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
-        self.padding_mode = padding_mode
+        self.padding_mode = check_choice("padding_mode", padding_mode, PADDING_MODES)
         self.groups = self._check_groups(groups, channels)
         self.bands = self._check_bands(bands)
-        for name, lam in (("lambda_u", lambda_u), ("lambda_p", lambda_p)):
-            if not isinstance(lam, (int, float)) or isinstance(lam, bool) or not lam >= 0 or math.isinf(lam):
-                raise ValueError(f"{name} must be a finite number >= 0, got {lam!r}")
-        if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not math.isfinite(scale):
-            raise ValueError(f"scale must be a finite number, got {scale!r}")
-        self.lambda_u = float(lambda_u)
-        self.lambda_p = float(lambda_p)
+        self.lambda_u = check_number("lambda_u", lambda_u, nonnegative=True)
+        self.lambda_p = check_number("lambda_p", lambda_p, nonnegative=True)
         self.return_details = bool(return_details)
-        self.scale = float(scale)
+        self.scale = check_number("scale", scale)
         self.share_weights = bool(share_weights)
         self.zero_init = bool(zero_init)
         self.wavelet: str | None = None
@@ -259,17 +241,7 @@ class LiftDownPoolNd(nn.Module):
     # ------------------------------------------------------------------ core
     def _check_input(self, x: Any, name: str = "x") -> None:
         cls = type(self).__name__
-        if not isinstance(x, Tensor):
-            raise TypeError(f"{cls}: {name} must be a torch.Tensor, got {type(x).__name__}")
-        if not x.is_floating_point():
-            raise TypeError(f"{cls}: {name} must be a floating-point tensor, got dtype {x.dtype}")
-        dims = self.spatial_dims
-        if x.ndim != dims + 2:
-            raise ValueError(f"{cls}: {name} must have shape {_shape_str(dims)} ({dims + 2} dims), got shape {tuple(x.shape)}")
-        if x.shape[1] != self.channels:
-            raise ValueError(f"{cls}: {name} has {x.shape[1]} channels but the layer was built for channels={self.channels}")
-        if any(n < 1 for n in x.shape[2:]):
-            raise ValueError(f"{cls}: {name} has an empty spatial axis, shape {tuple(x.shape)}")
+        check_spatial_input(cls, x, channels=self.channels, spatial_dims=self.spatial_dims, name=name)
         p = next(self.parameters(), None)
         if p is not None and x.dtype != p.dtype and not torch.is_autocast_enabled(x.device.type):
             raise TypeError(

@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Any
 
+from .._checks import check_int, check_mapping
 from ..pooling import available_pools
 
 __all__ = ["check_num_classes", "check_pool", "check_width", "scaled", "check_pool_kwargs"]
 
 
 def check_num_classes(num_classes: Any) -> int:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int):
-        raise TypeError(f"num_classes must be an int, got {type(num_classes).__name__}")
-    if num_classes < 1:
-        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-    return num_classes
+    return check_int("num_classes", num_classes, 1)
 
 
 def check_width(width: Any) -> float:
@@ -35,11 +31,7 @@ def check_pool(pool: Any, allowed: tuple[str, ...] | None = None) -> str:
 
 
 def check_pool_kwargs(pool_kwargs: Any) -> dict[str, Any]:
-    if pool_kwargs is None:
-        return {}
-    if not isinstance(pool_kwargs, Mapping):
-        raise TypeError(f"pool_kwargs must be a mapping of keyword arguments, got {type(pool_kwargs).__name__}")
-    return dict(pool_kwargs)
+    return check_mapping("pool_kwargs", pool_kwargs)
 
 
 def scaled(channels: int, width: float) -> int:

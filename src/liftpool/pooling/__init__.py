@@ -16,12 +16,9 @@ Examples:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
-from torch import nn
-
-from ..layers import LiftDownPool2d, LiftUpPool2d
+from ..layers import LiftDownPool2d
 from .baselines import (
     AvgDownPool2d,
     BlurPool2d,
@@ -32,6 +29,38 @@ from .baselines import (
     MaxUpPool2d,
     SkipDownPool2d,
     binomial_filter,
+)
+from .registry import (
+    POOLS,
+    UPDOWN,
+    available_pools,
+    lift_updown,
+    make_pool,
+    make_updown,
+    register_pool,
+    register_updown,
+)
+
+# after the baselines, so that the registry lists max, avg, skip, blur, maxblur, lift, then the zoo
+register_pool("lift")(LiftDownPool2d)
+register_updown("lift")(lift_updown)
+
+#: names of :mod:`liftpool.pooling.zoo` re-exported here; the zoo is imported on first use.
+_ZOO_NAMES: tuple[str, ...] = (
+    "DPPool2d",
+    "GFGPool2d",
+    "GatedPool2d",
+    "GaussianPool2d",
+    "MixedPool2d",
+    "S3Pool2d",
+    "SpectralPool2d",
+    "WaveletPool2d",
+    "ZOO",
+    "gaussian_pool2d",
+    "maxent_pool2d",
+    "pool_parameter_count",
+    "spectral_pool2d",
+    "wavelet_pool2d",
 )
 
 __all__ = [
@@ -50,81 +79,15 @@ __all__ = [
     "make_pool",
     "make_updown",
     "register_pool",
+    *_ZOO_NAMES,
 ]
 
-#: name -> down-pooling class; every entry accepts ``(channels, **kwargs)``.
-POOLS: dict[str, Callable[..., nn.Module]] = {
-    "max": MaxDownPool2d,
-    "avg": AvgDownPool2d,
-    "skip": SkipDownPool2d,
-    "blur": BlurPool2d,
-    "maxblur": MaxBlurPool2d,
-    "lift": LiftDownPool2d,
-}
 
+def __getattr__(name: str) -> Any:
+    # the pooling zoo loads when one of its names is first used (PEP 562)
+    if name in _ZOO_NAMES or name == "zoo":
+        import importlib
 
-def register_pool(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Class decorator adding a down-pooling layer to :data:`POOLS` under ``name``."""
-
-    def deco(cls: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in POOLS and POOLS[name] is not cls:
-            raise ValueError(f"a pooling layer named {name!r} is already registered")
-        POOLS[name] = cls
-        return cls
-
-    return deco
-
-
-def available_pools() -> tuple[str, ...]:
-    """Names accepted by :func:`make_pool` (and every model's ``pool=``)."""
-    return tuple(POOLS)
-
-
-def make_pool(name: str, channels: int, **kwargs: Any) -> nn.Module:
-    """Build the down-pooling layer ``name`` for ``channels`` channels (kwargs go to its constructor)."""
-    if not isinstance(name, str):
-        raise TypeError(f"pool must be a string, got {type(name).__name__}")
-    try:
-        cls = POOLS[name]
-    except KeyError:
-        raise ValueError(f"unknown pool {name!r}; choose one of {available_pools()}") from None
-    return cls(channels, **kwargs)
-
-
-def _lift_updown(channels: int, **kwargs: Any) -> tuple[nn.Module, nn.Module]:
-    kwargs.setdefault("bands", ("LL",))
-    down = LiftDownPool2d(channels, return_details=True, **kwargs)
-    return down, LiftUpPool2d(down)
-
-
-def _max_updown(channels: int, **kwargs: Any) -> tuple[nn.Module, nn.Module]:
-    down = MaxDownPool2d(channels, return_details=True, **kwargs)
-    return down, MaxUpPool2d(down)
-
-
-def _maxblur_updown(channels: int, **kwargs: Any) -> tuple[nn.Module, nn.Module]:
-    down = MaxDownPool2d(channels, return_details=True, **kwargs)
-    return down, MaxUpBlurPool2d(down)
-
-
-#: name -> factory of a paired (down, up) for encoder-decoders (SegNet).
-UPDOWN: dict[str, Callable[..., tuple[nn.Module, nn.Module]]] = {
-    "max": _max_updown,
-    "maxblur": _maxblur_updown,
-    "lift": _lift_updown,
-}
-
-
-def make_updown(name: str, channels: int, **kwargs: Any) -> tuple[nn.Module, nn.Module]:
-    """A paired ``(down, up)``: ``down(x) -> (y, details)``, ``up(y, details) -> x``-sized map.
-
-    ``"max"``: max pooling / max-unpooling; ``"maxblur"``: max-unpooling followed by a
-    blur; ``"lift"``: LiftDownPool2d keeping ``LL`` (as the paper's SegNet) and its
-    LiftUpPool2d.
-    """
-    if name not in UPDOWN:
-        raise ValueError(f"unknown up/down pool {name!r}; choose one of {tuple(UPDOWN)}")
-    return UPDOWN[name](channels, **kwargs)
-
-from .zoo import *  # noqa: E402,F401,F403  registers "gated", "mixed", "gauss", "gfgp", "spectral", "wavelet", "dpp", "s3" in POOLS
-__all__ += zoo.__all__  # type: ignore[name-defined]  # noqa: F405,F821 (the import above binds the submodule)
+        zoo = importlib.import_module(f"{__name__}.zoo")
+        return zoo if name == "zoo" else getattr(zoo, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,7 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .._checks import check_int, check_spatial_input
 from ..functional import pad_axis
+from .registry import register_pool, register_updown
 
 __all__ = [
     "MaxDownPool2d",
@@ -33,33 +35,15 @@ __all__ = [
 
 def check_pool_input(module: nn.Module, x: Any, channels: int, name: str = "x") -> None:
     """Raise a clear ``TypeError``/``ValueError`` unless ``x`` is a float ``(N, C, H, W)`` tensor."""
-    cls = type(module).__name__
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{cls}: {name} must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{cls}: {name} must be a floating-point tensor, got dtype {x.dtype}")
-    if x.ndim != 4:
-        raise ValueError(f"{cls}: {name} must have shape (N, C, H, W), got shape {tuple(x.shape)}")
-    if x.shape[1] != channels:
-        raise ValueError(f"{cls}: {name} has {x.shape[1]} channels but the layer was built for channels={channels}")
-    if x.shape[2] < 1 or x.shape[3] < 1:
-        raise ValueError(f"{cls}: {name} has an empty spatial axis, shape {tuple(x.shape)}")
+    check_spatial_input(type(module).__name__, x, channels=channels, spatial_dims=2, name=name)
 
 
 def _check_kernel(kernel_size: Any, minimum: int = 1) -> int:
-    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int):
-        raise TypeError(f"kernel_size must be an int, got {type(kernel_size).__name__}")
-    if kernel_size < minimum:
-        raise ValueError(f"kernel_size must be >= {minimum}, got {kernel_size}")
-    return kernel_size
+    return check_int("kernel_size", kernel_size, minimum)
 
 
 def _check_channels(channels: Any) -> int:
-    if isinstance(channels, bool) or not isinstance(channels, int):
-        raise TypeError(f"channels must be an int, got {type(channels).__name__}")
-    if channels < 1:
-        raise ValueError(f"channels must be >= 1, got {channels}")
-    return channels
+    return check_int("channels", channels, 1)
 
 
 def binomial_filter(size: int) -> Tensor:
@@ -98,6 +82,7 @@ class _Pool2d(nn.Module):
         return f"{self.channels}, kernel_size={self.kernel_size}"
 
 
+@register_pool("max")
 class MaxDownPool2d(_Pool2d):
     """Max pooling with stride 2 (kernel 2 by default), output ``ceil(n/2)``.
 
@@ -127,6 +112,7 @@ class MaxDownPool2d(_Pool2d):
         return F.max_pool2d(x, self.kernel_size, 2, pad, ceil_mode=ceil)
 
 
+@register_pool("avg")
 class AvgDownPool2d(_Pool2d):
     """Average pooling with stride 2 (kernel 2 by default; padding excluded from the mean).
 
@@ -148,6 +134,7 @@ class AvgDownPool2d(_Pool2d):
         return (y, None) if self.return_details else y
 
 
+@register_pool("skip")
 class SkipDownPool2d(_Pool2d):
     """"Skip" (Springenberg et al. 2015; Kobayashi 2019): a learned stride-2 convolution.
 
@@ -185,6 +172,7 @@ class SkipDownPool2d(_Pool2d):
         return (y, None) if self.return_details else y
 
 
+@register_pool("blur")
 class BlurPool2d(_Pool2d):
     """BlurPool (Zhang, "Making Convolutional Networks Shift-Invariant Again", ICML 2019).
 
@@ -223,6 +211,7 @@ class BlurPool2d(_Pool2d):
         return f"{self.channels}, kernel_size={self.kernel_size}, stride={self.stride}"
 
 
+@register_pool("maxblur")
 class MaxBlurPool2d(_Pool2d):
     """Zhang's anti-aliased max pooling: max over 2x2 at stride 1, then :class:`BlurPool2d`.
 
@@ -295,3 +284,17 @@ class MaxUpBlurPool2d(MaxUpPool2d):
 
     def forward(self, y: Tensor, details: MaxDetails2d) -> Tensor:
         return self.blur(super().forward(y, details))
+
+
+@register_updown("max")
+def max_updown(channels: int, **kwargs: Any) -> tuple[nn.Module, nn.Module]:
+    """Max pooling with ``return_details`` and the max-unpooling that inverts its selection."""
+    down = MaxDownPool2d(channels, return_details=True, **kwargs)
+    return down, MaxUpPool2d(down)
+
+
+@register_updown("maxblur")
+def maxblur_updown(channels: int, **kwargs: Any) -> tuple[nn.Module, nn.Module]:
+    """Max pooling with ``return_details`` and max-unpooling followed by a blur."""
+    down = MaxDownPool2d(channels, return_details=True, **kwargs)
+    return down, MaxUpBlurPool2d(down)

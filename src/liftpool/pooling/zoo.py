@@ -51,8 +51,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import POOLS, register_pool
+from .._checks import check_choice, check_int, check_positive_float
 from .baselines import _check_channels, _Pool2d, binomial_filter, check_pool_input
+from .registry import POOLS, register_pool
 
 __all__ = [
     "DPPool2d",
@@ -76,29 +77,14 @@ ZOO: tuple[str, ...] = ("gated", "mixed", "gauss", "gfgp", "spectral", "wavelet"
 
 
 # --------------------------------------------------------------------------- helpers
-def _check_choice(name: str, value: Any, choices: tuple[Any, ...]) -> Any:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
-    return value
-
-
-def _check_positive_float(name: str, value: Any, *, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'} and finite, got {value}")
-    return value
+_check_choice = check_choice
+_check_positive_float = check_positive_float
 
 
 def _check_hidden(hidden: Any, channels: int) -> int:
     if hidden is None:
         return max(1, channels // 2)
-    if isinstance(hidden, bool) or not isinstance(hidden, int):
-        raise TypeError(f"hidden must be an int or None, got {type(hidden).__name__}")
-    if hidden < 1:
-        raise ValueError(f"hidden must be >= 1, got {hidden}")
-    return hidden
+    return check_int("hidden", hidden, 1)
 
 
 def _out_size(n: int) -> int:

@@ -423,3 +423,62 @@ def test_placement_study_on_generated_imagefolder(tmp_path):
     rows = placement_study(str(tmp_path), width=0.0625, per_class=8, test_per_class=2, epochs=1, batch=8, seeds=(0, 1))
     assert [r.lift_layers for r in rows] == [0, 7, 7]
     assert all(len(r.accuracies) == 2 and all(0 <= a <= 1 for a in r.accuracies) for r in rows)
+
+
+def test_convert_warns_when_it_replaces_nothing():
+    class ConvOnly(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv2d(3, 4, 3, padding=1)
+            self.down = nn.Conv2d(4, 4, 3, stride=2, padding=1)
+
+        def forward(self, x):
+            return self.down(self.stem(x))
+
+    with pytest.warns(UserWarning, match=r"replaced nothing in ConvOnly\..*strided_conv=True"):
+        same, report = convert(ConvOnly(), return_report=True)
+    assert report.replaced == () and isinstance(same.down, nn.Conv2d) and same.down.stride == (2, 2)
+    assert ("down", "strided convolution (strided_conv=False)") in report.skipped
+    # with the suggested option it does replace, and does not warn
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _, report = convert(ConvOnly(), strided_conv=True, return_report=True)
+    assert [r.path for r in report.replaced] == ["down"]
+
+
+def test_convert_warning_without_hint_when_strided_conv_is_on():
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.MaxPool2d(3, 1, 1))
+    with pytest.warns(UserWarning, match="replaced nothing in Sequential") as rec:
+        convert(net, strided_conv=True)
+    assert "pass strided_conv=True" not in str(rec[0].message)
+
+
+def test_report_lists_layers_convert_does_not_handle():
+    class Mixed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, stride=2, padding=1)  # strided conv, strided_conv=False
+            self.max = nn.MaxPool2d(2)  # replaced
+            self.avg = nn.AvgPool2d(2)  # not in targets
+            self.max_s1 = nn.MaxPool2d(3, 1, 1)  # a stride-1 candidate: reported by its stride
+            self.avg_s1 = nn.AvgPool2d(3, 1, 1)  # stride 1 and not a target: not down-sampling, not listed
+            self.other = nn.ModuleDict({  # down-sampling layers convert does not handle (unused in forward)
+                "max3d": nn.MaxPool3d(2), "avg1d": nn.AvgPool1d(2), "lp": nn.LPPool2d(2, 2),
+                "frac": nn.FractionalMaxPool2d(2, output_ratio=0.5),
+            })
+
+        def forward(self, x):
+            return self.avg_s1(self.max_s1(self.avg(self.max(self.conv(x)))))
+
+    _, report = convert(Mixed(), targets=("maxpool",), return_report=True)
+    assert [r.path for r in report.replaced] == ["max"]
+    why = dict(report.skipped)
+    assert why["conv"] == "strided convolution (strided_conv=False)"
+    assert why["avg"] == "avgpool is not in targets=('maxpool',)"
+    for key, name in (("max3d", "MaxPool3d"), ("avg1d", "AvgPool1d"), ("lp", "LPPool2d"), ("frac", "FractionalMaxPool2d")):
+        assert why[f"other.{key}"].startswith(f"{name} is not handled"), (key, why[f"other.{key}"])
+    assert why["max_s1"] == "stride (1, 1) is not 2"
+    assert "avg_s1" not in why
+    assert "skipped other.max3d: MaxPool3d is not handled" in str(report)

@@ -40,6 +40,7 @@ from __future__ import annotations
 import copy
 import fnmatch
 import logging
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, NamedTuple, Union, overload
 
@@ -85,7 +86,9 @@ class ConversionReport(NamedTuple):
     """What :func:`convert` did.
 
     ``replaced``: one :class:`Replacement` per converted module; ``skipped``: ``(path, reason)``
-    for each candidate left alone (excluded, stride not 2, the stem, ...);
+    for each down-sampling layer left alone (excluded, stride not 2, the stem, a strided
+    convolution with ``strided_conv=False``, a pool kind not in ``targets``, a pooling layer
+    convert does not handle such as ``MaxPool1d``/``MaxPool3d``, ...);
     ``added_parameters``: total number of new parameters.
     """
 
@@ -134,6 +137,44 @@ def compare_outputs(original: nn.Module, converted: nn.Module, x: Tensor) -> Out
     rel = float(diff.norm() / a.double().norm().clamp_min(1e-300))
     agree = float((a.argmax(1) == b.argmax(1)).double().mean()) if a.ndim >= 2 else float("nan")
     return OutputDifference(rel, float(diff.abs().max()) if diff.numel() else 0.0, agree)
+
+
+#: down-sampling layers convert never replaces (it only handles 2D max/avg pooling and Conv2d).
+_UNHANDLED_POOLS: tuple[type[nn.Module], ...] = (
+    nn.MaxPool1d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool3d, nn.LPPool1d, nn.LPPool2d,
+)
+
+
+def _strides_by_more_than_one(m: nn.Module) -> bool:
+    stride = getattr(m, "stride", None)
+    if stride is None:  # pooling layers default to stride = kernel_size
+        stride = getattr(m, "kernel_size", 1)
+    values = stride if isinstance(stride, (tuple, list)) else (stride,)
+    return any(v != 1 for v in values)
+
+
+def _not_a_candidate(m: nn.Module, targets: tuple[str, ...], strided_conv: bool) -> str | None:
+    """Why a down-sampling module that is not a candidate of this conversion is left alone (None: not one)."""
+    if isinstance(m, nn.Conv2d) and pair(m.stride) != (1, 1):
+        return "strided convolution (strided_conv=False)" if not strided_conv else None
+    for kind, cls in _TARGET_TYPES.items():
+        if type(m) is cls and kind not in targets and _strides_by_more_than_one(m):
+            return f"{kind} is not in targets={targets}"
+    if isinstance(m, (nn.FractionalMaxPool2d, nn.FractionalMaxPool3d)):
+        return f"{type(m).__name__} is not handled (random output size)"
+    if isinstance(m, _UNHANDLED_POOLS) and _strides_by_more_than_one(m):
+        return f"{type(m).__name__} is not handled (only 2D max/avg pooling and Conv2d are converted)"
+    return None
+
+
+def _warn_nothing_replaced(model_name: str, strided_conv: bool, skipped: Sequence[tuple[str, str]]) -> None:
+    hint = (
+        " If it down-samples with strided convolutions, pass strided_conv=True to pool them."
+        if not strided_conv
+        else ""
+    )
+    why = f" Skipped: {len(skipped)} layer(s), see ConversionReport.skipped (return_report=True)." if skipped else ""
+    warnings.warn(f"liftpool.convert replaced nothing in {model_name}.{hint}{why}", UserWarning, stacklevel=3)
 
 
 def _describe(m: nn.Module) -> str:
@@ -321,6 +362,9 @@ def convert(
         is_pool = bool(target_types) and isinstance(m, target_types)
         is_conv = strided_conv and isinstance(m, nn.Conv2d) and pair(m.stride) != (1, 1)
         if not (is_pool or is_conv):
+            why = _not_a_candidate(m, targets, strided_conv)
+            if why is not None:
+                skipped.append((path, why))
             continue
         if any(fnmatch.fnmatchcase(path, pat) for pat in exclude):
             skipped.append((path, "excluded"))
@@ -394,6 +438,8 @@ def convert(
     replaced.sort(key=lambda r: order.get(r.path, len(order)))
     report = ConversionReport(tuple(replaced), tuple(skipped), sum(r.added_parameters for r in replaced))
     logger.info("%s", report)
+    if not replaced:
+        _warn_nothing_replaced(type(model).__name__, strided_conv, skipped)
     if return_report:
         return model, report
     return model

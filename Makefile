@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.liftpool-installed
 PYTEST_WORKERS ?= 2
 
-.PHONY: demo test test-all bench venv clean
+.PHONY: demo test test-all lint bench venv clean
 
 venv: $(STAMP)
 
@@ -18,6 +18,10 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(VENV)/bin/liftpool demo --out liftpool-demo.png
+
+lint: $(STAMP)
+	$(PY) -m ruff check src tests benchmarks scripts
+	$(PY) -m mypy --strict --no-warn-return-any src/liftpool
 
 test: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(PYTEST_WORKERS) -m "not slow" -q

@@ -170,7 +170,9 @@ def plot(rows: list[dict[str, Any]], shapes: list[str], path: Path, title: str) 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--shapes", nargs="+", default=list(DEFAULT_SHAPES), help="NxCxHxW[:cl] (default: %(default)s)")
     ap.add_argument("--methods", nargs="+", default=None, help="pool names (default: every registered pool)")
     ap.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")

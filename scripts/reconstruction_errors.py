@@ -30,8 +30,18 @@ def main() -> None:
     for dtype in (torch.float64, torch.float32):
         for dims in (1, 2, 3):
             worst, n = 0.0, 0
-            for size, k, mode, share in itertools.product(SIZES[dims], (1, 3, 5, 7), ("reflect", "replicate", "zeros", "circular"), (True, False)):
-                down = DOWN[dims](4, k, padding_mode=mode, share_weights=share, bands=band_names(dims)[0], return_details=True, dtype=dtype)
+            for size, k, mode, share in itertools.product(
+                SIZES[dims], (1, 3, 5, 7), ("reflect", "replicate", "zeros", "circular"), (True, False)
+            ):
+                down = DOWN[dims](
+                    4,
+                    k,
+                    padding_mode=mode,
+                    share_weights=share,
+                    bands=band_names(dims)[0],
+                    return_details=True,
+                    dtype=dtype,
+                )
                 x = torch.randn(2, 4, *size, dtype=dtype)
                 inputs = [x] + ([x.contiguous(memory_format=CL[dims])] if dims in CL else [])
                 for inp in inputs:

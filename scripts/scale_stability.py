@@ -33,7 +33,10 @@ def main() -> None:
     from liftpool.models import create_model
 
     torch.manual_seed(0)
-    ds = ImageFolder(f"{args.data_dir}/train", transform=T.Compose([T.ToTensor(), T.Normalize((0.49, 0.48, 0.45), (0.25, 0.24, 0.26))]))
+    ds = ImageFolder(
+        f"{args.data_dir}/train",
+        transform=T.Compose([T.ToTensor(), T.Normalize((0.49, 0.48, 0.45), (0.25, 0.24, 0.26))]),
+    )
     idx = torch.randperm(len(ds))[: args.batch_size * args.steps]
     X = torch.stack([ds[int(i)][0] for i in idx])
     Y = torch.tensor([ds[int(i)][1] for i in idx])
@@ -51,7 +54,9 @@ def main() -> None:
             (loss + lifting_loss(m)).backward()
             opt.step()
             losses.append(loss.item())
-        print(f"{name:30s} CE every 3rd step: {[round(v, 2) for v in losses[::3]]} ({time.time() - t:.0f} s)", flush=True)
+        print(
+            f"{name:30s} CE every 3rd step: {[round(v, 2) for v in losses[::3]]} ({time.time() - t:.0f} s)", flush=True
+        )
 
 
 if __name__ == "__main__":

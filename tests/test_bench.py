@@ -11,8 +11,8 @@ import re
 import pytest
 import torch
 
-from liftpool.studies import bench
 from liftpool.cli import main
+from liftpool.studies import bench
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -30,7 +30,9 @@ def lift_param_keys(model: nn.Module) -> set[str]:
 
 def lift_param_count(model: nn.Module) -> int:
     # per LiftDownPool2d(C, K=5): P and U each have C*K + C (K-tap conv) + C + C (1x1 conv) weights
-    return sum(2 * (m.channels * m.kernel_size + 3 * m.channels) for m in model.modules() if isinstance(m, LiftDownPool2d))
+    return sum(
+        2 * (m.channels * m.kernel_size + 3 * m.channels) for m in model.modules() if isinstance(m, LiftDownPool2d)
+    )
 
 
 def tv(name):
@@ -47,7 +49,9 @@ EXPECTED = {
 }
 
 
-@pytest.mark.parametrize("name,strided", [(n, s) for n in EXPECTED for s in (False, True) if (n, s) != ("vgg13_bn", True)])
+@pytest.mark.parametrize(
+    "name,strided", [(n, s) for n in EXPECTED for s in (False, True) if (n, s) != ("vgg13_bn", True)]
+)
 def test_torchvision_conversion(name, strided):
     model = tv(name)
     conv, report = convert(model, strided_conv=strided, return_report=True)
@@ -105,7 +109,9 @@ def test_mobilenet_v2_strided_paths_and_stem():
     assert rep3.replaced == () and rep3.added_parameters == 0
 
 
-@pytest.mark.parametrize("name,strided,n", [("resnet50", False, 1), ("resnet50", True, 7), ("efficientnet_b0", True, 4)])
+@pytest.mark.parametrize(
+    "name,strided,n", [("resnet50", False, 1), ("resnet50", True, 7), ("efficientnet_b0", True, 4)]
+)
 def test_timm_conversion(name, strided, n):
     torch.manual_seed(0)
     model = timm.create_model(name, pretrained=False).eval()
@@ -198,7 +204,9 @@ def test_pool_shapes_match_torch(k, p, ceil_mode):
             assert conv(x).shape == model(x).shape, (cls, k, p, ceil_mode, h, w)
 
 
-@pytest.mark.parametrize("k,p,d", [(1, 0, 1), (3, 1, 1), (3, 0, 1), (4, 1, 1), (5, 2, 1), (3, 2, 2), (7, 3, 1), (2, 0, 1)])
+@pytest.mark.parametrize(
+    "k,p,d", [(1, 0, 1), (3, 1, 1), (3, 0, 1), (4, 1, 1), (5, 2, 1), (3, 2, 2), (7, 3, 1), (2, 0, 1)]
+)
 def test_pooled_conv_shapes(k, p, d):
     for groups in (1, 4):
         model = nn.Sequential(nn.Conv2d(4, 8, k, stride=2, padding=p, dilation=d, groups=groups))
@@ -477,7 +485,12 @@ def test_report_lists_layers_convert_does_not_handle():
     why = dict(report.skipped)
     assert why["conv"] == "strided convolution (strided_conv=False)"
     assert why["avg"] == "avgpool is not in targets=('maxpool',)"
-    for key, name in (("max3d", "MaxPool3d"), ("avg1d", "AvgPool1d"), ("lp", "LPPool2d"), ("frac", "FractionalMaxPool2d")):
+    for key, name in (
+        ("max3d", "MaxPool3d"),
+        ("avg1d", "AvgPool1d"),
+        ("lp", "LPPool2d"),
+        ("frac", "FractionalMaxPool2d"),
+    ):
         assert why[f"other.{key}"].startswith(f"{name} is not handled"), (key, why[f"other.{key}"])
     assert why["max_s1"] == "stride (1, 1) is not 2"
     assert "avg_s1" not in why

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import liftpool
-from liftpool.kernels import eager as _fast
 from liftpool import LiftDownPool1d, LiftDownPool2d, LiftDownPool3d, LiftUpPool1d, LiftUpPool2d, LiftUpPool3d
 from liftpool.constants import band_names
+from liftpool.kernels import eager as _fast
 from liftpool.testing.reference import (
     ReferenceLiftDownPool2d,
     ReferenceLiftUpPool2d,

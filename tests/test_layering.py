@@ -90,7 +90,9 @@ def import_graph(root: Path) -> dict[str, set[str]]:
     return {m: imports_of(m, p, modules) for m, p in modules.items()}
 
 
-def back_imports(graph: dict[str, set[str]], layers: tuple[tuple[int, str, tuple[str, ...]], ...] = LAYERS) -> list[str]:
+def back_imports(
+    graph: dict[str, set[str]], layers: tuple[tuple[int, str, tuple[str, ...]], ...] = LAYERS
+) -> list[str]:
     """One line per import that goes to a higher layer."""
     out = []
     for m, targets in sorted(graph.items()):
@@ -190,7 +192,10 @@ def test_checker_flags_a_planted_back_import(tmp_path, plant):
 
 
 def test_checker_flags_a_cycle_within_a_layer(tmp_path):
-    _write(tmp_path, {**TOY, "liftpool/layers.py": "from . import losses\n", "liftpool/losses.py": "from .layers import x\n"})
+    _write(
+        tmp_path,
+        {**TOY, "liftpool/layers.py": "from . import losses\n", "liftpool/losses.py": "from .layers import x\n"},
+    )
     graph = import_graph(tmp_path)
     assert back_imports(graph) == []
     assert find_cycle(graph) == ["liftpool.layers", "liftpool.losses", "liftpool.layers"]

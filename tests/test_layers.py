@@ -338,10 +338,14 @@ def test_details_type_and_bands_type():
 
 def test_reset_parameters_and_repr():
     layer = LiftDownPool2d(4, zero_init=True)
-    assert all(float(m.pw_weight.detach().abs().sum()) == 0 for m in layer.modules() if isinstance(m, liftpool.LearnedLifter))
+    assert all(
+        float(m.pw_weight.detach().abs().sum()) == 0 for m in layer.modules() if isinstance(m, liftpool.LearnedLifter)
+    )
     layer.zero_init = False
     layer.reset_parameters()
-    assert any(float(m.pw_weight.detach().abs().sum()) > 0 for m in layer.modules() if isinstance(m, liftpool.LearnedLifter))
+    assert any(
+        float(m.pw_weight.detach().abs().sum()) > 0 for m in layer.modules() if isinstance(m, liftpool.LearnedLifter)
+    )
     assert "kernel_size=5" in repr(layer)
     assert "wavelet='cdf53'" in repr(LiftDownPool2d.from_wavelet("cdf53", 4))
 

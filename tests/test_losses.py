@@ -26,7 +26,9 @@ def test_constraints_match_hand_computation_haar_2d():
     c = layer.constraints
     np.testing.assert_allclose(float(c.c_u), cu1 + cu2 + cu3, rtol=1e-12)
     np.testing.assert_allclose(float(c.c_p), cp1 + cp2 + cp3, rtol=1e-12)
-    np.testing.assert_allclose(float(lifting_loss(layer)), 0.01 * (cu1 + cu2 + cu3) + 0.1 * (cp1 + cp2 + cp3), rtol=1e-12)
+    np.testing.assert_allclose(
+        float(lifting_loss(layer)), 0.01 * (cu1 + cu2 + cu3) + 0.1 * (cp1 + cp2 + cp3), rtol=1e-12
+    )
 
 
 def test_constraints_match_hand_computation_learned_1d():

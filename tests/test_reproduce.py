@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from liftpool.studies import reproduce as rp
 from liftpool.models import create_model
+from liftpool.studies import reproduce as rp
 
 
 def _imagefolder(root: Path, n_train: int = 6, n_test: int = 3) -> Path:
@@ -79,10 +79,14 @@ def test_plan_trains_shared_settings_once_and_is_seed_major():
     # seed-major inside a table: every table1 seed-0 run comes before the seed-1 ones, then its eval
     names = [j.name for j in plan]
     assert names.index("eval table1-seed0") < names.index("train lift-LL-k5 seed1")
-    assert max(names.index(f"train {s.key} seed0") for _, s in rp.table_rows("table1")) < names.index("eval table1-seed0")
+    assert max(names.index(f"train {s.key} seed0") for _, s in rp.table_rows("table1")) < names.index(
+        "eval table1-seed0"
+    )
     # each eval lists exactly its table's checkpoints (shared run included)
     ev = next(j for j in plan if j.name == "eval table2-seed1")
-    assert [a for a in ev.argv if a.endswith(".pt")] == [f"/o/runs/lift-all-k{k}/seed1/checkpoints/last.pt" for k in (3, 5, 7)]
+    assert [a for a in ev.argv if a.endswith(".pt")] == [
+        f"/o/runs/lift-all-k{k}/seed1/checkpoints/last.pt" for k in (3, 5, 7)
+    ]
 
 
 def test_plan_all_runs_core_then_robustness_first_and_zoo_last():
@@ -147,7 +151,10 @@ def _write(path: Path, obj) -> None:
 def test_aggregate_and_report_from_result_files(tmp_path):
     """Fake `liftpool eval` / `liftpool train` outputs for 2 seeds -> hand-computed table entries."""
     errs = {"max": [0.40, 0.44], "lift-all-k5": [0.30, 0.36]}
-    ce = {"max": [{"fog": 0.5, "snow": 0.6}, {"fog": 0.7, "snow": 0.8}], "lift-all-k5": [{"fog": 0.4, "snow": 0.3}, {"fog": 0.35, "snow": 0.4}]}
+    ce = {
+        "max": [{"fog": 0.5, "snow": 0.6}, {"fog": 0.7, "snow": 0.8}],
+        "lift-all-k5": [{"fog": 0.4, "snow": 0.3}, {"fog": 0.35, "snow": 0.4}],
+    }
     for seed in range(2):
         rows = []
         for lab in errs:
@@ -158,9 +165,20 @@ def test_aggregate_and_report_from_result_files(tmp_path):
                 "corruption": {"ce": ce[lab][seed], "mce": sum(ce[lab][seed].values()) / 2, "clean_error": errs[lab][seed],
                                "vs_baseline": {"ce_normalized": rel, "mce_normalized": sum(rel.values()) / 2}},
             })  # fmt: skip
-            _write(tmp_path / "runs" / lab / f"seed{seed}" / "summary.json", {"status": "completed", "parameters": 123, "wall_time_s": 10.0 + seed})
+            _write(
+                tmp_path / "runs" / lab / f"seed{seed}" / "summary.json",
+                {"status": "completed", "parameters": 123, "wall_time_s": 10.0 + seed},
+            )
         _write(tmp_path / "eval" / f"table5-seed{seed}" / "results.json", {"results": rows})
-        seg = {"label": "segnet-lift", "segmentation": {"miou": 0.5 + 0.1 * seed, "pixel_accuracy": 0.9, "iou": [0.4, 0.6 + 0.2 * seed], "class_names": ["Sky", "Road"]}}
+        seg = {
+            "label": "segnet-lift",
+            "segmentation": {
+                "miou": 0.5 + 0.1 * seed,
+                "pixel_accuracy": 0.9,
+                "iou": [0.4, 0.6 + 0.2 * seed],
+                "class_names": ["Sky", "Road"],
+            },
+        }
         _write(tmp_path / "eval" / f"table6-seed{seed}" / "results.json", {"results": [seg]})
     agg = rp.aggregate(tmp_path, seeds=2)  # no budget: parameters only from summary.json
     t3 = {r["setting"]: r for r in agg["table3"]}
@@ -185,7 +203,12 @@ def test_aggregate_and_report_from_result_files(tmp_path):
     assert f"| AvgPool | `avg` | {n_avg:,} | – | 0 | – |" in md
     t5md = (tmp_path / "report" / "results_table5.md").read_text()
     assert "| MaxPool | 100.0 ± 0.0 |" in t5md
-    assert {p.name for p in files} >= {"results_table3.png", "results_fig4.png", "results_table5.png", "results_table6.png"}
+    assert {p.name for p in files} >= {
+        "results_table3.png",
+        "results_fig4.png",
+        "results_table5.png",
+        "results_table6.png",
+    }
 
 
 # --------------------------------------------------------------------------- end to end

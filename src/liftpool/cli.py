@@ -14,7 +14,10 @@ from collections.abc import Sequence
 
 #: subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("liftpool.studies.demo", "pool a picture with Max/Avg/LiftDownPool, show the sub-bands and the up-pooling"),
+    "demo": (
+        "liftpool.studies.demo",
+        "pool a picture with Max/Avg/LiftDownPool, show the sub-bands and the up-pooling",
+    ),
     "train": ("liftpool.training.cli", "train a classifier or a segmentation network (CPU, GPU, torchrun DDP)"),
     "eval": ("liftpool.evaluation.cli", "accuracy, shift consistency, corruption robustness, mIoU, figures"),
     "bench": ("liftpool.studies.bench", "speed and memory of LiftPool against the poolings it replaces"),

@@ -48,7 +48,15 @@ import torch
 from torch import Tensor, nn
 
 from .pooling import available_pools, make_pool
-from .pooling.placement import Init, PooledConv2d, SizeMatchedPool2d, TimmLiftDownPool2d, init_kwargs, pair, pool_out_size
+from .pooling.placement import (
+    Init,
+    PooledConv2d,
+    SizeMatchedPool2d,
+    TimmLiftDownPool2d,
+    init_kwargs,
+    pair,
+    pool_out_size,
+)
 
 __all__ = [
     "ConversionReport",

@@ -80,7 +80,9 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     return _write(path, "wb", lambda f: f.write(data))
 
 
-def atomic_save_figure(fig: Any, path: str | os.PathLike[str], *, dpi: int = 110, close: bool = True, **kwargs: Any) -> Path:
+def atomic_save_figure(
+    fig: Any, path: str | os.PathLike[str], *, dpi: int = 110, close: bool = True, **kwargs: Any
+) -> Path:
     """Save a matplotlib figure as PNG atomically (``fig.savefig`` kwargs pass through) and close it."""
     try:
         return _write(path, "wb", lambda f: fig.savefig(f, format="png", dpi=dpi, **kwargs))

@@ -11,7 +11,6 @@ weight sharing.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal, NamedTuple, Union
 
@@ -19,8 +18,8 @@ import torch
 from torch import Tensor, nn
 
 from . import functional as LF
-from ._checks import check_choice, check_int, check_number, check_spatial_input
 from . import kernels
+from ._checks import check_choice, check_int, check_number, check_spatial_input
 from .constants import LAMBDA_P, LAMBDA_U, PADDING_MODES, WAVELET_NAMES, PaddingMode, WaveletName, band_names
 from .lifters import LearnedLifter, LiftingTransform, wavelet_transform
 
@@ -181,7 +180,11 @@ class LiftDownPoolNd(nn.Module):
         if groups is None:
             return (channels, channels)
         g = (groups, groups) if isinstance(groups, int) and not isinstance(groups, bool) else groups
-        if not (isinstance(g, (tuple, list)) and len(g) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in g)):
+        if not (
+            isinstance(g, (tuple, list))
+            and len(g) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in g)
+        ):
             raise TypeError(f"groups must be an int or a pair of ints (G1, G2), got {groups!r}")
         for v in g:
             if v < 1 or channels % v:
@@ -255,7 +258,9 @@ class LiftDownPoolNd(nn.Module):
         return kernels.uses_eager(self.transforms)
 
     def _pool(self, x: Tensor, constraints: bool) -> tuple[Tensor, list[Tensor] | None, LF.Constraints | None]:
-        return kernels.pool(x, self.transforms, self.spatial_dims, self.bands, self.scale, constraints, self.return_details)
+        return kernels.pool(
+            x, self.transforms, self.spatial_dims, self.bands, self.scale, constraints, self.return_details
+        )
 
     def _decompose(self, x: Tensor, constraints: bool) -> tuple[dict[str, Tensor], LF.Constraints | None]:
         return kernels.decompose(x, self.transforms, self.spatial_dims, constraints)
@@ -272,7 +277,9 @@ class LiftDownPoolNd(nn.Module):
     def reconstruct(self, bands: AnyBands) -> Tensor:
         """Exact inverse of :meth:`decompose`."""
         if not isinstance(bands, self._bands_type):
-            raise TypeError(f"bands must be a {self._bands_type.__name__} (from .decompose), got {type(bands).__name__}")
+            raise TypeError(
+                f"bands must be a {self._bands_type.__name__} (from .decompose), got {type(bands).__name__}"
+            )
         names = band_names(self.spatial_dims)
         low = getattr(bands, names[0])
         self._check_input(low, f"bands.{names[0]}")
@@ -323,7 +330,9 @@ class LiftDownPoolNd(nn.Module):
 
 
 def _check_band_shapes(tensors: dict[str, Tensor], low: Tensor, size: Any, dims: int, what: str) -> None:
-    if not (isinstance(size, (tuple, list, torch.Size)) and len(size) == dims and all(isinstance(n, int) for n in size)):
+    if not (
+        isinstance(size, (tuple, list, torch.Size)) and len(size) == dims and all(isinstance(n, int) for n in size)
+    ):
         raise ValueError(f"{what}.size must be a tuple of {dims} ints (the input's spatial size), got {size!r}")
     expect = tuple((n + 1) // 2 for n in size)
     if tuple(low.shape[2:]) != expect:
@@ -347,14 +356,18 @@ class LiftUpPoolNd(nn.Module):
     def __init__(self, down: LiftDownPoolNd) -> None:
         super().__init__()
         if not isinstance(down, self._down_type):
-            raise TypeError(f"{type(self).__name__} needs the paired {self._down_type.__name__}, got {type(down).__name__}")
+            raise TypeError(
+                f"{type(self).__name__} needs the paired {self._down_type.__name__}, got {type(down).__name__}"
+            )
         self.down = down
 
     def forward(self, y: Tensor, details: AnyDetails) -> Tensor:
         cls = type(self).__name__
         dt = self.down._details_type
         if not isinstance(details, dt):
-            raise TypeError(f"{cls}: details must be a {dt.__name__} (from the paired down layer), got {type(details).__name__}")
+            raise TypeError(
+                f"{cls}: details must be a {dt.__name__} (from the paired down layer), got {type(details).__name__}"
+            )
         self.down._check_input(y, "y")
         names = band_names(self.spatial_dims)
         tensors = {names[0]: y, **{n: getattr(details, n) for n in names[1:]}}

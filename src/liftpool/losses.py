@@ -38,5 +38,9 @@ def lifting_loss(model: nn.Module) -> Tensor:
                 total = term if total is None else total + term
     if total is None:
         p = next(model.parameters(), None)
-        return torch.zeros((), device=p.device if p is not None else None, dtype=p.dtype if p is not None and p.is_floating_point() else None)
+        return torch.zeros(
+            (),
+            device=p.device if p is not None else None,
+            dtype=p.dtype if p is not None and p.is_floating_point() else None,
+        )
     return total

@@ -156,7 +156,9 @@ def test_seeded_dataset_depends_only_on_seed_epoch_index():
     before = (torch.get_rng_state(), random.getstate())
     b = ds[(1, 4)]
     assert torch.equal(a[0], b[0]) and a[1] == b[1]
-    assert torch.equal(before[0], torch.get_rng_state()) and before[1] == random.getstate(), "caller RNG must be restored"
+    assert torch.equal(before[0], torch.get_rng_state()) and before[1] == random.getstate(), (
+        "caller RNG must be restored"
+    )
     assert not torch.equal(ds[(2, 4)][0], a[0]) and not torch.equal(ds[(1, 5)][0], a[0])
     assert not torch.equal(SeededDataset(_Noise(), seed=4)[(1, 4)][0], a[0])
     assert ds[7][2] == 7  # plain keys pass through

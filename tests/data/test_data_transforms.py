@@ -25,7 +25,9 @@ def test_val_transform_is_to_tensor_and_normalise():
     arr = _img(32, 32)
     mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
     x = classification_transform("cifar", train=False, image_size=32, mean=mean, std=std)(Image.fromarray(arr))
-    expect = (torch.from_numpy(arr).permute(2, 0, 1).float() / 255 - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[:, None, None]
+    expect = (torch.from_numpy(arr).permute(2, 0, 1).float() / 255 - torch.tensor(mean)[:, None, None]) / torch.tensor(
+        std
+    )[:, None, None]
     torch.testing.assert_close(x, expect, rtol=0, atol=1e-6)
 
 
@@ -111,4 +113,6 @@ def test_segmentation_val_pad_and_centre_crop_or_full_image():
 def test_label_size_mismatch_is_an_error():
     img, _ = _encoded_pair(10, 14)
     with pytest.raises(ValueError, match="label size"):
-        segmentation_transform(train=False, crop_size=None, mean=ZERO, std=ONE)(img, Image.fromarray(np.zeros((9, 14), np.uint8)))
+        segmentation_transform(train=False, crop_size=None, mean=ZERO, std=ONE)(
+            img, Image.fromarray(np.zeros((9, 14), np.uint8))
+        )

@@ -60,7 +60,13 @@ def _segnet_ckpt(path: Path, pool: str) -> Path:
     cfg = {
         "model": {"name": "segnet", "pool": pool, "num_classes": 11, "kwargs": {"width": 0.0625}},
         "task": "segmentation",
-        "data": {"dataset": "camvid", "num_classes": 11, "mean": [0.4, 0.4, 0.4], "std": [0.3, 0.3, 0.3], "ignore_index": 255},
+        "data": {
+            "dataset": "camvid",
+            "num_classes": 11,
+            "mean": [0.4, 0.4, 0.4],
+            "std": [0.3, 0.3, 0.3],
+            "ignore_index": 255,
+        },
     }
     return save_checkpoint(path, model=model, config=cfg)
 
@@ -88,7 +94,9 @@ def test_eval_classification_two_checkpoints(tmp_path: Path, capsys: pytest.Capt
         c = r["corruption"]
         assert set(c["ce"]) == {"gaussian_noise", "fog", "saturate"} and len(c["errors"]["fog"]) == 2
         assert c["mce"] == pytest.approx((c["ce"]["gaussian_noise"] + c["ce"]["fog"]) / 2)
-        assert c["mce_normalized"] == pytest.approx((c["ce"]["gaussian_noise"] / 0.886428 + c["ce"]["fog"] / 0.819324) / 2)
+        assert c["mce_normalized"] == pytest.approx(
+            (c["ce"]["gaussian_noise"] / 0.886428 + c["ce"]["fog"] / 0.819324) / 2
+        )
         assert c["vs_baseline"]["baseline"] == "vgg13_cifar-max"
         assert set(r["perturbation"]["fr"]) == {"translate", "gaussian_noise"}
     # the baseline normalised by itself is 1 wherever its CE is non-zero
@@ -153,7 +161,9 @@ def test_eval_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "error" in capsys.readouterr().err
     assert main(["eval", str(ck), "--data-dir", str(data), "--out", str(tmp_path / "o"), "--labels", "a,b"]) == 2
     assert "--labels" in capsys.readouterr().err
-    assert main(["eval", str(ck), "--data-dir", str(data), "--out", str(tmp_path / "o"), "--metrics", "segmentation"]) == 2
+    assert (
+        main(["eval", str(ck), "--data-dir", str(data), "--out", str(tmp_path / "o"), "--metrics", "segmentation"]) == 2
+    )
     assert main(["eval", str(ck), "--data-dir", str(data), "--out", str(tmp_path / "o"), "--ce-baseline", "nope",
                  "--metrics", "accuracy"]) == 2  # fmt: skip
     with pytest.raises(SystemExit):
@@ -182,8 +192,12 @@ def test_eval_shift_crop_mode_uses_larger_images(tmp_path: Path, capsys: pytest.
     }  # fmt: skip
     save_checkpoint(ck, model=model, config=cfg)
     out = tmp_path / "o"
-    assert main(["eval", str(ck), "--data-dir", str(data), "--out", str(out), "--metrics", "shift", "--crop", "32"]) == 0
+    assert (
+        main(["eval", str(ck), "--data-dir", str(data), "--out", str(out), "--metrics", "shift", "--crop", "32"]) == 0
+    )
     r = json.loads((out / "results.json").read_text())["results"][0]["shift"]
     assert r["crop"] == [32, 32] and r["image_size"] == [40, 40] and 0 <= r["consistency"] <= 1
-    assert main(["eval", str(ck), "--data-dir", str(data), "--out", str(out), "--metrics", "shift", "--crop", "48"]) == 2
+    assert (
+        main(["eval", str(ck), "--data-dir", str(data), "--out", str(out), "--metrics", "shift", "--crop", "48"]) == 2
+    )
     assert "larger than the crop" in capsys.readouterr().err

@@ -61,7 +61,13 @@ def test_corruption_summary_by_hand() -> None:
 
     # a custom per-severity baseline with a clean error: sum ratios
     base = {"fog": [0.2, 0.2, 0.3, 0.3, 0.5]}
-    s2 = corruption_summary({"fog": [0.1, 0.2, 0.3, 0.4, 0.5]}, clean_error=0.05, baseline=base, baseline_name="max", baseline_clean_error=0.1)
+    s2 = corruption_summary(
+        {"fog": [0.1, 0.2, 0.3, 0.4, 0.5]},
+        clean_error=0.05,
+        baseline=base,
+        baseline_name="max",
+        baseline_clean_error=0.1,
+    )
     assert s2.ce_normalized["fog"] == pytest.approx(1.5 / 1.5)
     assert s2.relative_ce_normalized["fog"] == pytest.approx((1.5 - 5 * 0.05) / (1.5 - 5 * 0.1))
     assert s2.baseline == "max"
@@ -90,8 +96,12 @@ def test_alexnet_constants_cover_all_corruptions() -> None:
 def test_perturbation_summary() -> None:
     s = perturbation_summary({"translate": 0.2, "rotate": 0.4})
     assert s.mfr == pytest.approx(0.3) and s.fr_normalized is None and s.baseline is None
-    s = perturbation_summary({"translate": 0.2, "rotate": 0.4}, baseline={"translate": 0.4, "rotate": 0.4}, baseline_name="max")
-    assert s.fr_normalized == pytest.approx({"translate": 0.5, "rotate": 1.0}) and s.mfr_normalized == pytest.approx(0.75)
+    s = perturbation_summary(
+        {"translate": 0.2, "rotate": 0.4}, baseline={"translate": 0.4, "rotate": 0.4}, baseline_name="max"
+    )
+    assert s.fr_normalized == pytest.approx({"translate": 0.5, "rotate": 1.0}) and s.mfr_normalized == pytest.approx(
+        0.75
+    )
 
 
 def test_confusion_matrix_miou_by_hand() -> None:

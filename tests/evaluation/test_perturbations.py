@@ -32,7 +32,9 @@ def test_translate_moves_one_pixel_per_frame() -> None:
     x[:, 8, 8] = 1.0
     s = perturbation_sequence(x, "translate", frames=4, rng=0)
     # total mass is kept away from the border and the centre of mass moves by ~1 px per frame
-    ys, xs = torch.meshgrid(torch.arange(16.0, dtype=torch.float64), torch.arange(16.0, dtype=torch.float64), indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.arange(16.0, dtype=torch.float64), torch.arange(16.0, dtype=torch.float64), indexing="ij"
+    )
     com = [((f[0] * ys).sum() / f[0].sum(), (f[0] * xs).sum() / f[0].sum()) for f in s]
     steps = [float(torch.hypot(com[i + 1][0] - com[i][0], com[i + 1][1] - com[i][1])) for i in range(3)]
     assert steps == pytest.approx([1.0, 1.0, 1.0], abs=1e-6)

@@ -44,7 +44,9 @@ class GlobalMean(nn.Module):
         return x.mean(dim=(2, 3))
 
 
-def _loader(n: int, batch: int, size: int = 16, classes: int = 3, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def _loader(
+    n: int, batch: int, size: int = 16, classes: int = 3, seed: int = 0
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(n, 3, size, size, generator=g)
     y = torch.randint(0, classes, (n,), generator=g)
@@ -82,7 +84,9 @@ def test_consistency_of_input_ignoring_model_is_one() -> None:
 
 def test_consistency_of_random_model_is_one_over_classes() -> None:
     classes = 10
-    r = evaluate_shift_consistency(RandomOutput(classes), _loader(3000, 500, size=8, classes=classes), max_shift=2, per_image=True)
+    r = evaluate_shift_consistency(
+        RandomOutput(classes), _loader(3000, 500, size=8, classes=classes), max_shift=2, per_image=True
+    )
     # Binomial(3000, 0.1): sd 0.0055
     assert abs(r.consistency - 1 / classes) < 0.025
     assert abs(r.shifted_accuracy - 1 / classes) < 0.025

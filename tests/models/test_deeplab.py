@@ -6,6 +6,7 @@ from liftpool import LiftDownPool2d
 from liftpool.convert import PooledConv2d
 from liftpool.models import DeepLabV3Plus, create_model
 from liftpool.models.resnet import PostActPoolBottleneck
+
 from models.model_utils import count, train_steps
 
 

@@ -8,6 +8,7 @@ from liftpool.convert import PooledConv2d
 from liftpool.models import ScaledResNet, create_model
 from liftpool.models.resnet import BasicBlock, Bottleneck, PostActPoolBasicBlock, PostActPoolBottleneck
 from liftpool.pooling import POOLS
+
 from models.model_utils import count, train_steps
 
 CORE = ["max", "avg", "skip", "blur", "lift"]
@@ -56,7 +57,9 @@ def test_vgg13_structure():
     assert nobn.features(torch.randn(1, 3, 33, 33)).shape[-2:] == (2, 2)
 
 
-@pytest.mark.parametrize("block,layers,tv", [(BasicBlock, [2, 2, 2, 2], "resnet18"), (Bottleneck, [3, 4, 6, 3], "resnet50")])
+@pytest.mark.parametrize(
+    "block,layers,tv", [(BasicBlock, [2, 2, 2, 2], "resnet18"), (Bottleneck, [3, 4, 6, 3], "resnet50")]
+)
 def test_scaled_resnet_width1_is_torchvision(block, layers, tv):
     ours = ScaledResNet(block, layers, num_classes=1000).state_dict()
     ref = getattr(torchvision.models, tv)(weights=None).state_dict()

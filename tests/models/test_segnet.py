@@ -5,6 +5,7 @@ from torch import nn
 from liftpool import LiftDownPool2d, LiftUpPool2d
 from liftpool.models import SegNet, create_model
 from liftpool.pooling import MaxDownPool2d, MaxUpBlurPool2d, MaxUpPool2d
+
 from models.model_utils import count, train_steps
 
 

@@ -35,7 +35,9 @@ def test_zoo_pool_trains_one_step_and_is_deterministic_in_eval(pool, model_name,
     assert torch.isfinite(loss)
     opt.zero_grad()
     loss.backward()
-    pool_params = [(k, p) for k, p in net.named_parameters() if any(p is q for layer in layers for q in layer.parameters())]
+    pool_params = [
+        (k, p) for k, p in net.named_parameters() if any(p is q for layer in layers for q in layer.parameters())
+    ]
     for k, p in pool_params:
         assert p.grad is not None and torch.isfinite(p.grad).all(), k
     opt.step()

@@ -81,7 +81,9 @@ def test_gated_zero_mask_is_half_max_half_avg():
     with torch.no_grad():
         pool.weight.zero_()
     x = torch.randn(2, 3, 7, 6)
-    torch.testing.assert_close(pool(x), 0.5 * F.max_pool2d(x, 2, ceil_mode=True) + 0.5 * F.avg_pool2d(x, 2, ceil_mode=True))
+    torch.testing.assert_close(
+        pool(x), 0.5 * F.max_pool2d(x, 2, ceil_mode=True) + 0.5 * F.avg_pool2d(x, 2, ceil_mode=True)
+    )
 
 
 # --------------------------------------------------------------------------- Gaussian pooling

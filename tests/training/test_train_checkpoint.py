@@ -5,10 +5,10 @@ import pickle
 import pytest
 import torch
 
+from liftpool.io import atomic_torch_save, atomic_write_json
 from liftpool.models import create_model
 from liftpool.training import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from liftpool.training.checkpoint import CHECKPOINT_FORMAT, unwrap_model
-from liftpool.io import atomic_torch_save, atomic_write_json
 
 SPEC = {"name": "vgg13_cifar", "pool": "lift", "num_classes": 4, "kwargs": {"width": 0.0625}}
 CONFIG = {"model": SPEC, "task": "classification", "data": {"mean": [0.5] * 3, "std": [0.25] * 3}, "train": {}}

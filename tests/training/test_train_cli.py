@@ -48,9 +48,21 @@ def _strip(history):
 
 def test_classification_run_writes_everything_and_val_acc_is_right(folder, tmp_path):
     out = tmp_path / "run"
-    rc = main(_cls_args(folder, out, "--model", "vgg13_cifar", "--width", "0.0625", "--pool", "lift", "--epochs", "2", "--plot"))
+    rc = main(
+        _cls_args(
+            folder, out, "--model", "vgg13_cifar", "--width", "0.0625", "--pool", "lift", "--epochs", "2", "--plot"
+        )
+    )
     assert rc == 0
-    for name in ("config.json", "train.log", "metrics.csv", "curves.png", "summary.json", "checkpoints/last.pt", "checkpoints/best.pt"):
+    for name in (
+        "config.json",
+        "train.log",
+        "metrics.csv",
+        "curves.png",
+        "summary.json",
+        "checkpoints/last.pt",
+        "checkpoints/best.pt",
+    ):
         assert (out / name).is_file(), name
     rows = _rows(out / "metrics.csv")
     assert [r["epoch"] for r in rows] == ["1", "2"]
@@ -63,7 +75,11 @@ def test_classification_run_writes_everything_and_val_acc_is_right(folder, tmp_p
 
     # best.pt rebuilt through load_model, accuracy recomputed by hand on the val images
     model, config = load_model(out / "checkpoints" / "best.pt")
-    assert not model.training and config["model"]["name"] == "vgg13_cifar" and config["model"]["kwargs"] == {"width": 0.0625}
+    assert (
+        not model.training
+        and config["model"]["name"] == "vgg13_cifar"
+        and config["model"]["kwargs"] == {"width": 0.0625}
+    )
     assert config["data"]["class_names"] == ["class0", "class1", "class2"] and config["task"] == "classification"
     val = build_datasets("imagefolder", folder).val
     with torch.no_grad():
@@ -140,7 +156,18 @@ def test_resume_after_interruption_equals_uninterrupted_run_bit_exactly(folder, 
 
 
 def test_no_constraints_is_the_same_as_zero_lambdas(folder, tmp_path):
-    base = ["--model", TINY, "--pool", "lift", "--epochs", "1", "--limit-train-batches", "2", "--limit-val-batches", "1"]
+    base = [
+        "--model",
+        TINY,
+        "--pool",
+        "lift",
+        "--epochs",
+        "1",
+        "--limit-train-batches",
+        "2",
+        "--limit-val-batches",
+        "1",
+    ]
     runs = {
         "on": [],
         "off": ["--no-constraints"],
@@ -207,7 +234,22 @@ def test_bad_inputs_fail_before_training_with_clear_messages(folder, camvid, tmp
     lbl = np.array(Image.open(bad / "trainannot" / "img000.png"))
     lbl[0, 0] = 40
     Image.fromarray(lbl).save(bad / "trainannot" / "img000.png")
-    err = _fail(capsys, ["train", "--model", "segnet", "--width", "0.03125", "--dataset", "camvid", "--data-dir", str(bad), "--out", str(out)])
+    err = _fail(
+        capsys,
+        [
+            "train",
+            "--model",
+            "segnet",
+            "--width",
+            "0.03125",
+            "--dataset",
+            "camvid",
+            "--data-dir",
+            str(bad),
+            "--out",
+            str(out),
+        ],
+    )
     assert "img000.png" in err and "[40]" in err and not out.exists()
 
     cfg = tmp_path / "c.json"
@@ -234,7 +276,9 @@ def test_existing_outputs_are_never_clobbered(folder, tmp_path, capsys):
     (tmp_path / "r" / "metrics.csv").write_text("old")
     err = _fail(capsys, ["train", "--resume", "--out", str(tmp_path / "r")])
     assert "corrupt" in err and (tmp_path / "r" / "metrics.csv").read_text() == "old"
-    assert "does not exist" in _fail(capsys, ["train", "--resume", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "r")])
+    assert "does not exist" in _fail(
+        capsys, ["train", "--resume", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "r")]
+    )
 
     assert main([*args, "--overwrite"]) == 0
     assert (out / "notes.txt").read_text() == "mine" and (out / "summary.json").is_file()
@@ -245,7 +289,13 @@ def test_print_config_precedence(tmp_path, capsys):
     cfg.write_text('preset = "vgg13-cifar100"\nlr = 0.2\nepochs = 7\ndata-dir = "/d"\nout = "/o"\n')
     assert main(["train", "--config", str(cfg), "--epochs", "3", "--print-config"]) == 0
     got = json.loads(capsys.readouterr().out)
-    assert (got["epochs"], got["lr"], got["batch_size"], got["milestones"], got["model"]) == (3, 0.2, 100, [80, 120], "vgg13_cifar")
+    assert (got["epochs"], got["lr"], got["batch_size"], got["milestones"], got["model"]) == (
+        3,
+        0.2,
+        100,
+        [80, 120],
+        "vgg13_cifar",
+    )
     assert main(["train", "--list-presets"]) == 0
     assert "segnet-camvid" in json.loads(capsys.readouterr().out)
 
@@ -255,7 +305,9 @@ def test_distributed_only_checks(folder, tmp_path):
     from liftpool.training.distributed import DistInfo
 
     two_cpu = DistInfo(rank=0, world_size=2, local_rank=0, device=torch.device("cpu"), initialized_here=False)
-    cfg = resolve_config({"model": TINY, "dataset": "imagefolder", "data_dir": str(folder), "out": str(tmp_path / "o"), "batch_size": 7})
+    cfg = resolve_config(
+        {"model": TINY, "dataset": "imagefolder", "data_dir": str(folder), "out": str(tmp_path / "o"), "batch_size": 7}
+    )
     with pytest.raises(ValueError, match="divisible by the number of processes 2"):
         trainer_mod.preflight(cfg, two_cpu)
     cfg.batch_size, cfg.sync_bn = 8, True

@@ -12,7 +12,15 @@ REQ = {"data_dir": "/d", "out": "/o"}
 
 def test_vgg13_cifar100_preset_is_the_papers_recipe():
     c = resolve_config(REQ, preset="vgg13-cifar100")
-    assert (c.model, c.dataset, c.optimizer, c.batch_size, c.lr, c.momentum, c.weight_decay) == ("vgg13_cifar", "cifar100", "sgd", 100, 0.1, 0.9, 5e-4)
+    assert (c.model, c.dataset, c.optimizer, c.batch_size, c.lr, c.momentum, c.weight_decay) == (
+        "vgg13_cifar",
+        "cifar100",
+        "sgd",
+        100,
+        0.1,
+        0.9,
+        5e-4,
+    )
     assert (c.schedule, c.milestones, c.gamma, c.epochs) == ("multistep", [80, 120], 0.1, 160)
     assert (c.lambda_u, c.lambda_p, c.constraints) == (0.01, 0.1, True)
     lrs = {e: c.lr * lr_factor(c, e) for e in (0, 79, 80, 119, 120, 159)}
@@ -21,10 +29,26 @@ def test_vgg13_cifar100_preset_is_the_papers_recipe():
 
 def test_imagenet_presets_follow_the_torchvision_recipes_with_the_papers_epochs():
     r = resolve_config(REQ, preset="resnet-imagenet")
-    assert (r.epochs, r.batch_size, r.lr, r.weight_decay, r.schedule, r.step_size, r.image_size, r.val_resize) == (100, 256, 0.1, 1e-4, "step", 30, 224, 256)
+    assert (r.epochs, r.batch_size, r.lr, r.weight_decay, r.schedule, r.step_size, r.image_size, r.val_resize) == (
+        100,
+        256,
+        0.1,
+        1e-4,
+        "step",
+        30,
+        224,
+        256,
+    )
     assert r.lr * lr_factor(r, 30) == pytest.approx(0.01) and r.lr * lr_factor(r, 99) == pytest.approx(1e-4)
     m = resolve_config(REQ, preset="mobilenetv2-imagenet")
-    assert (m.model, m.epochs, m.lr, m.weight_decay, m.schedule, m.gamma) == ("mobilenet_v2", 150, 0.045, 4e-5, "exp", 0.98)
+    assert (m.model, m.epochs, m.lr, m.weight_decay, m.schedule, m.gamma) == (
+        "mobilenet_v2",
+        150,
+        0.045,
+        4e-5,
+        "exp",
+        0.98,
+    )
     assert m.lr * lr_factor(m, 10) == pytest.approx(0.045 * 0.98**10)
     for name in PRESETS:
         c = resolve_config(REQ, preset=name)
@@ -35,7 +59,14 @@ def test_precedence_preset_then_file_then_flags(tmp_path):
     f = tmp_path / "c.json"
     f.write_text(json.dumps({"preset": "segnet-camvid", "lr": 0.3, "epochs": 9, "crop-size": [8, 8]}))
     c = resolve_config({**REQ, "epochs": 2}, config_file=f)
-    assert (c.preset, c.model, c.lr, c.epochs, c.crop_size, c.class_weighting) == ("segnet-camvid", "segnet", 0.3, 2, [8, 8], "median_freq")
+    assert (c.preset, c.model, c.lr, c.epochs, c.crop_size, c.class_weighting) == (
+        "segnet-camvid",
+        "segnet",
+        0.3,
+        2,
+        [8, 8],
+        "median_freq",
+    )
     c = resolve_config({**REQ, "preset": "deeplab-voc"}, config_file=f)  # a flag's preset beats the file's
     assert c.model == "deeplabv3plus_resnet50" and c.lr == 0.3
     t = tmp_path / "c.toml"
@@ -81,5 +112,8 @@ def test_lr_schedules_by_hand():
     c = TrainConfig(epochs=10, schedule="constant", warmup_epochs=2)
     assert [lr_factor(c, t) for t in (0, 0.5, 1, 2, 5)] == pytest.approx([0, 0.25, 0.5, 1, 1])
     assert TrainConfig(epochs=3).model_spec(7) == {"name": None, "pool": "max", "num_classes": 7, "kwargs": {}}
-    assert TrainConfig(width=0.5, model_kwargs={"batch_norm": False}).model_spec(2)["kwargs"] == {"batch_norm": False, "width": 0.5}
+    assert TrainConfig(width=0.5, model_kwargs={"batch_norm": False}).model_spec(2)["kwargs"] == {
+        "batch_norm": False,
+        "width": 0.5,
+    }
     assert math.isclose(lr_factor(TrainConfig(schedule="exp", gamma=0.9), 2.99), 0.81)

@@ -5,7 +5,9 @@ from torch import nn
 from liftpool.pooling import make_pool
 
 
-def tiny_cnn(*, pool: str, num_classes: int, width: float = 1.0, dropout: float = 0.0, batch_norm: bool = True) -> nn.Module:
+def tiny_cnn(
+    *, pool: str, num_classes: int, width: float = 1.0, dropout: float = 0.0, batch_norm: bool = True
+) -> nn.Module:
     """conv-(BN)-ReLU-pool x2, global average pool, dropout, linear."""
     c = max(2, int(round(8 * width)))
     layers = []

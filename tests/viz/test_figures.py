@@ -62,7 +62,9 @@ def test_pooled_feature_maps(tmp_path: Path) -> None:
     maxcap = capture_first_pool(_net(MaxDownPool2d(4)), x)
     liftcap = capture_first_pool(_net(LiftDownPool2d(4)), x)
     ll = liftcap.module.decompose(liftcap.input).LL
-    _valid_png(plot_pooled_feature_maps({"MaxPool": maxcap.output, "LiftDownPool (LL)": ll}, tmp_path / "fig7.png", image=x[0]))
+    _valid_png(
+        plot_pooled_feature_maps({"MaxPool": maxcap.output, "LiftDownPool (LL)": ll}, tmp_path / "fig7.png", image=x[0])
+    )
     with pytest.raises(ValueError, match="at least one"):
         plot_pooled_feature_maps({}, tmp_path / "y.png")
 
@@ -80,7 +82,9 @@ def test_segmentation_overlays(tmp_path: Path) -> None:
     imgs = torch.rand(2, 3, 18, 24, generator=g)
     gt = torch.randint(0, 11, (2, 18, 24), generator=g)
     gt[:, :3] = 255
-    preds = {name: torch.randint(0, 11, (2, 18, 24), generator=g) for name in ("MaxUnpool", "MaxUnpool+Blur", "LiftUpPool")}
+    preds = {
+        name: torch.randint(0, 11, (2, 18, 24), generator=g) for name in ("MaxUnpool", "MaxUnpool+Blur", "LiftUpPool")
+    }
     w, h = _valid_png(
         plot_segmentation_overlays(imgs, preds, gt, tmp_path / "fig5.png", class_names=[f"c{i}" for i in range(11)])
     )
@@ -93,6 +97,8 @@ def test_colorize_labels() -> None:
     lab = np.array([[0, 3], [255, 20]])
     rgb = colorize_labels(lab)
     assert rgb.shape == (2, 2, 3)
-    assert np.allclose(rgb[0, 0], np.array([128, 128, 128]) / 255) and np.allclose(rgb[0, 1], np.array([128, 64, 128]) / 255)
+    assert np.allclose(rgb[0, 0], np.array([128, 128, 128]) / 255) and np.allclose(
+        rgb[0, 1], np.array([128, 64, 128]) / 255
+    )
     assert np.allclose(rgb[1, 0], 0)  # void is black
     assert rgb[1, 1].sum() > 0  # a class past the palette still gets a colour

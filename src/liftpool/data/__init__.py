@@ -5,7 +5,6 @@ the ``info`` dict that checkpoints store (class names, normalisation, sizes).
 """
 
 from .build import DATASETS, Datasets, build_datasets, dataset_task
-from .synthetic import make_camvid, make_imagefolder, make_voc
 from .datasets import (
     CAMVID_CLASSES,
     VOC_CLASSES,
@@ -18,6 +17,7 @@ from .datasets import (
     check_segmentation_labels,
     sample_seed,
 )
+from .synthetic import make_camvid, make_imagefolder, make_voc
 from .transforms import (
     CIFAR10_MEAN,
     CIFAR10_STD,

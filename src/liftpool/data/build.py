@@ -40,7 +40,13 @@ __all__ = ["DATASETS", "DatasetName", "Datasets", "build_datasets", "dataset_tas
 
 DatasetName = Literal["cifar10", "cifar100", "imagefolder", "camvid", "voc"]
 DATASETS: tuple[str, ...] = get_args(DatasetName)
-_TASK = {"cifar10": "classification", "cifar100": "classification", "imagefolder": "classification", "camvid": "segmentation", "voc": "segmentation"}
+_TASK = {
+    "cifar10": "classification",
+    "cifar100": "classification",
+    "imagefolder": "classification",
+    "camvid": "segmentation",
+    "voc": "segmentation",
+}
 #: an ImageFolder whose images are at most this many pixels on a side gets CIFAR-style augmentation under augment="auto"
 SMALL_IMAGE = 64
 
@@ -159,8 +165,12 @@ def build_datasets(
                 augment = "cifar"
             d_mean, d_std = (CIFAR10_MEAN, CIFAR10_STD) if dataset == "cifar10" else (CIFAR100_MEAN, CIFAR100_STD)
             size = image_size or 32
-            tr = classification_transform(augment, train=True, image_size=size, mean=mean or d_mean, std=std or d_std, val_resize=val_resize)
-            va = classification_transform(augment, train=False, image_size=size, mean=mean or d_mean, std=std or d_std, val_resize=val_resize)
+            tr = classification_transform(
+                augment, train=True, image_size=size, mean=mean or d_mean, std=std or d_std, val_resize=val_resize
+            )
+            va = classification_transform(
+                augment, train=False, image_size=size, mean=mean or d_mean, std=std or d_std, val_resize=val_resize
+            )
             try:
                 train = cls(str(root_p), train=True, transform=tr, download=download)
                 val = cls(str(root_p), train=False, transform=va, download=False)
@@ -188,13 +198,19 @@ def build_datasets(
                 augment = "cifar" if max(first) <= SMALL_IMAGE else "imagenet"
             d_mean, d_std = IMAGENET_MEAN, IMAGENET_STD
             size = image_size or (max(first) if augment == "cifar" else 224)
-            train.transform = classification_transform(augment, train=True, image_size=size, mean=mean or d_mean, std=std or d_std, val_resize=val_resize)
-            val.transform = classification_transform(augment, train=False, image_size=size, mean=mean or d_mean, std=std or d_std, val_resize=val_resize)
+            train.transform = classification_transform(
+                augment, train=True, image_size=size, mean=mean or d_mean, std=std or d_std, val_resize=val_resize
+            )
+            val.transform = classification_transform(
+                augment, train=False, image_size=size, mean=mean or d_mean, std=std or d_std, val_resize=val_resize
+            )
             classes = list(train.classes)
             info.update(val_split=val_split)
         n = len(classes)
         if num_classes is not None and num_classes < n:
-            raise ValueError(f"num_classes={num_classes} but {dataset} under {str(root_p)!r} has {n} classes (labels 0..{n - 1})")
+            raise ValueError(
+                f"num_classes={num_classes} but {dataset} under {str(root_p)!r} has {n} classes (labels 0..{n - 1})"
+            )
         info.update(
             num_classes=num_classes or n,
             class_names=classes,
@@ -210,13 +226,17 @@ def build_datasets(
 
     # ------------------------------------------------------------------ segmentation
     if augment not in ("auto", "none"):
-        raise ValueError(f"segmentation datasets use joint transforms; augment must be 'auto' or 'none', got {augment!r}")
+        raise ValueError(
+            f"segmentation datasets use joint transforms; augment must be 'auto' or 'none', got {augment!r}"
+        )
     d_mean, d_std = mean or IMAGENET_MEAN, std or IMAGENET_STD
     no_aug = augment == "none"
     kw = dict(mean=d_mean, std=d_std, ignore_index=IGNORE_INDEX)
     # CamVid images share one size: validate on the full image; VOC sizes vary: pad + centre crop to batch them
     val_crop = crop_size if dataset == "voc" else None
-    tr = segmentation_transform(train=True, crop_size=crop_size, scale_range=(1.0, 1.0) if no_aug else scale_range, hflip=not no_aug, **kw)
+    tr = segmentation_transform(
+        train=True, crop_size=crop_size, scale_range=(1.0, 1.0) if no_aug else scale_range, hflip=not no_aug, **kw
+    )
     va = segmentation_transform(train=False, crop_size=val_crop, **kw)
     if dataset == "camvid":
         val_split = _resolve_val_split(root_p, val_split, ("val", "test"))
@@ -232,7 +252,9 @@ def build_datasets(
         raise ValueError(f"num_classes={num_classes} but {dataset} has {n} classes")
     class_weights = None
     if check_labels or class_weighting != "none":
-        stats = check_segmentation_labels(train.label_paths, num_classes or n, allowed_extra=raw_ignore, workers=workers)
+        stats = check_segmentation_labels(
+            train.label_paths, num_classes or n, allowed_extra=raw_ignore, workers=workers
+        )
         if class_weighting == "median_freq":
             class_weights = [round(float(w), 6) for w in stats.median_frequency_weights()]
     if check_labels:

@@ -41,7 +41,19 @@ __all__ = [
     "sample_seed",
 ]
 
-CAMVID_CLASSES = ("sky", "building", "pole", "road", "pavement", "tree", "sign_symbol", "fence", "car", "pedestrian", "bicyclist")
+CAMVID_CLASSES = (
+    "sky",
+    "building",
+    "pole",
+    "road",
+    "pavement",
+    "tree",
+    "sign_symbol",
+    "fence",
+    "car",
+    "pedestrian",
+    "bicyclist",
+)
 #: raw CamVid label of unlabelled pixels (remapped to IGNORE_INDEX)
 CAMVID_VOID = 11
 VOC_CLASSES = (
@@ -60,7 +72,9 @@ def _open_label(path: str | os.PathLike[str]) -> Image.Image:
         img = Image.open(f)
         img.load()
     if img.mode not in ("L", "P"):
-        raise ValueError(f"label map {str(path)!r} must be a single-channel 8-bit PNG (mode L or P), got mode {img.mode}")
+        raise ValueError(
+            f"label map {str(path)!r} must be a single-channel 8-bit PNG (mode L or P), got mode {img.mode}"
+        )
     return img if img.mode == "L" else Image.fromarray(np.asarray(img, dtype=np.uint8))
 
 
@@ -113,7 +127,9 @@ class CamVid(_SegmentationFiles):
     classes = CAMVID_CLASSES
     void_values = (CAMVID_VOID,)
 
-    def __init__(self, root: str | os.PathLike[str], split: str = "train", transform: Callable[[Any, Any], Any] | None = None) -> None:
+    def __init__(
+        self, root: str | os.PathLike[str], split: str = "train", transform: Callable[[Any, Any], Any] | None = None
+    ) -> None:
         root = Path(root)
         if not root.is_dir():
             raise FileNotFoundError(f"CamVid root {str(root)!r} does not exist or is not a directory")

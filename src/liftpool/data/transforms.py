@@ -98,7 +98,15 @@ def classification_transform(
     if val_resize is None:
         val_resize = default_val_resize(augment, image_size)
     if train and augment == "cifar":
-        return T.Compose([T.Resize(image_size), T.CenterCrop(image_size), T.RandomCrop(image_size, padding=padding), T.RandomHorizontalFlip(), *tail])
+        return T.Compose(
+            [
+                T.Resize(image_size),
+                T.CenterCrop(image_size),
+                T.RandomCrop(image_size, padding=padding),
+                T.RandomHorizontalFlip(),
+                *tail,
+            ]
+        )
     if train and augment == "imagenet":
         return T.Compose([T.RandomResizedCrop(image_size), T.RandomHorizontalFlip(), *tail])
     return T.Compose([T.Resize(val_resize), T.CenterCrop(image_size), *tail])

@@ -52,7 +52,9 @@ def _severities(text: str) -> tuple[int, ...]:
     try:
         vals = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"severities must be integers 1..5 separated by commas, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"severities must be integers 1..5 separated by commas, got {text!r}"
+        ) from None
     if not vals or any(not 1 <= v <= 5 for v in vals):
         raise argparse.ArgumentTypeError(f"severities must be in 1..5, got {text!r}")
     return vals
@@ -84,7 +86,9 @@ def _limit(text: str) -> int | None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of ``liftpool eval``."""
-    parser.add_argument("checkpoints", nargs="+", help="checkpoint files written by `liftpool train` (best.pt / last.pt)")
+    parser.add_argument(
+        "checkpoints", nargs="+", help="checkpoint files written by `liftpool train` (best.pt / last.pt)"
+    )
     parser.add_argument("--data-dir", required=True, help="data folder in the layout the checkpoint was trained on")
     parser.add_argument("--out", required=True, help="output folder for results.json, results.md, eval.log, figures/")
     parser.add_argument("--labels", type=lambda s: [x.strip() for x in s.split(",")], default=None,
@@ -93,33 +97,67 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     metric_names = ("accuracy", "shift", "corruption", "perturbation", "segmentation", "figures")
     parser.add_argument("--metrics", type=_csv(metric_names), default=None,
                         help="comma list of " + ", ".join(metric_names) + " [all that apply to the task]")  # fmt: skip
-    parser.add_argument("--max-images", type=_limit, default=None, help="evaluate a seeded random subset of this many images [all]")
+    parser.add_argument(
+        "--max-images", type=_limit, default=None, help="evaluate a seeded random subset of this many images [all]"
+    )
     parser.add_argument("--batch-size", type=_positive, default=100, help="images per forward pass [100]")
     parser.add_argument("--workers", type=_nonneg, default=0, help="DataLoader worker processes [0]")
-    parser.add_argument("--device", default="auto", help="'auto' (cuda if available), 'cpu', 'cuda', 'cuda:1', ... [auto]")
-    parser.add_argument("--seed", type=int, default=0, help="seed of subsets, shifts, corruptions and perturbations [0]")
+    parser.add_argument(
+        "--device", default="auto", help="'auto' (cuda if available), 'cpu', 'cuda', 'cuda:1', ... [auto]"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of subsets, shifts, corruptions and perturbations [0]"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     g = parser.add_argument_group("shift consistency (Zhang 2019)")
-    g.add_argument("--max-shift", type=_nonneg, default=None, help="pad-and-crop: shifts of up to this many pixels [image side / 8]")
+    g.add_argument(
+        "--max-shift",
+        type=_nonneg,
+        default=None,
+        help="pad-and-crop: shifts of up to this many pixels [image side / 8]",
+    )
     g.add_argument("--crop", type=_positive, default=None,
                    help="crop-inside mode: two crops of this side at random offsets; a crop >= the model's input size "
                         "uses images resized/centre-cropped to val_resize instead (ImageNet: 256 -> crops of 224)")  # fmt: skip
-    g.add_argument("--pad-mode", choices=("reflect", "replicate", "zeros", "circular"), default="reflect", help="padding of pad-and-crop [reflect]")
-    g.add_argument("--per-image-shifts", action="store_true", help="draw offsets per image instead of per batch (the original draws per batch)")
+    g.add_argument(
+        "--pad-mode",
+        choices=("reflect", "replicate", "zeros", "circular"),
+        default="reflect",
+        help="padding of pad-and-crop [reflect]",
+    )
+    g.add_argument(
+        "--per-image-shifts",
+        action="store_true",
+        help="draw offsets per image instead of per batch (the original draws per batch)",
+    )
     g = parser.add_argument_group("corruptions (Hendrycks & Dietterich 2019)")
     groups = {"all": ALL_CORRUPTIONS, "benchmark": CORRUPTIONS, "extra": EXTRA_CORRUPTIONS}
     g.add_argument("--corruptions", type=_csv(ALL_CORRUPTIONS, groups), default=ALL_CORRUPTIONS,
                    help="comma list of corruption names or all / benchmark (the 15) / extra (the 4) [all]")  # fmt: skip
     g.add_argument("--severities", type=_severities, default=(1, 2, 3, 4, 5), help="comma list in 1..5 [1,2,3,4,5]")
-    g.add_argument("--corruption-images", type=_limit, default=500, help="images per corruption and severity, a seeded subset [500]; 'all' for every image")
+    g.add_argument(
+        "--corruption-images",
+        type=_limit,
+        default=500,
+        help="images per corruption and severity, a seeded subset [500]; 'all' for every image",
+    )
     g.add_argument("--profile", choices=("auto", "cifar", "imagenet"), default="auto",
                    help="severity table: CIFAR-10-C (below 112 px) or ImageNet-C [auto]")  # fmt: skip
-    g.add_argument("--ce-baseline", default=None, help="label of an evaluated checkpoint to normalise CE and FR by, besides AlexNet")
+    g.add_argument(
+        "--ce-baseline",
+        default=None,
+        help="label of an evaluated checkpoint to normalise CE and FR by, besides AlexNet",
+    )
     g = parser.add_argument_group("perturbations (ImageNet-P style)")
     g.add_argument("--perturbations", type=_csv(PERTURBATIONS, {"all": PERTURBATIONS}), default=PERTURBATIONS,
                    help="comma list of " + ", ".join(PERTURBATIONS) + " [all]")  # fmt: skip
     g.add_argument("--frames", type=_positive, default=10, help="frames per perturbation sequence, >= 2 [10]")
-    g.add_argument("--perturbation-images", type=_limit, default=100, help="sequences per perturbation type, a seeded subset [100]; 'all' for every image")
+    g.add_argument(
+        "--perturbation-images",
+        type=_limit,
+        default=100,
+        help="sequences per perturbation type, a seeded subset [100]; 'all' for every image",
+    )
     g = parser.add_argument_group("figures")
     g.add_argument("--figure-images", type=_positive, default=3, help="images shown in the figures [3]")
 

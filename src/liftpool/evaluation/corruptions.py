@@ -132,7 +132,13 @@ _PARAMS: dict[str, dict[str, list[Any]]] = {
         "jpeg_compression": [80, 65, 58, 50, 40],
         "pixelate": [0.95, 0.9, 0.85, 0.75, 0.65],
         # (alpha, sigma, affine) as fractions of the image side (reference: IMSIZE * fraction)
-        "elastic_transform": [(0, 0, 0.08), (0.05, 0.2, 0.07), (0.08, 0.06, 0.06), (0.1, 0.04, 0.05), (0.1, 0.03, 0.03)],
+        "elastic_transform": [
+            (0, 0, 0.08),
+            (0.05, 0.2, 0.07),
+            (0.08, 0.06, 0.06),
+            (0.1, 0.04, 0.05),
+            (0.1, 0.03, 0.03),
+        ],
     },
     "imagenet": {
         "gaussian_noise": [0.08, 0.12, 0.18, 0.26, 0.38],
@@ -203,7 +209,9 @@ def _check_name_severity(corruption: str, severity: int) -> None:
         raise ValueError(f"severity must be an int in 1..5, got {severity!r}")
 
 
-def severity_parameters(corruption: str, severity: int, *, size: tuple[int, int] = (32, 32), profile: Profile = "auto") -> dict[str, Any]:
+def severity_parameters(
+    corruption: str, severity: int, *, size: tuple[int, int] = (32, 32), profile: Profile = "auto"
+) -> dict[str, Any]:
     """The published parameters used for ``corruption`` at ``severity`` and an image of ``size``.
 
     Returns ``{"profile", "scale", "published"}``: the table, the pixel scale factor applied
@@ -698,7 +706,9 @@ def corrupt(
     arr = batch.detach().cpu().double().numpy()  # via float64: also for float16 / bfloat16
     if is_u8:
         arr = arr / 255.0
-    outs = [corrupt_array(np.clip(a.transpose(1, 2, 0), 0, 1), corruption, severity, rng=gen, profile=profile) for a in arr]
+    outs = [
+        corrupt_array(np.clip(a.transpose(1, 2, 0), 0, 1), corruption, severity, rng=gen, profile=profile) for a in arr
+    ]
     out = np.stack(outs).transpose(0, 3, 1, 2) if outs else arr
     if is_u8:
         result = torch.from_numpy(np.clip(np.round(out * 255), 0, 255).astype(np.uint8))

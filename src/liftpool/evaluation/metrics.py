@@ -110,7 +110,9 @@ def topk_correct(logits: Tensor, targets: Tensor, ks: Sequence[int] = (1, 5)) ->
 def shift_consistency(pred_a: Tensor, pred_b: Tensor) -> float:
     """Fraction of images whose top-1 class agrees under two shifts (Zhang 2019)."""
     if pred_a.shape != pred_b.shape or pred_a.dim() != 1:
-        raise ValueError(f"pred_a and pred_b must be 1-D of equal length, got {tuple(pred_a.shape)}, {tuple(pred_b.shape)}")
+        raise ValueError(
+            f"pred_a and pred_b must be 1-D of equal length, got {tuple(pred_a.shape)}, {tuple(pred_b.shape)}"
+        )
     if pred_a.numel() == 0:
         raise ValueError("shift_consistency needs at least one image")
     return float((pred_a == pred_b).double().mean())
@@ -317,7 +319,9 @@ class ConfusionMatrix:
         ([0.5, 0.5], 0.5, 0.6667)
     """
 
-    def __init__(self, num_classes: int, *, ignore_index: int | None = None, device: torch.device | str | None = None) -> None:
+    def __init__(
+        self, num_classes: int, *, ignore_index: int | None = None, device: torch.device | str | None = None
+    ) -> None:
         if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
             raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
         if ignore_index is not None and not isinstance(ignore_index, int):
@@ -336,7 +340,9 @@ class ConfusionMatrix:
                 raise ValueError(f"logits have {prediction.shape[1]} classes, the matrix has {self.num_classes}")
             prediction = prediction.argmax(dim=1)
         if prediction.shape != target.shape:
-            raise ValueError(f"prediction {tuple(prediction.shape)} and target {tuple(target.shape)} must have the same shape")
+            raise ValueError(
+                f"prediction {tuple(prediction.shape)} and target {tuple(target.shape)} must have the same shape"
+            )
         if prediction.is_floating_point() or target.is_floating_point():
             raise TypeError("prediction and target must hold integer class indices (or pass logits (N, C, H, W))")
         pred = prediction.reshape(-1).to(self.matrix.device, torch.int64)

@@ -112,7 +112,9 @@ def perturbation_sequence(
     if name not in PERTURBATIONS:
         raise ValueError(f"perturbation must be one of {', '.join(PERTURBATIONS)}; got {name!r}")
     if not isinstance(image, Tensor) or image.dim() != 3 or image.shape[0] != 3 or not image.is_floating_point():
-        raise ValueError(f"image must be a float tensor (3, H, W) in [0, 1], got {getattr(image, 'shape', type(image))}")
+        raise ValueError(
+            f"image must be a float tensor (3, H, W) in [0, 1], got {getattr(image, 'shape', type(image))}"
+        )
     if isinstance(frames, bool) or not isinstance(frames, int) or frames < 2:
         raise ValueError(f"frames must be an int >= 2, got {frames!r}")
     gen = _as_rng(rng)

@@ -135,7 +135,11 @@ def raw_eval_dataset(
     if config.get("task") == "segmentation":
         kw.update(augment="none", crop_size=None)
     else:
-        kw.update(augment=data.get("augment") or "auto", image_size=image_size or data.get("image_size"), val_resize=data.get("val_resize"))
+        kw.update(
+            augment=data.get("augment") or "auto",
+            image_size=image_size or data.get("image_size"),
+            val_resize=data.get("val_resize"),
+        )
     ds = build_datasets(name, data_dir, **kw)
     return ds.val, ds.info
 
@@ -223,7 +227,9 @@ def evaluate_models(
             "figures": [],
         }
         t0 = time.time()
-        echo(f"[{e.label}] evaluating {n_images} images on {device} ({', '.join(m for m in metrics if m != 'figures')})")
+        echo(
+            f"[{e.label}] evaluating {n_images} images on {device} ({', '.join(m for m in metrics if m != 'figures')})"
+        )
         if task == "classification":
             if "accuracy" in metrics:
                 acc = evaluate_accuracy(net, _loader(ds, opts), device=device, progress=opts.progress)
@@ -241,7 +247,9 @@ def evaluate_models(
                     per_image=opts.per_image_shifts, seed=opts.seed, device=device, progress=opts.progress,
                 )  # fmt: skip
                 row["shift"] = sh._asdict()
-                echo(f"[{e.label}] shift consistency {100 * sh.consistency:.2f} %, accuracy on shifted crops {100 * sh.shifted_accuracy:.2f} %")
+                echo(
+                    f"[{e.label}] shift consistency {100 * sh.consistency:.2f} %, accuracy on shifted crops {100 * sh.shifted_accuracy:.2f} %"
+                )
             if "corruption" in metrics:
                 cds = _subset(ds, opts.corruption_images, opts.seed + 1)
                 errs = evaluate_corruptions(
@@ -276,9 +284,18 @@ def evaluate_models(
         else:
             num_classes = int((e.config.get("model") or {}).get("num_classes") or len(class_names or []))
             seg = evaluate_segmentation(
-                net, _loader(ds, opts), num_classes=num_classes, ignore_index=ignore_index, device=device, progress=opts.progress
+                net,
+                _loader(ds, opts),
+                num_classes=num_classes,
+                ignore_index=ignore_index,
+                device=device,
+                progress=opts.progress,
             )
-            row["segmentation"] = {**seg._asdict(), "class_names": list(class_names) if class_names else None, "ignore_index": ignore_index}
+            row["segmentation"] = {
+                **seg._asdict(),
+                "class_names": list(class_names) if class_names else None,
+                "ignore_index": ignore_index,
+            }
             echo(f"[{e.label}] mIoU {100 * seg.miou:.2f} %, pixel accuracy {100 * seg.pixel_accuracy:.2f} %")
         row["seconds"] = round(time.time() - t0, 2)
         rows.append(row)
@@ -299,14 +316,22 @@ def evaluate_models(
                     "relative_mce_normalized": s.relative_mce_normalized,
                 }
             if "perturbation" in r and "perturbation" in base:
-                p = perturbation_summary(r["perturbation"]["fr"], baseline=base["perturbation"]["fr"], baseline_name=opts.ce_baseline)
-                r["perturbation"].update(fr_normalized=p.fr_normalized, mfr_normalized=p.mfr_normalized, baseline=p.baseline)
+                p = perturbation_summary(
+                    r["perturbation"]["fr"], baseline=base["perturbation"]["fr"], baseline_name=opts.ce_baseline
+                )
+                r["perturbation"].update(
+                    fr_normalized=p.fr_normalized, mfr_normalized=p.mfr_normalized, baseline=p.baseline
+                )
 
     if "figures" in metrics:
-        figs = _figures(entries, wrapped, ds, rows, out / "figures", opts, task, class_names, ignore_index, device, echo)
+        figs = _figures(
+            entries, wrapped, ds, rows, out / "figures", opts, task, class_names, ignore_index, device, echo
+        )
         for r in rows:
             r["figures"] = [os.path.relpath(f, out) for f in figs.get(r["label"], []) + figs.get("*", [])]
-    j, m = write_results(out, rows, meta={**(meta or {}), "task": task, "metrics": list(metrics), "options": _opts_dict(opts)})
+    j, m = write_results(
+        out, rows, meta={**(meta or {}), "task": task, "metrics": list(metrics), "options": _opts_dict(opts)}
+    )
     echo(f"wrote {j} and {m}")
     return rows
 
@@ -380,7 +405,9 @@ def _figures(
             for e in entries:
                 logits = model_output(wrapped[e.label], images.to(device))
                 if logits.shape[-2:] != gts.shape[-2:]:
-                    logits = torch.nn.functional.interpolate(logits, size=tuple(gts.shape[-2:]), mode="bilinear", align_corners=False)
+                    logits = torch.nn.functional.interpolate(
+                        logits, size=tuple(gts.shape[-2:]), mode="bilinear", align_corners=False
+                    )
                 preds[e.label] = logits.argmax(dim=1).cpu()
         add("*", plot_segmentation_overlays(images, preds, gts, fig_dir / "fig5_segmentation.png",
                                             class_names=class_names, ignore_index=ignore_index))  # fmt: skip

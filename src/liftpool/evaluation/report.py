@@ -53,7 +53,10 @@ def markdown_report(rows: Sequence[Mapping[str, Any]], *, title: str = "liftpool
     AlexNet ImageNet-C errors; "unnorm." is the plain mean top-1 error.
     """
     lines = [f"# {title}", ""]
-    cols: list[tuple[str, Any]] = [("label", lambda r: r.get("label", "?")), ("pool", lambda r: _get(r, "model", "pool") or "-")]
+    cols: list[tuple[str, Any]] = [
+        ("label", lambda r: r.get("label", "?")),
+        ("pool", lambda r: _get(r, "model", "pool") or "-"),
+    ]
     cols.append(("images", lambda r: str(r.get("images", "-"))))
     if any("accuracy" in r for r in rows):
         cols += [
@@ -94,7 +97,11 @@ def markdown_report(rows: Sequence[Mapping[str, Any]], *, title: str = "liftpool
     if any("shift" in r for r in rows):
         r0 = next(r for r in rows if "shift" in r)["shift"]
         crop = r0.get("crop")
-        mode = f"crops of {crop} inside the image" if crop else f"pad {r0.get('max_shift')} px ({r0.get('pad_mode')}) and crop"
+        mode = (
+            f"crops of {crop} inside the image"
+            if crop
+            else f"pad {r0.get('max_shift')} px ({r0.get('pad_mode')}) and crop"
+        )
         lines += [
             f"Shift consistency (Zhang 2019): {mode}, offsets drawn per {'image' if r0.get('per_image') else 'batch'}, seed {r0.get('seed')}.",
             "",
@@ -140,7 +147,9 @@ def markdown_report(rows: Sequence[Mapping[str, Any]], *, title: str = "liftpool
         ]
     seg = [r for r in rows if "segmentation" in r]
     if seg:
-        names = _get(seg[0], "segmentation", "class_names") or [str(i) for i in range(len(_get(seg[0], "segmentation", "iou")))]
+        names = _get(seg[0], "segmentation", "class_names") or [
+            str(i) for i in range(len(_get(seg[0], "segmentation", "iou")))
+        ]
         lines += [
             "## IoU per class (%, void ignored)",
             "",
@@ -160,7 +169,9 @@ def markdown_report(rows: Sequence[Mapping[str, Any]], *, title: str = "liftpool
     return "\n".join(lines)
 
 
-def write_results(out_dir: str | os.PathLike[str], rows: Sequence[Mapping[str, Any]], *, meta: Mapping[str, Any]) -> tuple[Path, Path]:
+def write_results(
+    out_dir: str | os.PathLike[str], rows: Sequence[Mapping[str, Any]], *, meta: Mapping[str, Any]
+) -> tuple[Path, Path]:
     """Write ``results.json`` (``{"meta", "results"}``) and ``results.md`` atomically."""
     out = Path(out_dir)
     data = {"meta": dict(meta), "results": list(rows)}

@@ -57,7 +57,9 @@ class Normalized(nn.Module):
         mean_t = torch.as_tensor([float(m) for m in mean]).reshape(1, -1, 1, 1)
         std_t = torch.as_tensor([float(s) for s in std]).reshape(1, -1, 1, 1)
         if mean_t.numel() != std_t.numel() or (std_t <= 0).any():
-            raise ValueError(f"mean and std must have the same length and std > 0, got mean={list(mean)}, std={list(std)}")
+            raise ValueError(
+                f"mean and std must have the same length and std > 0, got mean={list(mean)}, std={list(std)}"
+            )
         self.model = model
         self.register_buffer("mean", mean_t)
         self.register_buffer("std", std_t)
@@ -152,7 +154,9 @@ def draw_shift_offsets(
     return a.expand(n, 2), b.expand(n, 2)
 
 
-def shifted_crops(images: Tensor, offsets: Tensor, crop: tuple[int, int], *, pad: int = 0, pad_mode: PadMode = "reflect") -> Tensor:
+def shifted_crops(
+    images: Tensor, offsets: Tensor, crop: tuple[int, int], *, pad: int = 0, pad_mode: PadMode = "reflect"
+) -> Tensor:
     """Crop ``crop`` (h, w) windows at ``offsets[i] = (top, left)`` of each image, after padding
     every side by ``pad`` pixels (``pad_mode``)."""
     if pad > 0:
@@ -161,7 +165,11 @@ def shifted_crops(images: Tensor, offsets: Tensor, crop: tuple[int, int], *, pad
     ch, cw = crop
     if offsets.shape != (images.shape[0], 2):
         raise ValueError(f"offsets must be ({images.shape[0]}, 2), got {tuple(offsets.shape)}")
-    if (offsets < 0).any() or (offsets[:, 0] + ch > images.shape[2]).any() or (offsets[:, 1] + cw > images.shape[3]).any():
+    if (
+        (offsets < 0).any()
+        or (offsets[:, 0] + ch > images.shape[2]).any()
+        or (offsets[:, 1] + cw > images.shape[3]).any()
+    ):
         raise ValueError("a crop window falls outside the (padded) image")
     if bool((offsets == offsets[:1]).all()):
         t, l = (int(v) for v in offsets[0])
@@ -299,7 +307,9 @@ def evaluate_corruptions(
     if unknown:
         raise ValueError(f"unknown corruptions {unknown}; choose from {', '.join(ALL_CORRUPTIONS)}")
     if not corruptions or not severities or any(s not in (1, 2, 3, 4, 5) for s in severities):
-        raise ValueError(f"need at least one corruption and severities in 1..5, got {list(corruptions)}, {list(severities)}")
+        raise ValueError(
+            f"need at least one corruption and severities in 1..5, got {list(corruptions)}, {list(severities)}"
+        )
     dev = _device_of(model, device)
     wrong = {c: [0] * len(severities) for c in corruptions}
     n = 0

@@ -15,10 +15,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from torch import nn
+from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
-
-from torch import Tensor
 from torchvision.ops.misc import Conv2dNormActivation
 
 from ..convert import convert

@@ -197,7 +197,9 @@ class BlurPool2d(_Pool2d):
         self.padding_mode = padding_mode
         f = binomial_filter(kernel_size)
         filt = (f[:, None] * f[None, :]).to(dtype or torch.get_default_dtype())
-        self.register_buffer("filt", filt.expand(channels, 1, kernel_size, kernel_size).clone().to(device), persistent=False)
+        self.register_buffer(
+            "filt", filt.expand(channels, 1, kernel_size, kernel_size).clone().to(device), persistent=False
+        )
 
     def forward(self, x: Tensor) -> Any:
         check_pool_input(self, x, self.channels)

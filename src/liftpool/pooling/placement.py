@@ -96,7 +96,9 @@ class SizeMatchedPool2d(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         th, tw = self.out_size(int(x.shape[-2]), int(x.shape[-1]))
         if th < 1 or tw < 1:
-            raise ValueError(f"{type(self).__name__}: input {tuple(x.shape)} is too small for the replaced pooling layer")
+            raise ValueError(
+                f"{type(self).__name__}: input {tuple(x.shape)} is too small for the replaced pooling layer"
+            )
         y = self.pool(x)
         y = y[..., :th, :tw]
         ph, pw = th - y.shape[-2], tw - y.shape[-1]

@@ -114,7 +114,9 @@ def _taps(x: Tensor, k: int) -> tuple[Tensor, Tensor | None, Tensor]:
     (lh, rh), (lw, rw) = _axis_padding(H, k), _axis_padding(W, k)
     xp = F.pad(x, (lw, rw, lh, rh)) if (lh, rh, lw, rw) != (0, 0, 0, 0) else x
     if k == 2:  # non-overlapping: a space-to-depth rearrangement
-        taps = F.pixel_unshuffle(xp, 2).contiguous().view(N, C, 4, Ho, Wo)  # contiguous: reductions over taps are fastest
+        taps = (
+            F.pixel_unshuffle(xp, 2).contiguous().view(N, C, 4, Ho, Wo)
+        )  # contiguous: reductions over taps are fastest
     else:
         taps = xp.unfold(2, k, 2).unfold(3, k, 2).permute(0, 1, 4, 5, 2, 3).reshape(N, C, k * k, Ho, Wo)
     if lh == 0 and lw == 0 and rh <= 0 and rw <= 0:  # every window lies inside the input
@@ -505,7 +507,9 @@ def spectral_pool2d(x: Tensor, size: tuple[int, int] | None = None) -> Tensor:
     aw = aw.to(device=x.device, dtype=work.dtype)
     if Ho % 2 == 0 and Wo % 2 == 0:  # only an even output size has a (half) Nyquist bin, i.e. Im(A) != 0
         t = torch.matmul(ah, work)  # (..., 2*Ho, W): real rows, then imaginary rows
-        y = torch.matmul(t[..., :Ho, :], aw[:Wo].transpose(0, 1)) - torch.matmul(t[..., Ho:, :], aw[Wo:].transpose(0, 1))
+        y = torch.matmul(t[..., :Ho, :], aw[:Wo].transpose(0, 1)) - torch.matmul(
+            t[..., Ho:, :], aw[Wo:].transpose(0, 1)
+        )
     else:  # one of the products Im(A_h) x Im(A_w)^T vanishes
         y = torch.matmul(torch.matmul(ah[:Ho], work), aw[:Wo].transpose(0, 1))
     return y.to(x.dtype)
@@ -516,8 +520,14 @@ def _spectral_matrix(n: int, m: int) -> Tensor:
     """``[Re(A); Im(A)]``, shape ``(2m, n)``, of ``A = ifft_m(crop_m(fft_n(.)))`` (``norm="forward"``)."""
     k = _low_freqs(n, m).to(torch.float64)
     k = torch.where(k > n // 2, k - n, k)  # signed frequencies
-    phase = 2 * math.pi * k[None, None, :] * (
-        torch.arange(m, dtype=torch.float64)[:, None, None] / m - torch.arange(n, dtype=torch.float64)[None, :, None] / n
+    phase = (
+        2
+        * math.pi
+        * k[None, None, :]
+        * (
+            torch.arange(m, dtype=torch.float64)[:, None, None] / m
+            - torch.arange(n, dtype=torch.float64)[None, :, None] / n
+        )
     )
     a = torch.complex(torch.cos(phase), torch.sin(phase)).sum(dim=-1) / n
     return torch.cat([a.real, a.imag])
@@ -755,7 +765,9 @@ class S3Pool2d(_ZooPool):
         if isinstance(grid_size, bool) or not isinstance(grid_size, int):
             raise TypeError(f"grid_size must be an int, got {type(grid_size).__name__}")
         if grid_size < 2 or grid_size % 2:
-            raise ValueError(f"grid_size must be an even int >= 2 (it holds grid_size/2 samples per strip), got {grid_size}")
+            raise ValueError(
+                f"grid_size must be an even int >= 2 (it holds grid_size/2 samples per strip), got {grid_size}"
+            )
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
         self.grid_size = grid_size

@@ -381,7 +381,9 @@ def bench_up(args: argparse.Namespace, log: Callable[[str], None]) -> list[Row]:
         t_fwd = time_interleaved(fwd, repeats=args.repeats, warmup=args.warmup, clock=args.clock)
         t_fb = time_interleaved(fb, repeats=args.repeats, warmup=args.warmup, clock=args.clock)
         for name in fwd:
-            rows.append(Row("up", cfg, "max_unpool" if name == "max" else "lift_up", t_fwd[name] * 1e3, t_fb[name] * 1e3))
+            rows.append(
+                Row("up", cfg, "max_unpool" if name == "max" else "lift_up", t_fwd[name] * 1e3, t_fb[name] * 1e3)
+            )
         log(f"up {tuple(shape)}: " + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in t_fb.items()))
     return rows
 
@@ -560,7 +562,9 @@ def render_markdown(rows: list[Row], info: dict[str, Any], command: str) -> str:
         lines += ["## Scaling (LiftDownPool2d forward+backward)", "",
                   "| varied | shape | x | ms |", "|---|---|---:|---:|"]
         for r in sections["scale"]:
-            lines.append(f"| {r.config['axis']} | {tuple(r.config['shape'])} | {r.config['x']:.0f} | {_fmt(r.fwdbwd_ms)} |")
+            lines.append(
+                f"| {r.config['axis']} | {tuple(r.config['shape'])} | {r.config['x']:.0f} | {_fmt(r.fwdbwd_ms)} |"
+            )
         lines.append("")
         seen = set()
         for r in sections["scale"]:
@@ -596,7 +600,9 @@ def plot_layers(rows: list[Row], path: str) -> bool:
         for k in cfgs:
             ref = next((r for r in rows if json.dumps(r.config) == k and r.method == "max"), None)
             row = next((r for r in rows if json.dumps(r.config) == k and r.method == m), None)
-            vals.append(row.fwdbwd_ms / ref.fwdbwd_ms if row and ref and row.fwdbwd_ms and ref.fwdbwd_ms else float("nan"))
+            vals.append(
+                row.fwdbwd_ms / ref.fwdbwd_ms if row and ref and row.fwdbwd_ms and ref.fwdbwd_ms else float("nan")
+            )
         ax.bar([j + i * width for j in range(len(cfgs))], vals, width, label=m)
     labels = []
     for k in cfgs:
@@ -657,8 +663,11 @@ def _shape(text: str) -> tuple[int, int, int, int]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``liftpool bench``."""
     p = parser
-    p.add_argument("--quick", action="store_true",
-                   help="the target configuration only: (32,64,56,56) float32 eager, VGG13-CIFAR step, small scaling grid")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="the target configuration only: (32,64,56,56) float32 eager, VGG13-CIFAR step, small scaling grid",
+    )
     p.add_argument("--out", default="bench-results", help="output directory (bench.md, bench.json, PNGs)")
     p.add_argument("--sections", nargs="+", default=None, choices=("layer", "up", "net", "scale"),
                    help="what to measure (default: all)")
@@ -672,7 +681,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--formats", nargs="+", choices=("contiguous", "channels_last"), default=None)
     p.add_argument("--modes", nargs="+", choices=("eager", "compile"), default=None,
                    help="eager and/or torch.compile (compile: float32 contiguous only unless --compile-all)")
-    p.add_argument("--compile-all", action="store_true", help="torch.compile every dtype/format, not only float32 contiguous")
+    p.add_argument(
+        "--compile-all", action="store_true", help="torch.compile every dtype/format, not only float32 contiguous"
+    )
     p.add_argument("--methods", nargs="+", choices=LAYER_METHODS, default=list(LAYER_METHODS))
     p.add_argument("--no-memory", action="store_true", help="skip the saved/peak memory measurements")
     p.add_argument("--no-peak", dest="peak", action="store_false", help="skip the (slow) peak-memory profiling")

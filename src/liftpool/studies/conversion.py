@@ -362,7 +362,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     jobs = [(n, sc) for n in names for sc in (False, True) if not (n.startswith("vgg") and sc)]
     for name, sc in tqdm(jobs, desc="networks"):
         model = getattr(torchvision.models, name)(weights=None)
-        settings = {f"{k}{', strided_conv' if sc else ''}": {**v, "strided_conv": sc} for k, v in _MEASURE_SETTINGS.items()}
+        settings = {
+            f"{k}{', strided_conv' if sc else ''}": {**v, "strided_conv": sc} for k, v in _MEASURE_SETTINGS.items()
+        }
         rows += measure_init(name, model, calib, test, settings)
     head = ("| network | setting | layers replaced | layer rel. diff | logits rel. diff | top-1 agreement |\n"
             "|---|---|---|---|---|---|\n")
@@ -407,9 +409,11 @@ def _cifar_main(args: Any) -> int:
              "after 1 fine-tune epoch |\n|---|---|---|---|---|---|\n")
     table += "".join(f"| {r.setting} | {r.replaced} | {r.rel_l2:.3g} | {r.top1_agreement:.3f} | {r.acc_start:.3f} | "
                      f"{r.acc_finetuned:.3f} |\n" for r in rows)
-    info = (f"ResNet18 (torchvision layout, width {args.width}) trained {args.epochs} epochs on "
-            f"{args.per_class * 10} CIFAR-10 images (test acc. {acc0:.3f} on the first 200 test images of each class); "
-            f"torch {torch.__version__}, {platform.machine()} CPU, {torch.get_num_threads()} thread(s), seed {args.seed}")
+    info = (
+        f"ResNet18 (torchvision layout, width {args.width}) trained {args.epochs} epochs on "
+        f"{args.per_class * 10} CIFAR-10 images (test acc. {acc0:.3f} on the first 200 test images of each class); "
+        f"torch {torch.__version__}, {platform.machine()} CPU, {torch.get_num_threads()} thread(s), seed {args.seed}"
+    )
     print(table + "\n" + info)
     if args.out:
         atomic_write_text(args.out, table + "\n" + info + "\n")
@@ -430,7 +434,10 @@ def _plot(rows: Sequence[InitMeasurement], path: str, info: str) -> None:
     for j, s in enumerate(settings):
         vals_rel, vals_top = [], []
         for m, sc in groups:
-            r = next((r for r in rows if r.model == m and r.setting.startswith(s) and ("strided_conv" in r.setting) == sc), None)
+            r = next(
+                (r for r in rows if r.model == m and r.setting.startswith(s) and ("strided_conv" in r.setting) == sc),
+                None,
+            )
             vals_rel.append(r.rel_l2 if r else float("nan"))
             vals_top.append(r.top1_agreement if r else float("nan"))
         xs = [i + j * width for i in range(len(groups))]

@@ -52,7 +52,9 @@ def make_test_image(size: int = 256) -> Tensor:
     """
     if size < 8:
         raise ValueError(f"size must be >= 8, got {size}")
-    yy, xx = torch.meshgrid(torch.arange(size, dtype=torch.float64), torch.arange(size, dtype=torch.float64), indexing="ij")
+    yy, xx = torch.meshgrid(
+        torch.arange(size, dtype=torch.float64), torch.arange(size, dtype=torch.float64), indexing="ij"
+    )
     c = (size - 1) / 2
     r2 = (yy - c) ** 2 + (xx - c) ** 2
     zone = 0.5 + 0.5 * torch.cos(math.pi * r2 / (2 * size))
@@ -62,7 +64,12 @@ def make_test_image(size: int = 256) -> Tensor:
     shapes[((yy - 0.3 * size) ** 2 + (xx - 0.72 * size) ** 2) < (0.14 * size) ** 2] = 0.9
     sq = (yy > 0.55 * size) & (yy < 0.85 * size) & (xx > 0.58 * size) & (xx < 0.74 * size)
     shapes[sq] = 0.6
-    tri = (yy > 0.55 * size) & (yy < 0.85 * size) & (xx - 0.8 * size > -(yy - 0.55 * size) * 0.5) & (xx - 0.8 * size < (yy - 0.55 * size) * 0.5)
+    tri = (
+        (yy > 0.55 * size)
+        & (yy < 0.85 * size)
+        & (xx - 0.8 * size > -(yy - 0.55 * size) * 0.5)
+        & (xx - 0.8 * size < (yy - 0.55 * size) * 0.5)
+    )
     shapes[tri] = 1.0
     bars = (yy < 0.12 * size) & (xx > 0.55 * size) & ((xx.long() // 2) % 2 == 0)
     shapes[bars] = 0.8
@@ -159,14 +166,21 @@ def run_demo(image: Tensor, *, fit_steps: int = 200, kernel_size: int = 5, seed:
         return lambda t: layer(t)[0]
 
     metrics = {
-        "MaxPool": {"aliasing": aliasing_ratio(lambda t: F.max_pool2d(t, 2, ceil_mode=True), x),
-                    "reconstruction": {"MaxUnpool": _rel_rmse(up_max, x)}},
-        "AvgPool": {"aliasing": aliasing_ratio(lambda t: F.avg_pool2d(t, 2, ceil_mode=True), x),
-                    "reconstruction": {"nearest upsampling": _rel_rmse(up_avg, x)}},
+        "MaxPool": {
+            "aliasing": aliasing_ratio(lambda t: F.max_pool2d(t, 2, ceil_mode=True), x),
+            "reconstruction": {"MaxUnpool": _rel_rmse(up_max, x)},
+        },
+        "AvgPool": {
+            "aliasing": aliasing_ratio(lambda t: F.avg_pool2d(t, 2, ceil_mode=True), x),
+            "reconstruction": {"nearest upsampling": _rel_rmse(up_avg, x)},
+        },
         "LiftDownPool (learned)": {
             "aliasing": aliasing_ratio(pooled(lift), x),
             "aliasing_LL_only": aliasing_ratio(lambda t: lift.decompose(t).LL, x),
-            "reconstruction": {"LiftUpPool": _rel_rmse(up_lift, x), "LiftUpPool, details zeroed": _rel_rmse(up_lift_ll, x)},
+            "reconstruction": {
+                "LiftUpPool": _rel_rmse(up_lift, x),
+                "LiftUpPool, details zeroed": _rel_rmse(up_lift_ll, x),
+            },
             "fit_loss_first_last": [history[0], history[-1]] if history else None,
         },
         "LiftDownPool (CDF 5/3)": {
@@ -195,15 +209,26 @@ def save_figure(result: dict[str, Any], path: str | Path) -> Path:
         ("input", "Input", "gray"),
         ("MaxPool", f"MaxPool\naliasing {m['MaxPool']['aliasing']:.3f}", "gray"),
         ("AvgPool", f"AvgPool\naliasing {m['AvgPool']['aliasing']:.3f}", "gray"),
-        ("LiftDownPool", f"LiftDownPool (sum of bands)\naliasing {m['LiftDownPool (learned)']['aliasing']:.3f}", "gray"),
+        (
+            "LiftDownPool",
+            f"LiftDownPool (sum of bands)\naliasing {m['LiftDownPool (learned)']['aliasing']:.3f}",
+            "gray",
+        ),
         ("LL", "LL (low W, low H)", "gray"),
         ("LH", "LH (low W, high H)", "RdBu_r"),
         ("HL", "HL (high W, low H)", "RdBu_r"),
         ("HH", "HH (high W, high H)", "RdBu_r"),
         ("MaxUnpool", f"MaxUnpool\nrel. error {m['MaxPool']['reconstruction']['MaxUnpool']:.3f}", "gray"),
-        ("LiftUpPool", f"LiftUpPool (LL + details)\nrel. error {m['LiftDownPool (learned)']['reconstruction']['LiftUpPool']:.1e}", "gray"),
-        ("LiftUpPool (details zeroed)",
-         f"LiftUpPool, details zeroed\nrel. error {m['LiftDownPool (learned)']['reconstruction']['LiftUpPool, details zeroed']:.3f}", "gray"),
+        (
+            "LiftUpPool",
+            f"LiftUpPool (LL + details)\nrel. error {m['LiftDownPool (learned)']['reconstruction']['LiftUpPool']:.1e}",
+            "gray",
+        ),
+        (
+            "LiftUpPool (details zeroed)",
+            f"LiftUpPool, details zeroed\nrel. error {m['LiftDownPool (learned)']['reconstruction']['LiftUpPool, details zeroed']:.3f}",
+            "gray",
+        ),
     ]
     fig, axes = plt.subplots(3, 4, figsize=(13, 10))
     for ax in axes.flat:
@@ -218,7 +243,13 @@ def save_figure(result: dict[str, Any], path: str | Path) -> Path:
         else:
             ax.imshow(img, cmap=cmap, interpolation="nearest")
         ax.set_title(title, fontsize=9)
-    axes.flat[11].text(0.0, 0.5, "Down-pooling: 2x in each axis.\nLiftDownPool: learned P/U fitted to\nthis image with c_u + c_p; output\nscaled by 1/4 to match AvgPool.\nAliasing: share of the pooled energy\ncaused by input frequencies above\nthe output's Nyquist (0 = ideal).", fontsize=9, va="center")
+    axes.flat[11].text(
+        0.0,
+        0.5,
+        "Down-pooling: 2x in each axis.\nLiftDownPool: learned P/U fitted to\nthis image with c_u + c_p; output\nscaled by 1/4 to match AvgPool.\nAliasing: share of the pooled energy\ncaused by input frequencies above\nthe output's Nyquist (0 = ideal).",
+        fontsize=9,
+        va="center",
+    )
     fig.suptitle("LiftPool demo: MaxPool vs AvgPool vs LiftDownPool, the four sub-bands, MaxUnpool vs LiftUpPool")
     fig.tight_layout()
     return atomic_save_figure(fig, path, dpi=90)
@@ -237,10 +268,16 @@ def format_table(metrics: dict[str, Any]) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--image", type=str, default=None, help="your own image (grey-scale is used); default: a generated test picture")
+    parser.add_argument(
+        "--image", type=str, default=None, help="your own image (grey-scale is used); default: a generated test picture"
+    )
     parser.add_argument("--out", type=str, default="liftpool-demo.png", help="PNG to write (default: %(default)s)")
-    parser.add_argument("--size", type=int, default=256, help="side of the generated test picture (default: %(default)s)")
-    parser.add_argument("--fit-steps", type=int, default=200, help="Adam steps fitting P/U to the image with the constraint loss")
+    parser.add_argument(
+        "--size", type=int, default=256, help="side of the generated test picture (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--fit-steps", type=int, default=200, help="Adam steps fitting P/U to the image with the constraint loss"
+    )
     parser.add_argument("--kernel-size", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=str, default=None, help="also write the numbers as JSON here")

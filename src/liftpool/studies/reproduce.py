@@ -117,16 +117,97 @@ BUDGETS: dict[str, Budget] = {
     # seconds: a smoke test of the whole pipeline (tests use it)
     "tiny": Budget("tiny", 0.0625, 4, 2, 1, 4, "adamw", 2e-3, 5e-4, "cosine", (), 2, 0.0625, 1, 2, 0.01, 1, 2, None, 1),
     # minutes on an idle 2-core CPU for every table with 3 seeds (an hour when the CPU is shared)
-    "small": Budget("small", 0.125, 100, 100, 2, 32, "adamw", 2e-3, 5e-4, "cosine", (), 100, 0.125, 1, 4, 0.01, None, None, (120, 160), None),
+    "small": Budget(
+        "small",
+        0.125,
+        100,
+        100,
+        2,
+        32,
+        "adamw",
+        2e-3,
+        5e-4,
+        "cosine",
+        (),
+        100,
+        0.125,
+        1,
+        4,
+        0.01,
+        None,
+        None,
+        (120, 160),
+        None,
+    ),
     # about 40 minutes on an idle 2-core CPU for Tables 1-3 / Fig. 4 / Table 5 with 3 seeds
-    "medium": Budget("medium", 0.125, 400, 500, 6, 32, "adamw", 2e-3, 5e-4, "cosine", (), 100, 0.125, 3, 4, 0.05, None, None, (120, 160), None),
+    "medium": Budget(
+        "medium",
+        0.125,
+        400,
+        500,
+        6,
+        32,
+        "adamw",
+        2e-3,
+        5e-4,
+        "cosine",
+        (),
+        100,
+        0.125,
+        3,
+        4,
+        0.05,
+        None,
+        None,
+        (120, 160),
+        None,
+    ),
     # about 4 minutes per CIFAR run on one idle core (10,000 training images x 10 epochs, the whole test set),
     # about 5 minutes per SegNet run (12 epochs)
-    "large": Budget("large", 0.125, 1000, None, 10, 32, "adamw", 2e-3, 5e-4, "cosine", (), 100, 0.125, 12, 4, 0.05, None, None, (120, 160), None),
+    "large": Budget(
+        "large",
+        0.125,
+        1000,
+        None,
+        10,
+        32,
+        "adamw",
+        2e-3,
+        5e-4,
+        "cosine",
+        (),
+        100,
+        0.125,
+        12,
+        4,
+        0.05,
+        None,
+        None,
+        (120, 160),
+        None,
+    ),
     # the paper's VGG13 recipe (SGD, 160 epochs, x0.1 at 80/120) on full CIFAR-10; SegNet preset
     "paper-like": Budget(
-        "paper-like", 1.0, None, None, 160, 100, "sgd", 0.1, 5e-4, "multistep", ("--milestones", "80", "120"),
-        500, 1.0, 200, 8, 0.05, None, None, (176, 240), None,
+        "paper-like",
+        1.0,
+        None,
+        None,
+        160,
+        100,
+        "sgd",
+        0.1,
+        5e-4,
+        "multistep",
+        ("--milestones", "80", "120"),
+        500,
+        1.0,
+        200,
+        8,
+        0.05,
+        None,
+        None,
+        (176, 240),
+        None,
     ),  # fmt: skip
 }
 
@@ -153,7 +234,9 @@ class Job(NamedTuple):
 
 
 # --------------------------------------------------------------------------- settings
-def lift_setting(bands: str | tuple[str, ...] = "all", kernel_size: int = 5, constraints: bool = True, scale: float = 1.0) -> Setting:
+def lift_setting(
+    bands: str | tuple[str, ...] = "all", kernel_size: int = 5, constraints: bool = True, scale: float = 1.0
+) -> Setting:
     b = "all" if bands == "all" else "".join(bands)
     key = f"lift-{b}-k{kernel_size}" + ("" if constraints else "-nocons") + ("" if scale == 1.0 else f"-scale{scale:g}")
     kw: dict[str, Any] = {"kernel_size": kernel_size}
@@ -172,7 +255,10 @@ def table_rows(table: str) -> list[tuple[str, Setting]]:
     """(row label, setting) of a table (Fig. 4 and Table 5 reuse Table 3's core methods)."""
     if table == "table1":
         rows = [(f"{b} only", lift_setting((b,))) for b in BANDS]
-        rows += [("LL+LH+HL+HH, with c_u, c_p", lift_setting()), ("LL+LH+HL+HH, without constraints", lift_setting(constraints=False))]
+        rows += [
+            ("LL+LH+HL+HH, with c_u, c_p", lift_setting()),
+            ("LL+LH+HL+HH, without constraints", lift_setting(constraints=False)),
+        ]
         # not in the paper: the band mean instead of the plain sum (docs/design.md, "scale")
         rows += [("mean of LL, LH, HL, HH (scale 1/4), with c_u, c_p", lift_setting(scale=0.25))]
         return rows
@@ -187,7 +273,9 @@ def table_rows(table: str) -> list[tuple[str, Setting]]:
 
 
 # --------------------------------------------------------------------------- data
-def make_class_subset(src: str | os.PathLike[str], dst: str | os.PathLike[str], per_class: Mapping[str, int | None], *, seed: int = 0) -> Path:
+def make_class_subset(
+    src: str | os.PathLike[str], dst: str | os.PathLike[str], per_class: Mapping[str, int | None], *, seed: int = 0
+) -> Path:
     """Class-balanced ImageFolder subset of ``src`` under ``dst`` (symbolic links, copies where links fail).
 
     ``per_class`` maps a split (``"train"``, ``"test"``) to images per class (None = all).
@@ -201,7 +289,9 @@ def make_class_subset(src: str | os.PathLike[str], dst: str | os.PathLike[str], 
     for split, n in per_class.items():
         sdir = src / split
         if not sdir.is_dir():
-            raise ValueError(f"data folder {src} has no {split}/ split (expected an ImageFolder {split}/<class>/<image>)")
+            raise ValueError(
+                f"data folder {src} has no {split}/ split (expected an ImageFolder {split}/<class>/<image>)"
+            )
         classes = sorted(d.name for d in sdir.iterdir() if d.is_dir())
         if not classes:
             raise ValueError(f"{sdir} holds no class folders")
@@ -210,7 +300,9 @@ def make_class_subset(src: str | os.PathLike[str], dst: str | os.PathLike[str], 
             if n is not None and n < len(files):
                 files = sorted(random.Random(f"{seed}/{split}/{c}").sample(files, n))
             if n is not None and n > len(files):
-                raise ValueError(f"class {c!r} of {sdir} has {len(files)} images, fewer than the {n} per class asked for")
+                raise ValueError(
+                    f"class {c!r} of {sdir} has {len(files)} images, fewer than the {n} per class asked for"
+                )
             ddir = dst / split / c
             ddir.mkdir(parents=True, exist_ok=True)
             for f in files:
@@ -238,7 +330,9 @@ def train_done(run_dir: str | os.PathLike[str], epochs: int) -> bool:
     return bool(s) and s.get("status") == "completed" and s.get("completed_epochs") == epochs
 
 
-def eval_done(out: str | os.PathLike[str], labels: Sequence[str], metrics: Sequence[str], options: Mapping[str, Any] | None = None) -> bool:
+def eval_done(
+    out: str | os.PathLike[str], labels: Sequence[str], metrics: Sequence[str], options: Mapping[str, Any] | None = None
+) -> bool:
     """True when ``out/results.json`` holds exactly ``labels`` with every metric and the given eval options."""
     r = _read_json(Path(out) / "results.json")
     if not r:
@@ -254,11 +348,15 @@ def eval_done(out: str | os.PathLike[str], labels: Sequence[str], metrics: Seque
 
 
 # --------------------------------------------------------------------------- plan
-def _train_argv(s: Setting, seed: int, b: Budget, run_dir: Path, cifar: Path | None, camvid: Path | None) -> tuple[str, ...]:
+def _train_argv(
+    s: Setting, seed: int, b: Budget, run_dir: Path, cifar: Path | None, camvid: Path | None
+) -> tuple[str, ...]:
     common = ["--seed", str(seed), "--num-workers", "0", "--no-progress", "--no-plot"]
     if s.task == "cls":
         if cifar is None:
-            raise ValueError("classification tables need the CIFAR-10 ImageFolder (--data-root with cifar10-jpeg/ or --cifar-dir)")
+            raise ValueError(
+                "classification tables need the CIFAR-10 ImageFolder (--data-root with cifar10-jpeg/ or --cifar-dir)"
+            )
         kw: dict[str, Any] = {"pool_kwargs": dict(s.pool_kwargs)} if s.pool_kwargs else {}
         argv = [
             "train", "--model", "vgg13_cifar", "--width", str(b.width), "--pool", s.pool,
@@ -337,7 +435,10 @@ def build_plan(
         for seed in range(seeds):
             for tag in group:
                 if tag == "table3-zoo":
-                    rows, metrics = [r for r in table_rows("table3") if r[1].pool in ZOO_METHODS], _eval_metrics("table3")
+                    rows, metrics = (
+                        [r for r in table_rows("table3") if r[1].pool in ZOO_METHODS],
+                        _eval_metrics("table3"),
+                    )
                 else:
                     rows, metrics = table_rows(tag), _eval_metrics(tag)
                 ckpts, labels = [], []
@@ -356,7 +457,14 @@ def build_plan(
                     data = cifar
                     extra = ["--metrics", ",".join(metrics), "--split", "test"]
                     if "corruption" in metrics:
-                        extra += ["--corruptions", "benchmark", "--corruption-images", str(budget.corruption_images), "--ce-baseline", "max"]
+                        extra += [
+                            "--corruptions",
+                            "benchmark",
+                            "--corruption-images",
+                            str(budget.corruption_images),
+                            "--ce-baseline",
+                            "max",
+                        ]
                 else:
                     data = camvid
                     extra = ["--metrics", ",".join(metrics), "--split", "test", "--figure-images", "3"]
@@ -421,7 +529,9 @@ def count_parameters(s: Setting, budget: Budget, num_classes: int) -> int:
     return sum(p.numel() for p in m.parameters())
 
 
-def aggregate(out: str | os.PathLike[str], *, seeds: int, budget: Budget | None = None) -> dict[str, list[dict[str, Any]]]:
+def aggregate(
+    out: str | os.PathLike[str], *, seeds: int, budget: Budget | None = None
+) -> dict[str, list[dict[str, Any]]]:
     """Collect every finished result under ``out`` into per-table rows with mean/std over seeds.
 
     Returns ``{table: [row, ...]}``; a row holds ``label``, ``setting`` and, per metric, a
@@ -465,7 +575,12 @@ def aggregate(out: str | os.PathLike[str], *, seeds: int, budget: Budget | None 
         base = None
         for label, s in table_rows(table):
             per_seed = [find(_label(s), k, cls_tags) for k in range(seeds)]
-            row: dict[str, Any] = {"label": label, "setting": s.key, "parameters": params(s), "train_time_s": train_time(s)}
+            row: dict[str, Any] = {
+                "label": label,
+                "setting": s.key,
+                "parameters": params(s),
+                "train_time_s": train_time(s),
+            }
             row["top1_error"] = mean_std([r["accuracy"]["top1_error"] for r in per_seed if r and "accuracy" in r])
             row["seeds"] = [k for k, r in enumerate(per_seed) if r and "accuracy" in r]
             if table == "fig4":
@@ -480,9 +595,13 @@ def aggregate(out: str | os.PathLike[str], *, seeds: int, budget: Budget | None 
                 row["clean_error"] = mean_std([c["clean_error"] for c in cor.values()])
                 names = sorted({n for c in cor.values() for n in c["ce"]})
                 row["ce_rel_max"] = {}
-                row["mce_rel_max"] = mean_std([((c.get("vs_baseline") or {}).get("mce_normalized")) for c in cor.values()])
+                row["mce_rel_max"] = mean_std(
+                    [((c.get("vs_baseline") or {}).get("mce_normalized")) for c in cor.values()]
+                )
                 for n in names:
-                    row["ce_rel_max"][n] = mean_std([((c.get("vs_baseline") or {}).get("ce_normalized") or {}).get(n) for c in cor.values()])
+                    row["ce_rel_max"][n] = mean_std(
+                        [((c.get("vs_baseline") or {}).get("ce_normalized") or {}).get(n) for c in cor.values()]
+                    )
             rows.append(row)
             if s.key == "max":
                 base = row
@@ -493,7 +612,13 @@ def aggregate(out: str | os.PathLike[str], *, seeds: int, budget: Budget | None 
     for label, s in table_rows("table6"):
         segs = [(k, evals["table6"][k].get(_label(s), {}).get("segmentation")) for k in range(seeds)]
         segs = [(k, x) for k, x in segs if x]
-        row = {"label": label, "setting": s.key, "parameters": params(s), "train_time_s": train_time(s), "seeds": [k for k, _ in segs]}
+        row = {
+            "label": label,
+            "setting": s.key,
+            "parameters": params(s),
+            "train_time_s": train_time(s),
+            "seeds": [k for k, _ in segs],
+        }
         row["miou"] = mean_std([x["miou"] for _, x in segs])
         row["pixel_accuracy"] = mean_std([x["pixel_accuracy"] for _, x in segs])
         names = next((x.get("class_names") for _, x in segs if x.get("class_names")), None) or []
@@ -516,19 +641,34 @@ def _seeds(r: dict[str, Any]) -> str:
 def table_markdown(table: str, rows: list[dict[str, Any]]) -> str:
     """One aggregated table as Markdown (values in %, mean ± sample std over seeds)."""
     if table in ("table1", "table2", "table3"):
-        lines = ["| setting | run folder | parameters | top-1 error (%) | seeds | train time per run (s) |", "|---|---|---|---|---|---|"]
+        lines = [
+            "| setting | run folder | parameters | top-1 error (%) | seeds | train time per run (s) |",
+            "|---|---|---|---|---|---|",
+        ]
         for r in rows:
             tt = r["train_time_s"]
             lines.append(f"| {r['label']} | `{r['setting']}` | {_params(r['parameters'])} | {_fmt(r['top1_error'])} | {_seeds(r)} | "
                          f"{'–' if tt[2] == 0 else f'{tt[0]:.0f}'} |")  # fmt: skip
     elif table == "fig4":
-        lines = ["| method | shift consistency (%) | accuracy on shifted crops (%) | top-1 error (%) | seeds |", "|---|---|---|---|---|"]
+        lines = [
+            "| method | shift consistency (%) | accuracy on shifted crops (%) | top-1 error (%) | seeds |",
+            "|---|---|---|---|---|",
+        ]
         for r in rows:
-            lines.append(f"| {r['label']} | {_fmt(r['consistency'])} | {_fmt(r['shifted_accuracy'])} | {_fmt(r['top1_error'])} | {_seeds(r)} |")
+            lines.append(
+                f"| {r['label']} | {_fmt(r['consistency'])} | {_fmt(r['shifted_accuracy'])} | {_fmt(r['top1_error'])} | {_seeds(r)} |"
+            )
     elif table == "table5":
         names = sorted({n for r in rows for n in r.get("ce_rel_max", {})})
-        short = {n: n.replace("_noise", "").replace("_blur", " blur").replace("_transform", "").replace("_compression", "") for n in names}
-        head = "| method | mCE (rel. MaxPool, %) | mCE unnorm. (%) | clean error (%) | " + " | ".join(short[n] for n in names) + " | seeds |"
+        short = {
+            n: n.replace("_noise", "").replace("_blur", " blur").replace("_transform", "").replace("_compression", "")
+            for n in names
+        }
+        head = (
+            "| method | mCE (rel. MaxPool, %) | mCE unnorm. (%) | clean error (%) | "
+            + " | ".join(short[n] for n in names)
+            + " | seeds |"
+        )
         lines = [head, "|" + "---|" * (5 + len(names))]
         for r in rows:
             ces = " | ".join(_fmt(r["ce_rel_max"].get(n, (math.nan, math.nan, 0)), digits=1) for n in names)
@@ -536,7 +676,10 @@ def table_markdown(table: str, rows: list[dict[str, Any]]) -> str:
                          f"{_fmt(r['clean_error'], digits=1)} | {ces} | {_seeds(r)} |")  # fmt: skip
     elif table == "table6":
         names = next((r["class_names"] for r in rows if r["class_names"]), [])
-        lines = ["| method | mIoU (%) | pixel acc. (%) | " + " | ".join(names) + " | seeds |", "|" + "---|" * (4 + len(names))]
+        lines = [
+            "| method | mIoU (%) | pixel acc. (%) | " + " | ".join(names) + " | seeds |",
+            "|" + "---|" * (4 + len(names)),
+        ]
         for r in rows:
             ious = " | ".join(_fmt(x, digits=1) for x in r["iou"]) if r["iou"] else " | ".join("–" for _ in names)
             lines.append(f"| {r['label']} | {_fmt(r['miou'])} | {_fmt(r['pixel_accuracy'])} | {ious} | {_seeds(r)} |")
@@ -625,7 +768,10 @@ def write_report(out: str | os.PathLike[str], tables: Sequence[str], *, seeds: i
         tables = list(TABLES)
     written = []
     for t in dict.fromkeys(tables):
-        md = f"<!-- {budget.describe()}; {seeds} seed(s); values in %, mean ± sample std over seeds -->\n" + table_markdown(t, agg[t])
+        md = (
+            f"<!-- {budget.describe()}; {seeds} seed(s); values in %, mean ± sample std over seeds -->\n"
+            + table_markdown(t, agg[t])
+        )
         p = rep / f"results_{t}.md"
         atomic_write_text(p, md)
         written.append(p)
@@ -656,7 +802,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--budget", choices=tuple(BUDGETS), default="small", help="compute budget (default: small)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per setting (default: 3)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan (done/pending) and exit")
-    parser.add_argument("--report-only", action="store_true", help="only aggregate finished results and write the report")
+    parser.add_argument(
+        "--report-only", action="store_true", help="only aggregate finished results and write the report"
+    )
     parser.add_argument("--stop-at", default=None, help="HH:MM (UTC): start no new job after this time")
 
 
@@ -664,8 +812,16 @@ def _resolve_dirs(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
     root = Path(args.data_root) if args.data_root else None
     if root is not None and not root.is_dir():
         raise ValueError(f"--data-root {root} is not a folder")
-    cifar = Path(args.cifar_dir) if args.cifar_dir else (root / CIFAR_SUBDIR if root and (root / CIFAR_SUBDIR).is_dir() else None)
-    camvid = Path(args.camvid_dir) if args.camvid_dir else (root / CAMVID_SUBDIR if root and (root / CAMVID_SUBDIR).is_dir() else None)
+    cifar = (
+        Path(args.cifar_dir)
+        if args.cifar_dir
+        else (root / CIFAR_SUBDIR if root and (root / CIFAR_SUBDIR).is_dir() else None)
+    )
+    camvid = (
+        Path(args.camvid_dir)
+        if args.camvid_dir
+        else (root / CAMVID_SUBDIR if root and (root / CAMVID_SUBDIR).is_dir() else None)
+    )
     return cifar, camvid
 
 
@@ -718,7 +874,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.report_only:
         log(f"{budget.describe()}; seeds {args.seeds}; tables {', '.join(tables)}; {len(plan)} jobs")
         if cifar is not None and wants_cls:
-            make_class_subset(cifar, out / "data" / _subset_name(budget), {"train": budget.train_per_class, "test": budget.test_per_class})
+            make_class_subset(
+                cifar,
+                out / "data" / _subset_name(budget),
+                {"train": budget.train_per_class, "test": budget.test_per_class},
+            )
         from tqdm import tqdm
 
         (out / "logs").mkdir(exist_ok=True)

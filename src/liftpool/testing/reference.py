@@ -38,10 +38,10 @@ from ..layers import (
     LiftDownPool1d,
     LiftDownPool2d,
     LiftDownPool3d,
+    LiftDownPoolNd,
     LiftUpPool1d,
     LiftUpPool2d,
     LiftUpPool3d,
-    LiftDownPoolNd,
 )
 
 __all__ = [

@@ -55,8 +55,8 @@ import torch
 from torch import nn
 
 from .. import __version__
-from .factory import build_model
 from ..io import atomic_torch_save
+from .factory import build_model
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -113,13 +113,26 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> 
     try:
         # weights_only=False: the file holds RNG states (numpy/python tuples) besides tensors.
         ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError, ValueError, AttributeError, ImportError) as e:
-        raise CheckpointError(f"checkpoint {str(path)!r} is corrupt or not a torch file: {type(e).__name__}: {e}") from None
+    except (
+        RuntimeError,
+        EOFError,
+        pickle.UnpicklingError,
+        zipfile.BadZipFile,
+        OSError,
+        ValueError,
+        AttributeError,
+        ImportError,
+    ) as e:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is corrupt or not a torch file: {type(e).__name__}: {e}"
+        ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{str(path)!r} is not a liftpool checkpoint (no 'format': {CHECKPOINT_FORMAT!r} marker)")
     version = ckpt.get("format_version")
     if not isinstance(version, int) or version > CHECKPOINT_VERSION:
-        raise CheckpointError(f"checkpoint {str(path)!r} has format_version {version!r}; this liftpool reads <= {CHECKPOINT_VERSION}")
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} has format_version {version!r}; this liftpool reads <= {CHECKPOINT_VERSION}"
+        )
     missing = [k for k in _REQUIRED if k not in ckpt]
     if missing:
         raise CheckpointError(f"checkpoint {str(path)!r} lacks {missing}")
@@ -149,7 +162,9 @@ def load_model(path: str | os.PathLike[str], map_location: Any = "cpu") -> tuple
     try:
         model.load_state_dict(ckpt["model_state"], strict=True)
     except RuntimeError as e:
-        raise CheckpointError(f"checkpoint {str(path)!r}: weights do not match the model {config['model']!r}: {e}") from None
+        raise CheckpointError(
+            f"checkpoint {str(path)!r}: weights do not match the model {config['model']!r}: {e}"
+        ) from None
     if map_location is not None and not callable(map_location) and not isinstance(map_location, dict):
         model.to(map_location)
     model.eval()

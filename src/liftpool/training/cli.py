@@ -41,37 +41,86 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     B = argparse.BooleanOptionalAction
     g = parser.add_argument_group("recipe")
-    g.add_argument("--preset", choices=tuple(PRESETS), default=S, help="a named recipe: " + "; ".join(f"{k}: {v}" for k, v in PRESET_DOCS.items()))
-    g.add_argument("--config", metavar="FILE", default=None, help="JSON or TOML file of settings (keys = flag names); flags override it")
+    g.add_argument(
+        "--preset",
+        choices=tuple(PRESETS),
+        default=S,
+        help="a named recipe: " + "; ".join(f"{k}: {v}" for k, v in PRESET_DOCS.items()),
+    )
+    g.add_argument(
+        "--config",
+        metavar="FILE",
+        default=None,
+        help="JSON or TOML file of settings (keys = flag names); flags override it",
+    )
     g.add_argument("--print-config", action="store_true", help="print the resolved settings as JSON and exit")
     g.add_argument("--list-presets", action="store_true", help="print the presets as JSON and exit")
 
     g = parser.add_argument_group("model")
-    g.add_argument("--model", default=S, help="create_model name (vgg13_cifar, resnet18, resnet50, mobilenet_v2, segnet, deeplabv3plus_resnet50) or 'module:factory'")
+    g.add_argument(
+        "--model",
+        default=S,
+        help="create_model name (vgg13_cifar, resnet18, resnet50, mobilenet_v2, segnet, deeplabv3plus_resnet50) or 'module:factory'",
+    )
     g.add_argument("--pool", default=S, help="pooling layer (max, avg, lift, ...; segnet: max, maxblur, lift) [max]")
     g.add_argument("--width", type=float, default=S, help="channel-width multiplier of the model")
-    g.add_argument("--model-kwargs", type=_json_object, default=S, metavar="JSON", help="extra create_model keyword arguments, e.g. '{\"batch_norm\": false}'")
+    g.add_argument(
+        "--model-kwargs",
+        type=_json_object,
+        default=S,
+        metavar="JSON",
+        help="extra create_model keyword arguments, e.g. '{\"batch_norm\": false}'",
+    )
     g.add_argument("--num-classes", type=int, default=S, help="model outputs (default: the dataset's class count)")
     g.add_argument("--lambda-u", type=float, default=S, help="weight of the LiftPool update constraint c_u [0.01]")
     g.add_argument("--lambda-p", type=float, default=S, help="weight of the LiftPool predict constraint c_p [0.1]")
-    g.add_argument("--constraints", action=B, default=S, help="add lifting_loss(model) to the task loss (--no-constraints to ablate) [on]")
+    g.add_argument(
+        "--constraints",
+        action=B,
+        default=S,
+        help="add lifting_loss(model) to the task loss (--no-constraints to ablate) [on]",
+    )
 
     g = parser.add_argument_group("data")
-    g.add_argument("--dataset", choices=("cifar10", "cifar100", "imagefolder", "camvid", "voc"), default=S, help="dataset format")
+    g.add_argument(
+        "--dataset", choices=("cifar10", "cifar100", "imagefolder", "camvid", "voc"), default=S, help="dataset format"
+    )
     g.add_argument("--data-dir", default=S, help="dataset folder")
-    g.add_argument("--download", action=B, default=S, help="download cifar10/cifar100/voc into --data-dir (needs internet)")
-    g.add_argument("--train-split", default=S, help="training split (ImageFolder sub-folder / CamVid list / VOC image set) [train]")
+    g.add_argument(
+        "--download", action=B, default=S, help="download cifar10/cifar100/voc into --data-dir (needs internet)"
+    )
+    g.add_argument(
+        "--train-split", default=S, help="training split (ImageFolder sub-folder / CamVid list / VOC image set) [train]"
+    )
     g.add_argument("--val-split", default=S, help="validation split ['auto': val, else test]")
-    g.add_argument("--augment", choices=("auto", "cifar", "imagenet", "none"), default=S, help="classification augmentation [auto]")
+    g.add_argument(
+        "--augment", choices=("auto", "cifar", "imagenet", "none"), default=S, help="classification augmentation [auto]"
+    )
     g.add_argument("--image-size", type=int, default=S, help="classification crop size [32 CIFAR-like, 224 ImageNet]")
-    g.add_argument("--val-resize", type=int, default=S, help="validation resize before the centre crop [image_size*256/224]")
+    g.add_argument(
+        "--val-resize", type=int, default=S, help="validation resize before the centre crop [image_size*256/224]"
+    )
     g.add_argument("--crop-size", type=int, nargs=2, metavar=("H", "W"), default=S, help="segmentation training crop")
-    g.add_argument("--scale-range", type=float, nargs=2, metavar=("MIN", "MAX"), default=S, help="segmentation random scale [1 1]")
+    g.add_argument(
+        "--scale-range", type=float, nargs=2, metavar=("MIN", "MAX"), default=S, help="segmentation random scale [1 1]"
+    )
     g.add_argument("--mean", type=float, nargs=3, default=S, help="normalisation mean (RGB, 0-1 scale)")
     g.add_argument("--std", type=float, nargs=3, default=S, help="normalisation std")
-    g.add_argument("--check-labels", action=B, default=S, help="scan segmentation label maps for out-of-range values before training [on]")
-    g.add_argument("--class-weighting", choices=("none", "median_freq"), default=S, help="segmentation class weights [none]")
-    g.add_argument("--num-workers", type=int, default=S, help="data-loader processes per training process [cores / local processes, max 8]")
+    g.add_argument(
+        "--check-labels",
+        action=B,
+        default=S,
+        help="scan segmentation label maps for out-of-range values before training [on]",
+    )
+    g.add_argument(
+        "--class-weighting", choices=("none", "median_freq"), default=S, help="segmentation class weights [none]"
+    )
+    g.add_argument(
+        "--num-workers",
+        type=int,
+        default=S,
+        help="data-loader processes per training process [cores / local processes, max 8]",
+    )
 
     g = parser.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=S)
@@ -92,8 +141,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     g = parser.add_argument_group("run")
     g.add_argument("--out", default=S, help="output folder (must be empty or new unless --resume/--overwrite)")
-    g.add_argument("--resume", nargs="?", const="auto", default=S, metavar="CKPT", help="continue from CKPT [default <out>/checkpoints/last.pt]")
-    g.add_argument("--overwrite", action=B, default=S, help="allow a non-empty --out (replaces this tool's files there)")
+    g.add_argument(
+        "--resume",
+        nargs="?",
+        const="auto",
+        default=S,
+        metavar="CKPT",
+        help="continue from CKPT [default <out>/checkpoints/last.pt]",
+    )
+    g.add_argument(
+        "--overwrite", action=B, default=S, help="allow a non-empty --out (replaces this tool's files there)"
+    )
     g.add_argument("--device", default=S, help="auto, cpu, cuda or cuda:N [auto]")
     g.add_argument("--amp", action=B, default=S, help="mixed precision: fp16 + GradScaler on CUDA, bf16 on CPU")
     g.add_argument("--channels-last", action=B, default=S, help="NHWC memory format")
@@ -101,7 +159,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--deterministic", action=B, default=S, help="torch deterministic algorithms, no cuDNN benchmark")
     g.add_argument("--sync-bn", action=B, default=S, help="SyncBatchNorm across torchrun processes (CUDA only)")
     g.add_argument("--find-unused-parameters", action=B, default=S, help="DDP option for models with unused parameters")
-    g.add_argument("--limit-train-batches", type=int, default=S, help="stop each training epoch after N batches (smoke runs)")
+    g.add_argument(
+        "--limit-train-batches", type=int, default=S, help="stop each training epoch after N batches (smoke runs)"
+    )
     g.add_argument("--limit-val-batches", type=int, default=S, help="evaluate only N batches (0 = no validation)")
     g.add_argument("--progress", action=B, default=S, help="tqdm progress bars [on]")
     g.add_argument("--tensorboard", action=B, default=S, help="also log to <out>/tensorboard (needs tensorboard)")
@@ -148,12 +208,24 @@ def run(args: argparse.Namespace) -> int:
 
         summary = train(cfg, given=explicit)
     except KeyboardInterrupt:
-        print("liftpool train: interrupted; the last finished epoch is in <out>/checkpoints/last.pt (continue with --resume)", file=sys.stderr)
+        print(
+            "liftpool train: interrupted; the last finished epoch is in <out>/checkpoints/last.pt (continue with --resume)",
+            file=sys.stderr,
+        )
         return 130
     except (ValueError, TypeError, OSError, FloatingPointError) as e:
         if debug:
             raise
         return _error(str(e) if isinstance(e, (ValueError, FloatingPointError)) else f"{type(e).__name__}: {e}")
     best = summary["best"]
-    print(json.dumps({"out": summary["out"], "best": best, "final": summary["final"], "wall_time_s": round(summary["wall_time_s"], 1)}))
+    print(
+        json.dumps(
+            {
+                "out": summary["out"],
+                "best": best,
+                "final": summary["final"],
+                "wall_time_s": round(summary["wall_time_s"], 1),
+            }
+        )
+    )
     return 0

@@ -28,7 +28,15 @@ from typing import Any, Literal, get_args
 
 from ..constants import LAMBDA_P, LAMBDA_U
 
-__all__ = ["PRESETS", "PRESET_DOCS", "TrainConfig", "load_config_file", "lr_factor", "resolve_config", "validate_config"]
+__all__ = [
+    "PRESETS",
+    "PRESET_DOCS",
+    "TrainConfig",
+    "load_config_file",
+    "lr_factor",
+    "resolve_config",
+    "validate_config",
+]
 
 Optimizer = Literal["sgd", "adamw"]
 Schedule = Literal["constant", "multistep", "step", "exp", "poly", "cosine"]
@@ -113,7 +121,22 @@ class TrainConfig:
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(TrainConfig))
 #: fields that a --resume run may change (the rest must match the checkpoint)
 RESUME_MUTABLE = frozenset(
-    {"epochs", "num_workers", "data_dir", "download", "limit_train_batches", "limit_val_batches", "device", "out", "resume", "overwrite", "progress", "tensorboard", "plot", "check_labels"}
+    {
+        "epochs",
+        "num_workers",
+        "data_dir",
+        "download",
+        "limit_train_batches",
+        "limit_val_batches",
+        "device",
+        "out",
+        "resume",
+        "overwrite",
+        "progress",
+        "tensorboard",
+        "plot",
+        "check_labels",
+    }
 )
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -228,7 +251,11 @@ def validate_config(cfg: TrainConfig) -> None:
     need(cfg.num_classes is None or (_is_int(cfg.num_classes) and cfg.num_classes >= 1), "num_classes", "an int >= 1")
     for name in ("epochs", "batch_size"):
         need(_is_int(getattr(cfg, name)) and getattr(cfg, name) >= 1, name, "an int >= 1")
-    need(cfg.val_batch_size is None or (_is_int(cfg.val_batch_size) and cfg.val_batch_size >= 1), "val_batch_size", "an int >= 1")
+    need(
+        cfg.val_batch_size is None or (_is_int(cfg.val_batch_size) and cfg.val_batch_size >= 1),
+        "val_batch_size",
+        "an int >= 1",
+    )
     for name in ("limit_train_batches", "limit_val_batches"):
         v = getattr(cfg, name)
         need(v is None or (_is_int(v) and v >= (1 if name == "limit_train_batches" else 0)), name, "a positive int")
@@ -236,7 +263,9 @@ def validate_config(cfg: TrainConfig) -> None:
     need(cfg.optimizer in get_args(Optimizer), "optimizer", f"one of {get_args(Optimizer)}")
     need(cfg.schedule in get_args(Schedule), "schedule", f"one of {get_args(Schedule)}")
     need(cfg.class_weighting in get_args(ClassWeighting), "class_weighting", f"one of {get_args(ClassWeighting)}")
-    need(cfg.augment in ("auto", "cifar", "imagenet", "none"), "augment", "one of ('auto', 'cifar', 'imagenet', 'none')")
+    need(
+        cfg.augment in ("auto", "cifar", "imagenet", "none"), "augment", "one of ('auto', 'cifar', 'imagenet', 'none')"
+    )
     need(_is_num(cfg.lr) and cfg.lr > 0, "lr", "a number > 0")
     for name in ("momentum", "weight_decay", "lambda_u", "lambda_p", "warmup_epochs", "label_smoothing"):
         need(_is_num(getattr(cfg, name)) and getattr(cfg, name) >= 0, name, "a number >= 0")
@@ -244,18 +273,39 @@ def validate_config(cfg: TrainConfig) -> None:
     need(_is_num(cfg.gamma) and cfg.gamma > 0, "gamma", "a number > 0")
     need(_is_num(cfg.power) and cfg.power > 0, "power", "a number > 0")
     need(_is_int(cfg.step_size) and cfg.step_size >= 1, "step_size", "an int >= 1")
-    need(isinstance(cfg.milestones, list) and all(_is_int(m) and m >= 1 for m in cfg.milestones), "milestones", "a list of epochs >= 1")
+    need(
+        isinstance(cfg.milestones, list) and all(_is_int(m) and m >= 1 for m in cfg.milestones),
+        "milestones",
+        "a list of epochs >= 1",
+    )
     need(_is_int(cfg.seed) and cfg.seed >= 0, "seed", "an int >= 0")
     need(cfg.image_size is None or (_is_int(cfg.image_size) and cfg.image_size >= 1), "image_size", "an int >= 1")
     need(cfg.val_resize is None or (_is_int(cfg.val_resize) and cfg.val_resize >= 1), "val_resize", "an int >= 1")
-    need(cfg.crop_size is None or (isinstance(cfg.crop_size, list) and len(cfg.crop_size) == 2 and all(_is_int(v) and v >= 1 for v in cfg.crop_size)), "crop_size", "[H, W] positive ints")
+    need(
+        cfg.crop_size is None
+        or (
+            isinstance(cfg.crop_size, list)
+            and len(cfg.crop_size) == 2
+            and all(_is_int(v) and v >= 1 for v in cfg.crop_size)
+        ),
+        "crop_size",
+        "[H, W] positive ints",
+    )
     sr = cfg.scale_range
-    need(isinstance(sr, list) and len(sr) == 2 and all(_is_num(v) for v in sr) and 0 < sr[0] <= sr[1], "scale_range", "[min, max] with 0 < min <= max")
+    need(
+        isinstance(sr, list) and len(sr) == 2 and all(_is_num(v) for v in sr) and 0 < sr[0] <= sr[1],
+        "scale_range",
+        "[min, max] with 0 < min <= max",
+    )
     for name in ("mean", "std"):
         v = getattr(cfg, name)
         need(v is None or (isinstance(v, list) and len(v) == 3 and all(_is_num(x) for x in v)), name, "3 numbers (RGB)")
     need(cfg.std is None or all(x > 0 for x in cfg.std), "std", "positive")
-    need(isinstance(cfg.device, str) and (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")), "device", "'auto', 'cpu', 'cuda' or 'cuda:N'")
+    need(
+        isinstance(cfg.device, str) and (cfg.device in ("auto", "cpu", "cuda") or cfg.device.startswith("cuda:")),
+        "device",
+        "'auto', 'cpu', 'cuda' or 'cuda:N'",
+    )
     for f in fields(TrainConfig):
         if f.type == "bool" and not isinstance(getattr(cfg, f.name), bool):
             raise ValueError(f"{f.name} must be true or false, got {getattr(cfg, f.name)!r}")
@@ -264,7 +314,18 @@ def validate_config(cfg: TrainConfig) -> None:
 def _coerce(data: dict[str, Any]) -> dict[str, Any]:
     """JSON/TOML give lists where we store lists, ints where floats are fine: normalise a few."""
     out = dict(data)
-    for name in ("width", "lr", "momentum", "weight_decay", "gamma", "power", "warmup_epochs", "label_smoothing", "lambda_u", "lambda_p"):
+    for name in (
+        "width",
+        "lr",
+        "momentum",
+        "weight_decay",
+        "gamma",
+        "power",
+        "warmup_epochs",
+        "label_smoothing",
+        "lambda_u",
+        "lambda_p",
+    ):
         if _is_int(out.get(name)):
             out[name] = float(out[name])
     for name in ("crop_size", "scale_range", "mean", "std", "milestones"):

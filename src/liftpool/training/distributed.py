@@ -57,7 +57,9 @@ def _pick_device(device: str, local_rank: int, distributed: bool) -> torch.devic
         else:
             idx = int(device.split(":", 1)[1])
             if distributed:
-                raise ValueError("under torchrun use --device cuda (each process takes cuda:LOCAL_RANK), not a fixed index")
+                raise ValueError(
+                    "under torchrun use --device cuda (each process takes cuda:LOCAL_RANK), not a fixed index"
+                )
         if idx >= torch.cuda.device_count():
             raise ValueError(f"cuda:{idx} requested but only {torch.cuda.device_count()} GPU(s) are visible")
         return torch.device("cuda", idx)
@@ -73,7 +75,9 @@ def setup(device: str = "auto", timeout_s: float = 1800.0) -> DistInfo:
     local_rank = _env_int("LOCAL_RANK", 0)
     distributed = world > 1
     if world < 1 or not 0 <= rank < world:
-        raise ValueError(f"environment RANK={rank} / WORLD_SIZE={world} is inconsistent (expected 0 <= RANK < WORLD_SIZE)")
+        raise ValueError(
+            f"environment RANK={rank} / WORLD_SIZE={world} is inconsistent (expected 0 <= RANK < WORLD_SIZE)"
+        )
     dev = _pick_device(device, local_rank, distributed)
     if not distributed:
         return DistInfo(0, 1, 0, dev, False)

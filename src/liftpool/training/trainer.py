@@ -39,17 +39,25 @@ from torch.utils.data import DataLoader
 
 from .. import __version__
 from ..data import EpochDistributedSampler, SeededDataset, ShardSampler, build_datasets, dataset_task
+from ..io import atomic_open, atomic_write_json, atomic_write_text
 from ..losses import lifting_loss
 from . import distributed as D
 from .checkpoint import load_checkpoint, save_checkpoint, unwrap_model
 from .config import RESUME_MUTABLE, TrainConfig, lr_factor, validate_config
 from .factory import build_model, model_task, set_lifting_lambdas
-from ..io import atomic_open, atomic_write_json, atomic_write_text
 from .metrics import confusion_matrix, segmentation_scores, topk_correct
 
 __all__ = ["OUTPUT_FILES", "Preflight", "checkpoint_path_for_resume", "preflight", "train"]
 
-OUTPUT_FILES = ("config.json", "train.log", "metrics.csv", "curves.png", "summary.json", "checkpoints/last.pt", "checkpoints/best.pt")
+OUTPUT_FILES = (
+    "config.json",
+    "train.log",
+    "metrics.csv",
+    "curves.png",
+    "summary.json",
+    "checkpoints/last.pt",
+    "checkpoints/best.pt",
+)
 
 
 # ----------------------------------------------------------------------------- logging
@@ -140,7 +148,9 @@ def _check_out_dir(cfg: TrainConfig) -> Path:
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {str(out)!r} exists and is not a directory")
     if out.exists() and any(out.iterdir()) and not cfg.resume and not cfg.overwrite:
-        raise ValueError(f"output directory {str(out)!r} is not empty; pass --resume to continue that run or --overwrite to replace it")
+        raise ValueError(
+            f"output directory {str(out)!r} is not empty; pass --resume to continue that run or --overwrite to replace it"
+        )
     return out
 
 
@@ -157,10 +167,14 @@ def preflight(cfg: TrainConfig, info: D.DistInfo, resume_ckpt: Mapping[str, Any]
         raise ValueError(f"unknown pool {cfg.pool!r}; choose one of {available_pools()}")
     out = _check_out_dir(cfg)
     if cfg.batch_size % info.world_size:
-        raise ValueError(f"batch_size={cfg.batch_size} (global) must be divisible by the number of processes {info.world_size}")
+        raise ValueError(
+            f"batch_size={cfg.batch_size} (global) must be divisible by the number of processes {info.world_size}"
+        )
     vbs = cfg.val_batch_size or cfg.batch_size
     if cfg.sync_bn and info.distributed and info.device.type != "cuda":
-        raise ValueError("--sync-bn needs CUDA devices (torch's SyncBatchNorm does not run on CPU); drop it for CPU/gloo runs")
+        raise ValueError(
+            "--sync-bn needs CUDA devices (torch's SyncBatchNorm does not run on CPU); drop it for CPU/gloo runs"
+        )
     if cfg.amp and info.device.type == "cpu" and not _cpu_bf16_ok():
         raise ValueError("--amp on CPU uses bfloat16, which this torch build/CPU does not support")
     workers = cfg.num_workers if cfg.num_workers is not None else default_num_workers(info)
@@ -207,12 +221,25 @@ def preflight(cfg: TrainConfig, info: D.DistInfo, resume_ckpt: Mapping[str, Any]
     n_lift = set_lifting_lambdas(model, cfg.lambda_u, cfg.lambda_p)
     if resume_ckpt is not None:
         if resume_ckpt["config"]["model"] != spec:
-            raise ValueError(f"checkpoint model {resume_ckpt['config']['model']!r} differs from the configured {spec!r}")
+            raise ValueError(
+                f"checkpoint model {resume_ckpt['config']['model']!r} differs from the configured {spec!r}"
+            )
         try:
             model.load_state_dict(resume_ckpt["model_state"], strict=True)
         except RuntimeError as e:
             raise ValueError(f"checkpoint weights do not fit the model: {e}") from None
-    return Preflight(cfg=cfg, task=task, out=out, data=data, data_info=data_info, spec=spec, model=model, n_lift=n_lift, workers=workers, val_batch_size=vbs)
+    return Preflight(
+        cfg=cfg,
+        task=task,
+        out=out,
+        data=data,
+        data_info=data_info,
+        spec=spec,
+        model=model,
+        n_lift=n_lift,
+        workers=workers,
+        val_batch_size=vbs,
+    )
 
 
 def _cpu_bf16_ok() -> bool:
@@ -257,7 +284,9 @@ class _Accum:
         self.cm = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device) if segmentation else None
         self.num_classes = num_classes
 
-    def add(self, loss: Tensor, lift: Tensor | float, n_loss: int, logits: Tensor, target: Tensor, ignore_index: int | None) -> None:
+    def add(
+        self, loss: Tensor, lift: Tensor | float, n_loss: int, logits: Tensor, target: Tensor, ignore_index: int | None
+    ) -> None:
         self.t[0] += loss.detach().double() * n_loss
         self.t[1] += (lift.detach().double() if isinstance(lift, Tensor) else lift) * n_loss
         self.t[2] += n_loss
@@ -296,7 +325,16 @@ def _progress(iterable: Any, total: int, desc: str, enabled: bool) -> Any:
     from tqdm.auto import tqdm
 
     # disable=None: bars only on a terminal (log files stay clean)
-    return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True, mininterval=1.0, file=sys.stderr, disable=None)
+    return tqdm(
+        iterable,
+        total=total,
+        desc=desc,
+        leave=False,
+        dynamic_ncols=True,
+        mininterval=1.0,
+        file=sys.stderr,
+        disable=None,
+    )
 
 
 def _loader_iter(loader: DataLoader, limit: int | None) -> Iterator[Any]:
@@ -311,7 +349,16 @@ def _csv_columns(task: str) -> list[str]:
     common = ["epoch", "lr", "train_loss", "train_lift_loss"]
     if task == "classification":
         return common + ["train_acc", "val_loss", "val_acc", "val_top5", "epoch_time_s", "train_samples_per_s"]
-    return common + ["train_miou", "train_pixel_acc", "val_loss", "val_miou", "val_pixel_acc", "val_mean_acc", "epoch_time_s", "train_samples_per_s"]
+    return common + [
+        "train_miou",
+        "train_pixel_acc",
+        "val_loss",
+        "val_miou",
+        "val_pixel_acc",
+        "val_mean_acc",
+        "epoch_time_s",
+        "train_samples_per_s",
+    ]
 
 
 def _write_csv(path: Path, task: str, history: list[dict[str, Any]]) -> None:
@@ -375,7 +422,12 @@ def train(cfg: TrainConfig, *, given: Mapping[str, Any] | None = None) -> dict[s
     (the settings the user passed explicitly) may change only the resume-mutable fields.
     """
     info = D.setup(cfg.device)
-    det = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(), torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    det = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+    )
     try:
         return _train(cfg, info, given or {})
     finally:
@@ -440,7 +492,11 @@ def _train(cfg: TrainConfig, info: D.DistInfo, given: Mapping[str, Any]) -> dict
         decay = [p for p in model.parameters() if p.requires_grad]
         if cfg.optimizer == "sgd":
             optimizer: torch.optim.Optimizer = torch.optim.SGD(
-                decay, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov and cfg.momentum > 0
+                decay,
+                lr=cfg.lr,
+                momentum=cfg.momentum,
+                weight_decay=cfg.weight_decay,
+                nesterov=cfg.nesterov and cfg.momentum > 0,
             )
         else:
             optimizer = torch.optim.AdamW(decay, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -469,20 +525,29 @@ def _train(cfg: TrainConfig, info: D.DistInfo, given: Mapping[str, Any]) -> dict
         ddp_model: nn.Module = model
         if info.distributed:
             ddp_model = nn.parallel.DistributedDataParallel(
-                model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=cfg.find_unused_parameters
+                model,
+                device_ids=[device.index] if device.type == "cuda" else None,
+                find_unused_parameters=cfg.find_unused_parameters,
             )
 
         # ------------------------------------------------------------------ data
         seg = task == "segmentation"
         ignore = pf.data_info.get("ignore_index") if seg else None
         train_set = SeededDataset(pf.data.train, cfg.seed)
-        sampler = EpochDistributedSampler(train_set, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=cfg.seed, drop_last=False)
+        sampler = EpochDistributedSampler(
+            train_set, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=cfg.seed, drop_last=False
+        )
         per_rank = cfg.batch_size // info.world_size
         lkw: dict[str, Any] = {"num_workers": pf.workers, "pin_memory": device.type == "cuda"}
         if pf.workers > 0:
             lkw.update(persistent_workers=True, prefetch_factor=4)
         train_loader = DataLoader(
-            train_set, batch_size=per_rank, sampler=sampler, drop_last=True, generator=torch.Generator().manual_seed(cfg.seed), **lkw
+            train_set,
+            batch_size=per_rank,
+            sampler=sampler,
+            drop_last=True,
+            generator=torch.Generator().manual_seed(cfg.seed),
+            **lkw,
         )
         val_order = None
         if cfg.limit_val_batches:  # a fixed random subset rather than the first (often single-class) files
@@ -494,7 +559,9 @@ def _train(cfg: TrainConfig, info: D.DistInfo, given: Mapping[str, Any]) -> dict
             generator=torch.Generator().manual_seed(cfg.seed),
             **lkw,
         )
-        iters = len(train_loader) if cfg.limit_train_batches is None else min(len(train_loader), cfg.limit_train_batches)
+        iters = (
+            len(train_loader) if cfg.limit_train_batches is None else min(len(train_loader), cfg.limit_train_batches)
+        )
         val_iters = len(val_loader) if cfg.limit_val_batches is None else min(len(val_loader), cfg.limit_val_batches)
         weight = None
         if seg and pf.data_info.get("class_weights"):
@@ -541,7 +608,12 @@ def _train(cfg: TrainConfig, info: D.DistInfo, given: Mapping[str, Any]) -> dict
             ddp_model.train()
             acc = _Accum(device, num_classes, seg)
             lr_sum = 0.0
-            bar = _progress(_loader_iter(train_loader, cfg.limit_train_batches), iters, f"epoch {epoch + 1}/{cfg.epochs} train", progress)
+            bar = _progress(
+                _loader_iter(train_loader, cfg.limit_train_batches),
+                iters,
+                f"epoch {epoch + 1}/{cfg.epochs} train",
+                progress,
+            )
             for i, (x, y) in enumerate(bar):
                 lr = cfg.lr * lr_factor(cfg, epoch + i / iters)
                 lr_sum += lr
@@ -555,7 +627,9 @@ def _train(cfg: TrainConfig, info: D.DistInfo, given: Mapping[str, Any]) -> dict
                     lift = lifting_loss(bare) if pf.n_lift else torch.zeros((), device=device)
                     loss = task_loss + lift if cfg.constraints else task_loss
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(f"non-finite loss {float(loss)} at epoch {epoch + 1}, iteration {i + 1}; lower --lr or disable --amp")
+                    raise FloatingPointError(
+                        f"non-finite loss {float(loss)} at epoch {epoch + 1}, iteration {i + 1}; lower --lr or disable --amp"
+                    )
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
@@ -571,7 +645,12 @@ def _train(cfg: TrainConfig, info: D.DistInfo, given: Mapping[str, Any]) -> dict
                         f"lr={lr:.4g} ({(i + 1) / el:.2f} it/s)")  # fmt: skip
             tr = acc.reduce()
             train_time = time.time() - t0
-            row: dict[str, Any] = {"epoch": epoch + 1, "lr": lr_sum / max(iters, 1), "train_loss": tr["loss"], "train_lift_loss": tr["lift_loss"]}
+            row: dict[str, Any] = {
+                "epoch": epoch + 1,
+                "lr": lr_sum / max(iters, 1),
+                "train_loss": tr["loss"],
+                "train_lift_loss": tr["lift_loss"],
+            }
             if seg:
                 row.update(train_miou=tr["miou"], train_pixel_acc=tr["pixel_acc"])
             else:
@@ -581,7 +660,12 @@ def _train(cfg: TrainConfig, info: D.DistInfo, given: Mapping[str, Any]) -> dict
                 va = evaluate(bare, val_loader, device, num_classes, ignore, amp=cfg.amp, channels_last=cfg.channels_last, limit=cfg.limit_val_batches,
                               progress=progress, desc=f"epoch {epoch + 1}/{cfg.epochs} val")  # fmt: skip
                 if seg:
-                    row.update(val_loss=va["loss"], val_miou=va["miou"], val_pixel_acc=va["pixel_acc"], val_mean_acc=va["mean_acc"])
+                    row.update(
+                        val_loss=va["loss"],
+                        val_miou=va["miou"],
+                        val_pixel_acc=va["pixel_acc"],
+                        val_mean_acc=va["mean_acc"],
+                    )
                 else:
                     row.update(val_loss=va["loss"], val_acc=va["acc"], val_top5=va["top5"])
             row["epoch_time_s"] = time.time() - t0
@@ -644,7 +728,9 @@ def _train(cfg: TrainConfig, info: D.DistInfo, given: Mapping[str, Any]) -> dict
         }
         if main:
             atomic_write_json(out / "summary.json", summary)
-            log(f"done in {summary['wall_time_s']:.1f} s; best {metric_name} = {best['value']} at epoch {best['epoch']}; outputs in {out}")
+            log(
+                f"done in {summary['wall_time_s']:.1f} s; best {metric_name} = {best['value']} at epoch {best['epoch']}; outputs in {out}"
+            )
         return summary
     finally:
         log.close()

@@ -206,7 +206,13 @@ def plot_subbands(
             _show(axes[r][j], feat[ch].numpy(), f"layer input, ch {ch}", cmap="gray")
             j += 1
         for k in ("LL", "LH", "HL", "HH"):
-            _show(axes[r][j], maps[k][ch].numpy(), f"{k}, ch {ch}", cmap="gray" if k == "LL" else "RdBu_r", symmetric=k != "LL")
+            _show(
+                axes[r][j],
+                maps[k][ch].numpy(),
+                f"{k}, ch {ch}",
+                cmap="gray" if k == "LL" else "RdBu_r",
+                symmetric=k != "LL",
+            )
             j += 1
     fig.suptitle(title or "LiftDownPool sub-bands (first letter: W step, second: H step)", fontsize=10)
     return save_figure(fig, path)

@@ -104,7 +104,8 @@ def main() -> None:
             res[k].append(time.process_time() - t)
     base = statistics.median(res["MaxPool2d"])
     print(
-        f"({N}, {C}, {H}, {W}) float32, forward+backward, torch {torch.__version__}, {torch.get_num_threads()} thread(s)"
+        f"({N}, {C}, {H}, {W}) float32, forward+backward, torch {torch.__version__}, {torch.get_num_threads()} "
+        "thread(s)"
     )
     for k, v in res.items():
         print(f"{k:24s} {statistics.median(v) * 1e3:8.1f} ms  {statistics.median(v) / base:5.2f}x MaxPool2d")

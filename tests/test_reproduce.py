@@ -159,12 +159,19 @@ def test_aggregate_and_report_from_result_files(tmp_path):
         rows = []
         for lab in errs:
             rel = {k: ce[lab][seed][k] / ce["max"][seed][k] for k in ("fog", "snow")}
-            rows.append({
-                "label": lab, "accuracy": {"top1_error": errs[lab][seed]},
-                "shift": {"consistency": 0.8 + 0.05 * seed, "shifted_accuracy": 1 - errs[lab][seed]},
-                "corruption": {"ce": ce[lab][seed], "mce": sum(ce[lab][seed].values()) / 2, "clean_error": errs[lab][seed],
-                               "vs_baseline": {"ce_normalized": rel, "mce_normalized": sum(rel.values()) / 2}},
-            })  # fmt: skip
+            rows.append(
+                {
+                    "label": lab,
+                    "accuracy": {"top1_error": errs[lab][seed]},
+                    "shift": {"consistency": 0.8 + 0.05 * seed, "shifted_accuracy": 1 - errs[lab][seed]},
+                    "corruption": {
+                        "ce": ce[lab][seed],
+                        "mce": sum(ce[lab][seed].values()) / 2,
+                        "clean_error": errs[lab][seed],
+                        "vs_baseline": {"ce_normalized": rel, "mce_normalized": sum(rel.values()) / 2},
+                    },
+                }
+            )
             _write(
                 tmp_path / "runs" / lab / f"seed{seed}" / "summary.json",
                 {"status": "completed", "parameters": 123, "wall_time_s": 10.0 + seed},

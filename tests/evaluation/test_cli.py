@@ -48,9 +48,17 @@ def _classifier_ckpt(path: Path, pool: str) -> Path:
     cfg = {
         "model": {"name": "vgg13_cifar", "pool": pool, "num_classes": 3, "kwargs": {"width": 0.0625}},
         "task": "classification",
-        "data": {"dataset": "imagefolder", "num_classes": 3, "class_names": ["class0", "class1", "class2"],
-                 "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "augment": "cifar", "image_size": 32, "val_resize": 32},
-    }  # fmt: skip
+        "data": {
+            "dataset": "imagefolder",
+            "num_classes": 3,
+            "class_names": ["class0", "class1", "class2"],
+            "mean": [0.5, 0.5, 0.5],
+            "std": [0.25, 0.25, 0.25],
+            "augment": "cifar",
+            "image_size": 32,
+            "val_resize": 32,
+        },
+    }
     return save_checkpoint(path, model=model, config=cfg)
 
 
@@ -123,8 +131,25 @@ def test_eval_is_reproducible(tmp_path: Path) -> None:
     ck = _classifier_ckpt(tmp_path / "lift.pt", "lift")
     outs = []
     for name in ("a", "b"):
-        rc = main(["eval", str(ck), "--data-dir", str(data), "--out", str(tmp_path / name), "--metrics", "shift,corruption",
-                   "--corruptions", "shot_noise", "--corruption-images", "4", "--per-image-shifts", "--max-shift", "3"])  # fmt: skip
+        rc = main(
+            [
+                "eval",
+                str(ck),
+                "--data-dir",
+                str(data),
+                "--out",
+                str(tmp_path / name),
+                "--metrics",
+                "shift,corruption",
+                "--corruptions",
+                "shot_noise",
+                "--corruption-images",
+                "4",
+                "--per-image-shifts",
+                "--max-shift",
+                "3",
+            ]
+        )
         assert rc == 0
         r = json.loads((tmp_path / name / "results.json").read_text())["results"][0]
         outs.append((r["shift"], r["corruption"]["errors"]))

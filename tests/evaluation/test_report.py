@@ -11,12 +11,33 @@ from liftpool.evaluation.report import atomic_write_text, markdown_report, write
 
 def _rows() -> list[dict]:
     return [
-        {"label": "max", "model": {"pool": "max"}, "images": 10,
-         "accuracy": {"top1_error": 0.25, "top5_error": 0.05},
-         "corruption": {"ce": {"fog": 0.5, "saturate": 0.4}, "mce": 0.5, "mce_normalized": 0.61, "relative_mce": 0.25, "mce_extra": 0.4}},
-        {"label": "lift", "model": {"pool": "lift"}, "images": 10, "accuracy": {"top1_error": 0.2, "top5_error": 0.04},
-         "segmentation": {"iou": [0.5, math.nan], "miou": 0.5, "pixel_accuracy": 0.9, "mean_class_accuracy": 0.7, "class_names": ["a", "b"]}},
-    ]  # fmt: skip
+        {
+            "label": "max",
+            "model": {"pool": "max"},
+            "images": 10,
+            "accuracy": {"top1_error": 0.25, "top5_error": 0.05},
+            "corruption": {
+                "ce": {"fog": 0.5, "saturate": 0.4},
+                "mce": 0.5,
+                "mce_normalized": 0.61,
+                "relative_mce": 0.25,
+                "mce_extra": 0.4,
+            },
+        },
+        {
+            "label": "lift",
+            "model": {"pool": "lift"},
+            "images": 10,
+            "accuracy": {"top1_error": 0.2, "top5_error": 0.04},
+            "segmentation": {
+                "iou": [0.5, math.nan],
+                "miou": 0.5,
+                "pixel_accuracy": 0.9,
+                "mean_class_accuracy": 0.7,
+                "class_names": ["a", "b"],
+            },
+        },
+    ]
 
 
 def test_markdown_one_table_and_named_normalisations() -> None:

@@ -119,8 +119,8 @@ def test_shifted_crops_match_roll_for_circular_padding() -> None:
     off = torch.tensor([[0, 3], [4, 1]])
     out = shifted_crops(x, off, (6, 7), pad=2, pad_mode="circular")
     # offset o in the padded image = a shift by (o - pad)
-    for i, (t, l) in enumerate(off.tolist()):
-        assert torch.equal(out[i], torch.roll(x[i], shifts=(2 - t, 2 - l), dims=(1, 2)))
+    for i, (top, left) in enumerate(off.tolist()):
+        assert torch.equal(out[i], torch.roll(x[i], shifts=(2 - top, 2 - left), dims=(1, 2)))
     with pytest.raises(ValueError, match="outside"):
         shifted_crops(x, torch.tensor([[0, 0], [5, 0]]), (6, 7), pad=2)
 

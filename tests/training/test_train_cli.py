@@ -92,9 +92,40 @@ def test_classification_run_writes_everything_and_val_acc_is_right(folder, tmp_p
 
 def test_segmentation_run_miou_matches_numpy_confusion(camvid, tmp_path):
     out = tmp_path / "seg"
-    rc = main(["train", "--model", "segnet", "--width", "0.03125", "--pool", "lift", "--dataset", "camvid", "--data-dir", str(camvid),
-               "--out", str(out), "--epochs", "1", "--batch-size", "2", "--crop-size", "16", "24", "--scale-range", "0.75", "1.25",
-               "--class-weighting", "median_freq", "--num-workers", "0", "--lr", "0.01", "--no-plot"])  # fmt: skip
+    rc = main(
+        [
+            "train",
+            "--model",
+            "segnet",
+            "--width",
+            "0.03125",
+            "--pool",
+            "lift",
+            "--dataset",
+            "camvid",
+            "--data-dir",
+            str(camvid),
+            "--out",
+            str(out),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "2",
+            "--crop-size",
+            "16",
+            "24",
+            "--scale-range",
+            "0.75",
+            "1.25",
+            "--class-weighting",
+            "median_freq",
+            "--num-workers",
+            "0",
+            "--lr",
+            "0.01",
+            "--no-plot",
+        ]
+    )
     assert rc == 0
     ckpt = load_checkpoint(out / "checkpoints" / "last.pt")
     row = ckpt["history"][-1]
@@ -120,8 +151,24 @@ def test_segmentation_run_miou_matches_numpy_confusion(camvid, tmp_path):
 
 def test_resume_after_interruption_equals_uninterrupted_run_bit_exactly(folder, tmp_path, monkeypatch):
     # dropout (global RNG), BN, LiftDownPool, a lr milestone and augmentation all in play
-    args = ["--model", TINY, "--pool", "lift", "--model-kwargs", '{"dropout": 0.5}', "--epochs", "3", "--batch-size", "6",
-            "--schedule", "multistep", "--milestones", "2", "--gamma", "0.5"]  # fmt: skip
+    args = [
+        "--model",
+        TINY,
+        "--pool",
+        "lift",
+        "--model-kwargs",
+        '{"dropout": 0.5}',
+        "--epochs",
+        "3",
+        "--batch-size",
+        "6",
+        "--schedule",
+        "multistep",
+        "--milestones",
+        "2",
+        "--gamma",
+        "0.5",
+    ]
     assert main(_cls_args(folder, tmp_path / "full", *args)) == 0
 
     real_save = trainer_mod.save_checkpoint
@@ -188,8 +235,24 @@ def test_no_constraints_is_the_same_as_zero_lambdas(folder, tmp_path):
 
 def test_amp_bf16_channels_last_deterministic_smoke(folder, tmp_path):
     was = torch.are_deterministic_algorithms_enabled()
-    rc = main(_cls_args(folder, tmp_path / "amp", "--model", TINY, "--pool", "lift", "--epochs", "1", "--amp", "--channels-last",
-                        "--deterministic", "--limit-train-batches", "2", "--tensorboard"))  # fmt: skip
+    rc = main(
+        _cls_args(
+            folder,
+            tmp_path / "amp",
+            "--model",
+            TINY,
+            "--pool",
+            "lift",
+            "--epochs",
+            "1",
+            "--amp",
+            "--channels-last",
+            "--deterministic",
+            "--limit-train-batches",
+            "2",
+            "--tensorboard",
+        )
+    )
     assert rc == 0
     assert torch.are_deterministic_algorithms_enabled() == was, "--deterministic must not leak out of the run"
     row = load_checkpoint(tmp_path / "amp" / "checkpoints" / "last.pt")["history"][0]

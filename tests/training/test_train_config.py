@@ -78,7 +78,8 @@ def test_precedence_preset_then_file_then_flags(tmp_path):
 
 @pytest.mark.parametrize(
     "content,suffix,msg",
-    [("{nope", ".json", "not valid JSON"), ("a = ", ".toml", "not valid TOML"), ("[1, 2]", ".json", "must hold an object"),
+    [("{nope", ".json", "not valid JSON"), ("a = ", ".toml", "not valid TOML"), ("[1, 2]", ".json", "must hold an "
+                                                                                                    "object"),
      ("{}", ".yaml", "use a .json or .toml"), ('{"lr_rate": 1}', ".json", "unknown setting 'lr_rate'")],
 )  # fmt: skip
 def test_bad_config_files(tmp_path, content, suffix, msg):
@@ -92,11 +93,21 @@ def test_bad_config_files(tmp_path, content, suffix, msg):
 
 @pytest.mark.parametrize(
     "bad,msg",
-    [({"lr": 0}, "lr must be"), ({"epochs": 0}, "epochs must be"), ({"batch_size": 2.5}, "batch_size"),
-     ({"schedule": "linear"}, "schedule must be one of"), ({"crop_size": [4]}, "crop_size"), ({"scale_range": [2, 1]}, "scale_range"),
-     ({"device": "tpu"}, "device"), ({"amp": "yes"}, "amp must be true or false"), ({"width": -1}, "width"),
-     ({"out": None}, "out must be"), ({"lambda_p": -0.1}, "lambda_p"), ({"milestones": [0]}, "milestones")],
-)  # fmt: skip
+    [
+        ({"lr": 0}, "lr must be"),
+        ({"epochs": 0}, "epochs must be"),
+        ({"batch_size": 2.5}, "batch_size"),
+        ({"schedule": "linear"}, "schedule must be one of"),
+        ({"crop_size": [4]}, "crop_size"),
+        ({"scale_range": [2, 1]}, "scale_range"),
+        ({"device": "tpu"}, "device"),
+        ({"amp": "yes"}, "amp must be true or false"),
+        ({"width": -1}, "width"),
+        ({"out": None}, "out must be"),
+        ({"lambda_p": -0.1}, "lambda_p"),
+        ({"milestones": [0]}, "milestones"),
+    ],
+)
 def test_validation_names_the_setting(bad, msg):
     with pytest.raises(ValueError, match=msg):
         resolve_config({**REQ, "model": "m", "dataset": "camvid", **bad})

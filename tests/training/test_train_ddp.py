@@ -29,15 +29,54 @@ def _free_port() -> int:
 
 def test_two_gloo_processes_equal_one_process(tmp_path):
     data = make_imagefolder(tmp_path / "data", classes=3, per_class=8, val_per_class=3, size=16)
-    common = ["--model", "vgg13_cifar", "--width", "0.0625", "--pool", "lift", "--model-kwargs", '{"batch_norm": false}',
-              "--dataset", "imagefolder", "--data-dir", str(data), "--epochs", "2", "--batch-size", "8", "--lr", "0.05",
-              "--schedule", "multistep", "--milestones", "1", "--num-workers", "0", "--device", "cpu", "--no-plot"]  # fmt: skip
+    common = [
+        "--model",
+        "vgg13_cifar",
+        "--width",
+        "0.0625",
+        "--pool",
+        "lift",
+        "--model-kwargs",
+        '{"batch_norm": false}',
+        "--dataset",
+        "imagefolder",
+        "--data-dir",
+        str(data),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--lr",
+        "0.05",
+        "--schedule",
+        "multistep",
+        "--milestones",
+        "1",
+        "--num-workers",
+        "0",
+        "--device",
+        "cpu",
+        "--no-plot",
+    ]
     assert main(["train", *common, "--out", str(tmp_path / "single")]) == 0
 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), *sys.path])}
     env.pop("WORLD_SIZE", None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           f"--master_port={_free_port()}", "-m", "liftpool", "train", *common, "--out", str(tmp_path / "ddp")]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes=1",
+        "--nproc_per_node=2",
+        "--master_addr=127.0.0.1",
+        f"--master_port={_free_port()}",
+        "-m",
+        "liftpool",
+        "train",
+        *common,
+        "--out",
+        str(tmp_path / "ddp"),
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
 

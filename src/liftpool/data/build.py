@@ -190,7 +190,8 @@ def build_datasets(
                 only_v = sorted(set(val.classes) - set(train.classes))
                 raise ValueError(
                     f"ImageFolder splits {train_split!r} and {val_split!r} have different classes "
-                    f"(only in {train_split}: {only_t[:5]}, only in {val_split}: {only_v[:5]}); label indices would not match"
+                    f"(only in {train_split}: {only_t[:5]}, only in {val_split}: {only_v[:5]}); label indices would "
+                    "not match"
                 )
             with Image.open(train.samples[0][0]) as im:
                 first = im.size

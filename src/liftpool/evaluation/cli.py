@@ -118,7 +118,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--crop", type=_positive, default=None,
                    help="crop-inside mode: two crops of this side at random offsets; a crop >= the model's input size "
-                        "uses images resized/centre-cropped to val_resize instead (ImageNet: 256 -> crops of 224)")  # fmt: skip
+                        "uses images resized/centre-cropped to val_resize instead (ImageNet: 256 -> crops of "
+                        "224)")  # fmt: skip
     g.add_argument(
         "--pad-mode",
         choices=("reflect", "replicate", "zeros", "circular"),

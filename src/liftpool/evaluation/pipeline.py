@@ -248,7 +248,8 @@ def evaluate_models(
                 )  # fmt: skip
                 row["shift"] = sh._asdict()
                 echo(
-                    f"[{e.label}] shift consistency {100 * sh.consistency:.2f} %, accuracy on shifted crops {100 * sh.shifted_accuracy:.2f} %"
+                    f"[{e.label}] shift consistency {100 * sh.consistency:.2f} %, accuracy on shifted crops "
+                    f"{100 * sh.shifted_accuracy:.2f} %"
                 )
             if "corruption" in metrics:
                 cds = _subset(ds, opts.corruption_images, opts.seed + 1)
@@ -269,7 +270,8 @@ def evaluate_models(
                 }
                 echo(
                     f"[{e.label}] mCE unnormalised {100 * (summ.mce or 0):.2f} %, AlexNet-normalised "
-                    f"{100 * (summ.mce_normalized or 0):.2f} %, relative (unnormalised) {100 * (summ.relative_mce or 0):.2f} % "
+                    f"{100 * (summ.mce_normalized or 0):.2f} %, relative (unnormalised) "
+                    f"{100 * (summ.relative_mce or 0):.2f} % "
                     f"(clean error on these {len(cds)} images {100 * clean:.2f} %)"  # type: ignore[arg-type]
                 )
             if "perturbation" in metrics:
@@ -306,9 +308,12 @@ def evaluate_models(
         for r in rows:
             if "corruption" in r and "corruption" in base:
                 s = corruption_summary(
-                    r["corruption"]["errors"], clean_error=r["corruption"]["clean_error"], baseline=base["corruption"]["errors"],
-                    baseline_name=opts.ce_baseline, baseline_clean_error=base["corruption"]["clean_error"],
-                )  # fmt: skip
+                    r["corruption"]["errors"],
+                    clean_error=r["corruption"]["clean_error"],
+                    baseline=base["corruption"]["errors"],
+                    baseline_name=opts.ce_baseline,
+                    baseline_clean_error=base["corruption"]["clean_error"],
+                )
                 r["corruption"]["vs_baseline"] = {
                     "baseline": opts.ce_baseline,
                     "ce_normalized": s.ce_normalized,
@@ -393,7 +398,8 @@ def _figures(
         ce = {r["label"]: r["corruption"]["ce"] for r in rows if "corruption" in r}
         if ce:
             add("*", plot_metric_per_type(ce, fig_dir / "fig9_ce_per_corruption.png", ylabel="CE, unnormalised (%)",
-                                          title="Corruption error per corruption (mean top-1 error over severities)"))  # fmt: skip
+                                          title="Corruption error per corruption (mean top-1 error over "
+                                                "severities)"))  # fmt: skip
         fr = {r["label"]: r["perturbation"]["fr"] for r in rows if "perturbation" in r}
         if fr:
             add("*", plot_metric_per_type(fr, fig_dir / "fig9_fr_per_perturbation.png", ylabel="flip rate, raw (%)",

@@ -77,9 +77,19 @@ def markdown_report(rows: Sequence[Mapping[str, Any]], *, title: str = "liftpool
         ]
         if any(_get(r, "corruption", "vs_baseline") for r in rows):
             cols.append(
-                ("mCE vs " + str(next(_get(r, "corruption", "vs_baseline", "baseline") for r in rows if _get(r, "corruption", "vs_baseline"))) + " (%)",
-                 lambda r: _pct(_get(r, "corruption", "vs_baseline", "mce_normalized")))
-            )  # fmt: skip
+                (
+                    "mCE vs "
+                    + str(
+                        next(
+                            _get(r, "corruption", "vs_baseline", "baseline")
+                            for r in rows
+                            if _get(r, "corruption", "vs_baseline")
+                        )
+                    )
+                    + " (%)",
+                    lambda r: _pct(_get(r, "corruption", "vs_baseline", "mce_normalized")),
+                )
+            )
     if any("perturbation" in r for r in rows):
         cols.append(("mFR raw (%)", lambda r: _pct(_get(r, "perturbation", "mfr"))))
     if any("segmentation" in r for r in rows):
@@ -103,7 +113,8 @@ def markdown_report(rows: Sequence[Mapping[str, Any]], *, title: str = "liftpool
             else f"pad {r0.get('max_shift')} px ({r0.get('pad_mode')}) and crop"
         )
         lines += [
-            f"Shift consistency (Zhang 2019): {mode}, offsets drawn per {'image' if r0.get('per_image') else 'batch'}, seed {r0.get('seed')}.",
+            f"Shift consistency (Zhang 2019): {mode}, offsets drawn per "
+            f"{'image' if r0.get('per_image') else 'batch'}, seed {r0.get('seed')}.",
             "",
         ]
     corr = [r for r in rows if "corruption" in r]
@@ -142,7 +153,8 @@ def markdown_report(rows: Sequence[Mapping[str, Any]], *, title: str = "liftpool
         lines += [
             "",
             "Noise types compare every frame with the first, the others consecutive frames. "
-            f"Frames per sequence: {_get(pert[0], 'perturbation', 'frames')}; sequences: {_get(pert[0], 'perturbation', 'images')}.",
+            f"Frames per sequence: {_get(pert[0], 'perturbation', 'frames')}; sequences: "
+            f"{_get(pert[0], 'perturbation', 'images')}.",
             "",
         ]
     seg = [r for r in rows if "segmentation" in r]

@@ -104,7 +104,8 @@ def _batches(loader: Iterable[Any], progress: bool, desc: str, total: int | None
 def _check_images(images: Any) -> Tensor:
     if not isinstance(images, Tensor) or images.dim() != 4 or not images.is_floating_point():
         raise ValueError(
-            f"the loader must yield float image batches (N, C, H, W) in [0, 1], got {getattr(images, 'shape', type(images))}"
+            "the loader must yield float image batches (N, C, H, W) in [0, 1], got "
+            f"{getattr(images, 'shape', type(images))}"
         )
     return images
 
@@ -172,9 +173,11 @@ def shifted_crops(
     ):
         raise ValueError("a crop window falls outside the (padded) image")
     if bool((offsets == offsets[:1]).all()):
-        t, l = (int(v) for v in offsets[0])
-        return images[:, :, t : t + ch, l : l + cw]
-    return torch.stack([img[:, int(t) : int(t) + ch, int(l) : int(l) + cw] for img, (t, l) in zip(images, offsets)])
+        top, left = (int(v) for v in offsets[0])
+        return images[:, :, top : top + ch, left : left + cw]
+    return torch.stack(
+        [img[:, int(top) : int(top) + ch, int(left) : int(left) + cw] for img, (top, left) in zip(images, offsets)]
+    )
 
 
 class ShiftResult(NamedTuple):
@@ -317,7 +320,7 @@ def evaluate_corruptions(
         images = _check_images(images).cpu()
         t = targets.cpu()
         n += images.shape[0]
-        for ci, name in enumerate(corruptions):
+        for name in corruptions:
             cidx = ALL_CORRUPTIONS.index(name)
             for si, sev in enumerate(severities):
                 x = corrupt(images, name, sev, rng=_seed_for(seed, cidx, sev, k), profile=profile)

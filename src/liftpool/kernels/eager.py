@@ -108,7 +108,7 @@ def _to_external(t: Tensor, spatial_dims: int, channels_last: bool) -> Tensor:
 
 
 def _level_prefixes(level: int) -> list[str]:
-    """Band-name prefix of each channel group at ``level`` (group ``g``: letter ``k`` is ``H`` iff bit ``k`` of ``g``)."""
+    """Band-name prefix of each channel group at ``level`` (group ``g``: letter ``k`` is ``H`` iff bit ``k`` of g)."""
     return ["".join("H" if (g >> k) & 1 else "L" for k in range(level)) for g in range(2**level)]
 
 

@@ -6,7 +6,8 @@ stem runs at stride 1 with the pool placed ``pool_position="after_act"`` (defaul
 convolution's BatchNorm and activation, the antialiased-cnns layout) or ``"after_conv"``
 (directly after the convolution, what :func:`liftpool.convert.convert` does).  ResNet's 1x1
 stride-2 projection shortcuts are pooled before their convolution in both cases.
-(MobileNetV2: :mod:`liftpool.models.mobilenet`.)  With ``width=1.0`` the module names and shapes are torchvision's, so its
+(MobileNetV2: :mod:`liftpool.models.mobilenet`.)  With ``width=1.0`` the module names and shapes are torchvision's, so
+its
 ImageNet weights load with ``strict=False`` (only the new pooling parameters are missing).
 """
 

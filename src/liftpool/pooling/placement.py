@@ -107,7 +107,10 @@ class SizeMatchedPool2d(nn.Module):
         return y
 
     def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, padding={self.padding}, dilation={self.dilation}, ceil_mode={self.ceil_mode}"
+        return (
+            f"kernel_size={self.kernel_size}, padding={self.padding}, dilation={self.dilation}, "
+            f"ceil_mode={self.ceil_mode}"
+        )
 
 
 class PooledConv2d(nn.Conv2d):

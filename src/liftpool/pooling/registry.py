@@ -127,7 +127,7 @@ def register_updown(name: str) -> Callable[[UpDownFactory], UpDownFactory]:
 
 
 def lift_updown(channels: int, **kwargs: Any) -> tuple[nn.Module, nn.Module]:
-    """``LiftDownPool2d`` keeping ``LL`` (unless ``bands`` is given) with ``return_details``, and its ``LiftUpPool2d``."""
+    """``LiftDownPool2d`` keeping ``LL`` (unless ``bands`` is given) with ``return_details``, and its LiftUpPool2d."""
     kwargs.setdefault("bands", ("LL",))
     down = LiftDownPool2d(channels, return_details=True, **kwargs)
     return down, LiftUpPool2d(down)

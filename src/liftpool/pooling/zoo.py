@@ -431,7 +431,8 @@ class GFGPool2d(_ZooPool):
         >>> pool = GFGPool2d(8).eval()
         >>> x = torch.randn(2, 8, 6, 6)
         >>> y = pool(x)
-        >>> bool((y >= torch.nn.functional.avg_pool2d(x, 2) - 1e-6).all() and (y <= torch.nn.functional.max_pool2d(x, 2) + 1e-6).all())
+        >>> lo, hi = torch.nn.functional.avg_pool2d(x, 2), torch.nn.functional.max_pool2d(x, 2)
+        >>> bool((y >= lo - 1e-6).all() and (y <= hi + 1e-6).all())
         True
     """
 

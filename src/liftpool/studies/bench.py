@@ -422,7 +422,9 @@ def bench_nets(args: argparse.Namespace, log: Callable[[str], None]) -> list[Row
             model.train()
             opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
-            def step(model: nn.Module = model, opt: torch.optim.Optimizer = opt) -> None:
+            def step(
+                model: nn.Module = model, opt: torch.optim.Optimizer = opt, x: Tensor = x, target: Tensor = target
+            ) -> None:
                 from ..losses import lifting_loss
 
                 opt.zero_grad(set_to_none=True)

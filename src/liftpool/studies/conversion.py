@@ -126,7 +126,7 @@ def measure_init(
         captured: dict[str, tuple[Tensor, Tensor]] = {}
         hooks = [
             orig_mods[r.path].register_forward_hook(
-                lambda m, i, o, p=r.path: captured.__setitem__(p, (i[0], o)))
+                lambda m, i, o, p=r.path, c=captured: c.__setitem__(p, (i[0], o)))
             for r in report.replaced
         ]
         try:

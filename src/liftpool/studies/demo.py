@@ -226,7 +226,8 @@ def save_figure(result: dict[str, Any], path: str | Path) -> Path:
         ),
         (
             "LiftUpPool (details zeroed)",
-            f"LiftUpPool, details zeroed\nrel. error {m['LiftDownPool (learned)']['reconstruction']['LiftUpPool, details zeroed']:.3f}",
+            "LiftUpPool, details zeroed\nrel. error "
+            f"{m['LiftDownPool (learned)']['reconstruction']['LiftUpPool, details zeroed']:.3f}",
             "gray",
         ),
     ]
@@ -246,7 +247,9 @@ def save_figure(result: dict[str, Any], path: str | Path) -> Path:
     axes.flat[11].text(
         0.0,
         0.5,
-        "Down-pooling: 2x in each axis.\nLiftDownPool: learned P/U fitted to\nthis image with c_u + c_p; output\nscaled by 1/4 to match AvgPool.\nAliasing: share of the pooled energy\ncaused by input frequencies above\nthe output's Nyquist (0 = ideal).",
+        "Down-pooling: 2x in each axis.\nLiftDownPool: learned P/U fitted to\nthis image with c_u + c_p; "
+        "output\nscaled by 1/4 to match AvgPool.\nAliasing: share of the pooled energy\ncaused by input frequencies "
+        "above\nthe output's Nyquist (0 = ideal).",
         fontsize=9,
         va="center",
     )

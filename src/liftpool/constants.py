@@ -17,7 +17,9 @@ crops it away again.
 from __future__ import annotations
 
 from itertools import product
-from typing import Literal, get_args
+from typing import Literal, TypedDict, Union, get_args
+
+import torch
 
 PaddingMode = Literal["reflect", "replicate", "zeros", "circular"]
 """Boundary extension used by the K-tap convolution of a predictor/updater."""
@@ -51,3 +53,10 @@ def band_names(spatial_dims: int) -> tuple[str, ...]:
     if spatial_dims not in (1, 2, 3):
         raise ValueError(f"spatial_dims must be 1, 2 or 3, got {spatial_dims!r}")
     return tuple("".join(p) for p in product("LH", repeat=spatial_dims))
+
+
+class FactoryKwargs(TypedDict):
+    """The ``device`` / ``dtype`` factory keyword arguments a layer passes on to its parameters."""
+
+    device: Union[torch.device, str, None]
+    dtype: Union[torch.dtype, None]

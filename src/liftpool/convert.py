@@ -228,7 +228,7 @@ def _probe_channels(
             else:
                 if example_input is None:
                     first = _first_conv(model)
-                    c = modules[first].in_channels if first is not None else 3  # type: ignore[union-attr]
+                    c = modules[first].in_channels if first is not None else 3
                     shape: tuple[int, ...] = (1, c, 224, 224)
                 else:
                     shape = tuple(example_input)
@@ -378,7 +378,7 @@ def convert(
             skipped.append((path, "excluded"))
             continue
         if is_pool:
-            stride = pair(m.stride if m.stride is not None else m.kernel_size)  # type: ignore[attr-defined]
+            stride = pair(m.stride if m.stride is not None else m.kernel_size)
             if stride != (2, 2):
                 skipped.append((path, f"stride {stride} is not 2"))
             elif getattr(m, "return_indices", False):
@@ -417,9 +417,9 @@ def convert(
             skipped.append((path, "not reached by the probe forward pass (channel count unknown)"))
             continue
         new: nn.Module = make_pool(pool, channels[path], **{**factory_kw(old), **kw})
-        k, p = pair(old.kernel_size), pair(old.padding)  # type: ignore[attr-defined]
+        k, p = pair(old.kernel_size), pair(old.padding)
         d = pair(getattr(old, "dilation", 1))
-        ceil_mode = bool(old.ceil_mode)  # type: ignore[attr-defined]
+        ceil_mode = bool(old.ceil_mode)
         if any(
             pool_out_size(n, k[i], 2, p[i], d[i], ceil_mode) != (n + 1) // 2
             for i in range(2) for n in range(max(1, k[i] - 2 * p[i]), 2 * (k[i] + 2 * p[i]) + 8)

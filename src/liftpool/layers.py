@@ -20,7 +20,16 @@ from torch import Tensor, nn
 from . import functional as LF
 from . import kernels
 from ._checks import check_choice, check_int, check_number, check_spatial_input
-from .constants import LAMBDA_P, LAMBDA_U, PADDING_MODES, WAVELET_NAMES, PaddingMode, WaveletName, band_names
+from .constants import (
+    LAMBDA_P,
+    LAMBDA_U,
+    PADDING_MODES,
+    WAVELET_NAMES,
+    FactoryKwargs,
+    PaddingMode,
+    WaveletName,
+    band_names,
+)
 from .lifters import LearnedLifter, LiftingTransform, wavelet_transform
 
 __all__ = [
@@ -159,7 +168,7 @@ class LiftDownPoolNd(nn.Module):
         self.zero_init = bool(zero_init)
         self.wavelet: str | None = None
         n_transforms = 1 if share_weights else 2**self.spatial_dims - 1
-        fk = {"device": device, "dtype": dtype}
+        fk = FactoryKwargs(device=device, dtype=dtype)
         self.transforms = nn.ModuleList(
             LiftingTransform(
                 [

@@ -77,11 +77,10 @@ class LearnedLifter(nn.Module):
         self.kernel_size = kernel_size
         self.groups = (g1, g2)
         self.padding_mode = padding_mode
-        fk = {"device": device, "dtype": dtype}
-        self.weight = nn.Parameter(torch.empty(channels, channels // g1, kernel_size, **fk))
-        self.bias = nn.Parameter(torch.empty(channels, **fk))
-        self.pw_weight = nn.Parameter(torch.empty(channels, channels // g2, **fk))
-        self.pw_bias = nn.Parameter(torch.empty(channels, **fk))
+        self.weight = nn.Parameter(torch.empty(channels, channels // g1, kernel_size, device=device, dtype=dtype))
+        self.bias = nn.Parameter(torch.empty(channels, device=device, dtype=dtype))
+        self.pw_weight = nn.Parameter(torch.empty(channels, channels // g2, device=device, dtype=dtype))
+        self.pw_bias = nn.Parameter(torch.empty(channels, device=device, dtype=dtype))
         self.reset_parameters()
 
     def reset_parameters(self, zero: bool = False) -> None:

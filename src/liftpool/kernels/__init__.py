@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from .. import functional as LF
 from ..constants import band_names
 from ..functional import Constraints
+from ..lifters import LiftingTransform
 from . import eager
 
 __all__ = [
@@ -40,14 +41,22 @@ def uses_eager(transforms: nn.ModuleList) -> bool:
     return eager.fast_applicable(transforms)
 
 
-def _literal_steps(transforms: nn.ModuleList) -> LF.Steps | list[LF.Steps]:
-    if len(transforms) == 1:
-        return transforms[0].steps  # type: ignore[no-any-return]  # nn.ModuleList items are typed Module
-    return [t.steps for t in transforms]
+def _transforms(transforms: nn.ModuleList) -> list[LiftingTransform]:
+    out = [t for t in transforms if isinstance(t, LiftingTransform)]
+    if len(out) != len(transforms):
+        raise TypeError("transforms must hold LiftingTransform modules only")
+    return out
+
+
+def _literal_steps(transforms: nn.ModuleList) -> LF.Steps | Sequence[LF.Steps]:
+    ts = _transforms(transforms)
+    if len(ts) == 1:
+        return ts[0].steps
+    return [t.steps for t in ts]
 
 
 def _literal_scale(transforms: nn.ModuleList) -> tuple[float, float] | None:
-    return transforms[0].scale  # type: ignore[no-any-return]  # nn.ModuleList items are typed Module
+    return _transforms(transforms)[0].scale
 
 
 def literal_decompose(

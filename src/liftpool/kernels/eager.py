@@ -36,6 +36,7 @@ import contextlib
 import math
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -90,10 +91,10 @@ def _grad_to_channels_last(t: Tensor) -> Tensor:
         t.requires_grad
         and t.ndim in _CL
         and torch.is_grad_enabled()
-        and not torch.jit.is_tracing()
+        and not torch.jit.is_tracing()  # type: ignore[attr-defined,no-untyped-call]  # not re-exported in stubs
         and not torch.compiler.is_compiling()
     ):
-        t.register_hook(_grad_to(_CL[t.ndim]))
+        t.register_hook(_grad_to(_CL[t.ndim]))  # type: ignore[no-untyped-call]  # untyped in torch's stubs
     return t
 
 
@@ -208,11 +209,18 @@ class _Lifter:
         return self._combine(d, self.sigmoid_part(e, dim), 2.0)
 
 
+def _pair(transforms: nn.ModuleList, i: int) -> tuple[LearnedLifter, LearnedLifter]:
+    """The learned ``(P, U)`` of transform ``i`` (:func:`fast_applicable` checked their types)."""
+    t = transforms[i]
+    assert isinstance(t, LiftingTransform)
+    return cast(LearnedLifter, t.P[0]), cast(LearnedLifter, t.U[0])
+
+
 def _lifters(transforms: nn.ModuleList, level: int) -> tuple[_Lifter, _Lifter]:
     idx = _level_transforms(level, len(transforms))
     groups = len(idx)
-    P = _Lifter([transforms[i].P[0] for i in idx], groups)
-    U = _Lifter([transforms[i].U[0] for i in idx], groups)
+    P = _Lifter([_pair(transforms, i)[0] for i in idx], groups)
+    U = _Lifter([_pair(transforms, i)[1] for i in idx], groups)
     return P, U
 
 
@@ -294,7 +302,7 @@ def _merge_polyphase(e: Tensor, o: Tensor, size: Sequence[int]) -> Tensor:
     n, c2, h, w = e.shape
     c = c2 // 2
     # (N, 2C, h, w) -> (N, i, C, h, w); stack columns -> (N, i, C, h, w, j)
-    y = torch.stack((e.unflatten(1, (2, c)), o.unflatten(1, (2, c))), dim=-1)
+    y = torch.stack((e.unflatten(1, (2, c)), o.unflatten(1, (2, c))), dim=-1)  # type: ignore[no-untyped-call]  # stubs
     y = y.permute(0, 2, 3, 1, 4, 5).reshape(n, c, 2 * h, 2 * w)
     H, W = size
     if H != 2 * h:
@@ -311,8 +319,8 @@ def _lift_2d(x: Tensor, transforms: nn.ModuleList, spatial_dims: int, constraint
     e, o = _split_polyphase(x, spatial_dims)
     # horizontal step (level 0): one P and one U call for both row phases
     rows = 2 if spatial_dims == 2 else 1
-    P = _Lifter([transforms[0].P[0]] * rows, rows)
-    U = _Lifter([transforms[0].U[0]] * rows, rows)
+    P = _Lifter([_pair(transforms, 0)[0]] * rows, rows)
+    U = _Lifter([_pair(transforms, 0)[1]] * rows, rows)
     d = P.predict(o, e, -1)
     s = U.update(e, d, -1)
     if constraints:
@@ -355,8 +363,8 @@ def _unlift_2d(s: Tensor, d: Tensor, size: Sequence[int], transforms: nn.ModuleL
         s = torch.cat([e_s, o_s], dim=1)
         d = torch.cat([e_d, o_d], dim=1)
     rows = 2 if spatial_dims == 2 else 1
-    P = _Lifter([transforms[0].P[0]] * rows, rows)
-    U = _Lifter([transforms[0].U[0]] * rows, rows)
+    P = _Lifter([_pair(transforms, 0)[0]] * rows, rows)
+    U = _Lifter([_pair(transforms, 0)[1]] * rows, rows)
     e = U.unupdate(s, d, -1)
     o = P.unpredict(d, e, -1)
     return _merge_polyphase(e, o, size)
@@ -488,7 +496,7 @@ def recompute_chunks(x: Tensor, transforms: nn.ModuleList) -> int:
         raise ValueError(f"liftpool._fast.RECOMPUTE must be 'auto', 'always' or 'never', got {mode!r}")
     if mode == "never" or not torch.is_grad_enabled():
         return 0
-    if torch.jit.is_tracing() or torch.compiler.is_compiling():
+    if torch.jit.is_tracing() or torch.compiler.is_compiling():  # type: ignore[attr-defined,no-untyped-call]  # stubs
         return 0  # exporters and inductor plan memory themselves
     if not (x.requires_grad or any(p.requires_grad for p in transforms.parameters())):
         return 0

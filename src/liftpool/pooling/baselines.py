@@ -9,7 +9,7 @@ exactly like :class:`liftpool.LiftDownPool2d` / :class:`liftpool.LiftUpPool2d`.
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import torch
 import torch.nn.functional as F
@@ -206,7 +206,8 @@ class BlurPool2d(_Pool2d):
         k = self.kernel_size
         for dim in (-2, -1):
             x = pad_axis(x, dim, (k - 1) // 2, k // 2, self.padding_mode)
-        y = F.conv2d(x, self.filt.to(x.dtype), stride=self.stride, groups=self.channels)
+        filt = cast(Tensor, self.filt)  # a registered buffer
+        y = F.conv2d(x, filt.to(x.dtype), stride=self.stride, groups=self.channels)
         return (y, None) if self.return_details else y
 
     def extra_repr(self) -> str:

@@ -164,7 +164,8 @@ class PooledConv2d(nn.Conv2d):
         return self.pool(super().forward(x))
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + (", pool_first=True" if self.pool_first else "")
+        base: str = super().extra_repr()  # type: ignore[no-untyped-call]  # untyped in torch's stubs
+        return base + (", pool_first=True" if self.pool_first else "")
 
 
 class TimmLiftDownPool2d(LiftDownPool2d):

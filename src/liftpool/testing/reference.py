@@ -83,7 +83,7 @@ class _ReferenceMixin:
         ``share=False`` (default) deep-copies the weights (so gradients of the two can be
         compared); ``share=True`` uses the very same parameter tensors.
         """
-        base = cls.__mro__[2]  # the production class this reference mirrors
+        base: Any = cls.__mro__[2]  # the production class this reference mirrors
         # compared by name and dims (not isinstance) so a module imported twice, as
         # pytest's --doctest-modules may do, still pairs up
         if not (isinstance(layer, nn.Module) and type(layer).__name__ == base.__name__
@@ -95,7 +95,7 @@ class _ReferenceMixin:
         state["_parameters"] = dict(layer._parameters)
         state["_buffers"] = dict(layer._buffers)
         ref.__dict__.update(state)
-        ref._constraints = None
+        ref.__dict__["_constraints"] = None
         return ref
 
 
@@ -132,7 +132,7 @@ class ReferenceLiftUpPool3d(LiftUpPool3d):
     _down_type = ReferenceLiftDownPool3d
 
 
-_REF = {1: ReferenceLiftDownPool1d, 2: ReferenceLiftDownPool2d, 3: ReferenceLiftDownPool3d}
+_REF: dict[int, Any] = {1: ReferenceLiftDownPool1d, 2: ReferenceLiftDownPool2d, 3: ReferenceLiftDownPool3d}
 
 
 def reference_of(layer: LiftDownPoolNd, *, share: bool = False) -> LiftDownPoolNd:

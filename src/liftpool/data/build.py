@@ -54,8 +54,8 @@ SMALL_IMAGE = 64
 class Datasets(NamedTuple):
     """``train`` / ``val`` datasets and ``info`` (the dict stored as a checkpoint's ``config["data"]``)."""
 
-    train: Dataset
-    val: Dataset
+    train: Dataset[Any]
+    val: Dataset[Any]
     info: dict[str, Any]
 
 
@@ -232,21 +232,21 @@ def build_datasets(
         )
     d_mean, d_std = mean or IMAGENET_MEAN, std or IMAGENET_STD
     no_aug = augment == "none"
-    kw = dict(mean=d_mean, std=d_std, ignore_index=IGNORE_INDEX)
+    kw: dict[str, Any] = dict(mean=d_mean, std=d_std, ignore_index=IGNORE_INDEX)
     # CamVid images share one size: validate on the full image; VOC sizes vary: pad + centre crop to batch them
     val_crop = crop_size if dataset == "voc" else None
-    tr = segmentation_transform(
+    seg_tr: Any = segmentation_transform(
         train=True, crop_size=crop_size, scale_range=(1.0, 1.0) if no_aug else scale_range, hflip=not no_aug, **kw
     )
-    va = segmentation_transform(train=False, crop_size=val_crop, **kw)
+    seg_va: Any = segmentation_transform(train=False, crop_size=val_crop, **kw)
     if dataset == "camvid":
         val_split = _resolve_val_split(root_p, val_split, ("val", "test"))
-        train, val = CamVid(root_p, train_split, tr), CamVid(root_p, val_split, va)
+        train, val = CamVid(root_p, train_split, seg_tr), CamVid(root_p, val_split, seg_va)
         raw_ignore: tuple[int, ...] = (CAMVID_VOID,)
     else:
         val_split = "val" if val_split == "auto" else val_split
-        train = VOCSegmentation(root_p, train_split, tr, download=download)
-        val = VOCSegmentation(root_p, val_split, va, download=False)
+        train = VOCSegmentation(root_p, train_split, seg_tr, download=download)
+        val = VOCSegmentation(root_p, val_split, seg_va, download=False)
         raw_ignore = (IGNORE_INDEX,)
     n = train.num_classes
     if num_classes is not None and num_classes < n:

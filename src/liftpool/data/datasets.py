@@ -78,7 +78,7 @@ def _open_label(path: str | os.PathLike[str]) -> Image.Image:
     return img if img.mode == "L" else Image.fromarray(np.asarray(img, dtype=np.uint8))
 
 
-class _SegmentationFiles(Dataset):
+class _SegmentationFiles(Dataset[Any]):
     """Base of segmentation datasets: ``pairs`` of (image path, label path), label LUT."""
 
     classes: tuple[str, ...] = ()
@@ -259,12 +259,12 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
     return int.from_bytes(digest, "little") >> 1
 
 
-class SeededDataset(Dataset):
+class SeededDataset(Dataset[Any]):
     """Wrap ``dataset`` so that item ``(epoch, i)`` is produced under RNG seed
     ``sample_seed(seed, epoch, i)`` (torch and ``random``; the caller's RNG state is
     restored).  A plain int key ``i`` is passed through unseeded (evaluation)."""
 
-    def __init__(self, dataset: Dataset, seed: int) -> None:
+    def __init__(self, dataset: Dataset[Any], seed: int) -> None:
         self.dataset = dataset
         self.seed = int(seed)
 
@@ -286,7 +286,7 @@ class SeededDataset(Dataset):
                 random.setstate(py_state)
 
 
-class EpochDistributedSampler(DistributedSampler):
+class EpochDistributedSampler(DistributedSampler[Any]):
     """``DistributedSampler`` (same permutation ``randperm(n, seed + epoch)``, same padding
     and ``rank::num_replicas`` split) that yields ``(epoch, index)`` keys for
     :class:`SeededDataset`.  Call :meth:`set_epoch` before each epoch.
@@ -295,7 +295,7 @@ class EpochDistributedSampler(DistributedSampler):
     and the single-process ``k``-th batch of size ``B`` hold the same samples.
     """
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[tuple[int, int]]:
         epoch = self.epoch
         for i in super().__iter__():
             yield (epoch, int(i))

@@ -156,7 +156,7 @@ class JointRandomScale:
         s = self.lo + (self.hi - self.lo) * float(torch.rand(()))
         w, h = image.size
         size = (max(1, int(round(w * s))), max(1, int(round(h * s))))
-        return image.resize(size, Image.BILINEAR), label.resize(size, Image.NEAREST)
+        return image.resize(size, Image.Resampling.BILINEAR), label.resize(size, Image.Resampling.NEAREST)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.lo}, {self.hi})"
@@ -210,7 +210,7 @@ class JointRandomHorizontalFlip:
 
     def __call__(self, image: Image.Image, label: Image.Image) -> Pair:
         if float(torch.rand(())) < self.p:
-            return image.transpose(Image.FLIP_LEFT_RIGHT), label.transpose(Image.FLIP_LEFT_RIGHT)
+            return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT), label.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         return image, label
 
 

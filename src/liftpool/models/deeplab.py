@@ -62,7 +62,7 @@ class DeepLabV3Plus(nn.Module):
         width = check_width(width)
         backbone = ScaledResNet(Bottleneck, [3, 4, 6, 3], num_classes=1, width=width,
                                 replace_stride_with_dilation=(False, False, True))
-        backbone.fc = nn.Identity()  # the backbone's own forward (used by convert's probe) still works
+        backbone.fc = nn.Identity()  # type: ignore[assignment]  # a Linear slot; the backbone's own forward (used by convert's probe) still works
         self.backbone = apply_pool(backbone, pool, strided_conv=strided_conv, pool_kwargs=pool_kwargs, init=init,
                                    pool_position=pool_position)
         low_ch = scaled(256, width)
@@ -76,7 +76,7 @@ class DeepLabV3Plus(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         size = x.shape[-2:]
-        b = self.backbone
+        b: Any = self.backbone  # a torchvision ResNet (untyped)
         f = b.maxpool(b.relu(b.bn1(b.conv1(x))))
         low = b.layer1(f)
         high = b.layer4(b.layer3(b.layer2(low)))

@@ -41,7 +41,7 @@ PoolPosition = Literal["after_act", "after_conv"]
 _POSITIONS: tuple[str, ...] = ("after_act", "after_conv")
 
 
-class ScaledResNet(ResNet):
+class ScaledResNet(ResNet):  # type: ignore[misc]  # torchvision ships no type information
     """torchvision's :class:`~torchvision.models.ResNet` with every width multiplied by ``width``.
 
     ``width=1.0`` gives exactly torchvision's module tree (same state_dict keys and shapes).
@@ -101,7 +101,7 @@ class ScaledResNet(ResNet):
                     nn.init.constant_(m.bn2.weight, 0)
 
 
-class PostActPoolBasicBlock(BasicBlock):
+class PostActPoolBasicBlock(BasicBlock):  # type: ignore[misc]  # torchvision ships no type information
     """A torchvision :class:`BasicBlock` whose stride-2 ``conv1`` runs at stride 1, pooled after ``bn1`` + ReLU.
 
     ``conv1 (stride 1) -> bn1 -> relu -> pool -> conv2 -> bn2 (+ shortcut) -> relu``: the
@@ -124,7 +124,7 @@ class PostActPoolBasicBlock(BasicBlock):
         return self.relu(out + identity)
 
 
-class PostActPoolBottleneck(Bottleneck):
+class PostActPoolBottleneck(Bottleneck):  # type: ignore[misc]  # torchvision ships no type information
     """A torchvision :class:`Bottleneck` whose stride-2 ``conv2`` runs at stride 1, pooled after ``bn2`` + ReLU."""
 
     def __init__(self, block: Bottleneck, pool: nn.Module) -> None:

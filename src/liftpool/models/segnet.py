@@ -22,8 +22,8 @@ __all__ = ["SEGNET_POOLS", "SegNet", "segnet"]
 #: Pool names SegNet accepts (the paired down/up layers of :func:`liftpool.pooling.make_updown`).
 SEGNET_POOLS: tuple[str, ...] = tuple(UPDOWN)
 
-_ENCODER = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
-_DECODER = ((512, 512, 512), (512, 512, 256), (256, 256, 128), (128, 64), (64,))
+_ENCODER: tuple[tuple[int, ...], ...] = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
+_DECODER: tuple[tuple[int, ...], ...] = ((512, 512, 512), (512, 512, 256), (256, 256, 128), (128, 64), (64,))
 
 
 def _cbr(cin: int, cout: int) -> list[nn.Module]:

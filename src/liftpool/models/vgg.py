@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..constants import FactoryKwargs
 from ..pooling import make_pool
 from ._common import check_num_classes, check_pool, check_pool_kwargs, check_width, scaled
 
@@ -59,7 +60,7 @@ class VGGCifar(nn.Module):
         self.pool_name = check_pool(pool)
         width = check_width(width)
         pk = check_pool_kwargs(pool_kwargs)
-        fk = {"device": device, "dtype": dtype}
+        fk = FactoryKwargs(device=device, dtype=dtype)
         layers: list[nn.Module] = []
         c = in_channels
         for v in cfg:

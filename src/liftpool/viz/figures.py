@@ -174,7 +174,9 @@ def plot_subbands(
         image: optional input picture drawn at the top left.
         feature: optional layer input ``(C, H, W)`` or ``(N, C, H, W)`` drawn as a first column.
     """
-    get = (lambda k: bands[k]) if isinstance(bands, Mapping) else (lambda k: getattr(bands, k))
+    def get(k: str) -> Any:
+        return bands[k] if isinstance(bands, Mapping) else getattr(bands, k)
+
     maps = {}
     for k in ("LL", "LH", "HL", "HH"):
         t = get(k)
@@ -183,7 +185,9 @@ def plot_subbands(
         maps[k] = (t[0] if t.dim() == 4 else t).detach().float().cpu()
     c = maps["LL"].shape[0]
     if channels is None:
-        energy = sum((maps[k] ** 2).mean(dim=(1, 2)) for k in ("LH", "HL", "HH"))
+        energy = (maps["LH"] ** 2).mean(dim=(1, 2)) + (maps["HL"] ** 2).mean(dim=(1, 2)) + (maps["HH"] ** 2).mean(
+            dim=(1, 2)
+        )
         channels = energy.argsort(descending=True)[: min(4, c)].tolist()
     channels = [int(ch) for ch in channels]
     if not channels or any(not 0 <= ch < c for ch in channels):

@@ -201,7 +201,7 @@ def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
                 import tomllib
             except ImportError:  # Python < 3.11
                 try:
-                    import tomli as tomllib  # type: ignore[no-redef]
+                    import tomli as tomllib  # type: ignore[no-redef,import-not-found,unused-ignore]  # py < 3.11
                 except ImportError:
                     raise ValueError("TOML config files need Python >= 3.11 or the 'tomli' package; use JSON") from None
             data = tomllib.loads(path.read_text(encoding="utf-8"))

@@ -28,6 +28,7 @@ import shutil
 import sys
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -38,7 +39,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from .. import __version__
-from ..data import EpochDistributedSampler, SeededDataset, ShardSampler, build_datasets, dataset_task
+from ..data import Datasets, EpochDistributedSampler, SeededDataset, ShardSampler, build_datasets, dataset_task
 from ..io import atomic_open, atomic_write_json, atomic_write_text
 from ..losses import lifting_loss
 from . import distributed as D
@@ -136,11 +137,25 @@ def merge_resume_config(stored: Mapping[str, Any], given: Mapping[str, Any]) -> 
     return cfg
 
 
+def _len(dataset: Any) -> int:
+    """``len`` of a map-style dataset (``torch.utils.data.Dataset`` does not declare ``__len__``)."""
+    return len(dataset)
+
+
+@dataclass
 class Preflight:
     """Everything checked and built before training starts (nothing written yet)."""
 
-    def __init__(self, **kw: Any) -> None:
-        self.__dict__.update(kw)
+    cfg: TrainConfig
+    task: str
+    out: Path
+    data: Datasets
+    data_info: dict[str, Any]
+    spec: dict[str, Any]
+    model: nn.Module
+    n_lift: int
+    workers: int
+    val_batch_size: int
 
 
 def _check_out_dir(cfg: TrainConfig) -> Path:
@@ -199,7 +214,7 @@ def preflight(cfg: TrainConfig, info: D.DistInfo, resume_ckpt: Mapping[str, Any]
         num_classes=cfg.num_classes,
         download=cfg.download and info.is_main,
         check_labels=cfg.check_labels,
-        class_weighting=weighting,  # type: ignore[arg-type]
+        class_weighting=weighting,
         workers=max(1, workers),
     )
     if cfg.download and info.distributed and info.is_main:
@@ -338,7 +353,7 @@ def _progress(iterable: Any, total: int, desc: str, enabled: bool) -> Any:
     )
 
 
-def _loader_iter(loader: DataLoader, limit: int | None) -> Iterator[Any]:
+def _loader_iter(loader: DataLoader[Any], limit: int | None) -> Iterator[Any]:
     for i, batch in enumerate(loader):
         if limit is not None and i >= limit:
             break
@@ -487,9 +502,9 @@ def _train(cfg: TrainConfig, info: D.DistInfo, given: Mapping[str, Any]) -> dict
         model: nn.Module = pf.model
         n_params = sum(p.numel() for p in model.parameters())
         if cfg.sync_bn and info.distributed:
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # type: ignore[no-untyped-call]  # torch stubs
         mf = torch.channels_last if cfg.channels_last else torch.preserve_format
-        model.to(device=device, memory_format=mf)
+        model.to(device=device, memory_format=mf)  # type: ignore[call-overload]  # both at once works at runtime
 
         decay = [p for p in model.parameters() if p.requires_grad]
         if cfg.optimizer == "sgd":
@@ -507,7 +522,7 @@ def _train(cfg: TrainConfig, info: D.DistInfo, given: Mapping[str, Any]) -> dict
         start_epoch, global_step = 0, 0
         history: list[dict[str, Any]] = []
         best_mode = "max"
-        best = {"metric": None, "mode": best_mode, "value": None, "epoch": None}
+        best: dict[str, Any] = {"metric": None, "mode": best_mode, "value": None, "epoch": None}
         if resume_ckpt is not None:
             optimizer.load_state_dict(resume_ckpt["optimizer_state"])
             if resume_ckpt.get("scaler_state") and scaler.is_enabled():
@@ -553,11 +568,11 @@ def _train(cfg: TrainConfig, info: D.DistInfo, given: Mapping[str, Any]) -> dict
         )
         val_order = None
         if cfg.limit_val_batches:  # a fixed random subset rather than the first (often single-class) files
-            val_order = torch.randperm(len(pf.data.val), generator=torch.Generator().manual_seed(cfg.seed)).tolist()
+            val_order = torch.randperm(_len(pf.data.val), generator=torch.Generator().manual_seed(cfg.seed)).tolist()
         val_loader = DataLoader(
             pf.data.val,
             batch_size=max(1, pf.val_batch_size // info.world_size),
-            sampler=ShardSampler(len(pf.data.val), info.rank, info.world_size, order=val_order),
+            sampler=ShardSampler(_len(pf.data.val), info.rank, info.world_size, order=val_order),
             generator=torch.Generator().manual_seed(cfg.seed),
             **lkw,
         )
@@ -569,6 +584,7 @@ def _train(cfg: TrainConfig, info: D.DistInfo, given: Mapping[str, Any]) -> dict
         if seg and pf.data_info.get("class_weights"):
             weight = torch.tensor(pf.data_info["class_weights"], dtype=torch.float32, device=device)
         if seg:
+            assert ignore is not None  # segmentation datasets always define their ignore index
             criterion = nn.CrossEntropyLoss(weight=weight, ignore_index=ignore, label_smoothing=cfg.label_smoothing)
         else:
             criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
@@ -592,7 +608,7 @@ def _train(cfg: TrainConfig, info: D.DistInfo, given: Mapping[str, Any]) -> dict
                 f"lambda_u={cfg.lambda_u} lambda_p={cfg.lambda_p}, constraints {'on' if cfg.constraints else 'off'})"
             )
             log(
-                f"data {cfg.dataset} at {pf.data_info['root']}: {len(pf.data.train)} train / {len(pf.data.val)} val "
+                f"data {cfg.dataset} at {pf.data_info['root']}: {_len(pf.data.train)} train / {_len(pf.data.val)} val "
                 f"({pf.data_info['val_split']}), {num_classes} classes, augment={pf.data_info['augment']}, "
                 f"workers={pf.workers}"
             )
@@ -757,7 +773,7 @@ def _train(cfg: TrainConfig, info: D.DistInfo, given: Mapping[str, Any]) -> dict
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
-    loader: DataLoader,
+    loader: DataLoader[Any],
     device: torch.device,
     num_classes: int,
     ignore_index: int | None = None,
@@ -784,6 +800,7 @@ def evaluate(
                 logits = _match_size(_logits(model(x)), y)
             logits = logits.float()
             if seg:
+                assert ignore_index is not None  # segmentation datasets always define their ignore index
                 loss_sum = F.cross_entropy(logits, y, ignore_index=ignore_index, reduction="sum")
                 n = int((y != ignore_index).sum())
             else:

@@ -17,7 +17,7 @@ crops it away again.
 from __future__ import annotations
 
 from itertools import product
-from typing import Literal, TypedDict, Union, get_args
+from typing import Literal, TypedDict, get_args
 
 import torch
 
@@ -58,5 +58,5 @@ def band_names(spatial_dims: int) -> tuple[str, ...]:
 class FactoryKwargs(TypedDict):
     """The ``device`` / ``dtype`` factory keyword arguments a layer passes on to its parameters."""
 
-    device: Union[torch.device, str, None]
-    dtype: Union[torch.dtype, None]
+    device: torch.device | str | None
+    dtype: torch.dtype | None

@@ -547,7 +547,7 @@ def _pixelate(x: np.ndarray, c: Any, s: float, rng: np.random.Generator) -> np.n
     chans = []
     for i in range(x.shape[2]):
         img = Image.fromarray(x[..., i].astype(np.float32), mode="F")
-        img = img.resize(small, Image.BOX).resize((w, h), Image.BOX)
+        img = img.resize(small, Image.Resampling.BOX).resize((w, h), Image.Resampling.BOX)
         chans.append(np.asarray(img, dtype=np.float64))
     return np.stack(chans, axis=-1)
 

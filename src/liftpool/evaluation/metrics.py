@@ -350,7 +350,7 @@ class ConfusionMatrix:
         keep = tgt != self.ignore_index if self.ignore_index is not None else torch.ones_like(tgt, dtype=torch.bool)
         pred, tgt = pred[keep], tgt[keep]
         if tgt.numel() and (tgt.min() < 0 or tgt.max() >= self.num_classes):
-            bad = tgt[(tgt < 0) | (tgt >= self.num_classes)].unique()[:5].tolist()
+            bad = torch.unique(tgt[(tgt < 0) | (tgt >= self.num_classes)])[:5].tolist()
             raise ValueError(
                 f"target labels {bad} are outside 0..{self.num_classes - 1} and not ignore_index={self.ignore_index}"
             )

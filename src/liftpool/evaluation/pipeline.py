@@ -109,7 +109,7 @@ def resolve_split(data_dir: str | os.PathLike[str], dataset: str, split: str) ->
 
 def raw_eval_dataset(
     config: dict[str, Any], data_dir: str | os.PathLike[str], split: str = "auto", *, image_size: int | None = None
-) -> tuple[Dataset, dict[str, Any]]:
+) -> tuple[Dataset[Any], dict[str, Any]]:
     """The evaluation split of a checkpoint's data set, with its validation resizing/cropping
     but **without** normalisation: images are float ``(3, H, W)`` in [0, 1].
 
@@ -144,7 +144,7 @@ def raw_eval_dataset(
     return ds.val, ds.info
 
 
-def _subset(dataset: Dataset, n: int | None, seed: int) -> Dataset:
+def _subset(dataset: Dataset[Any], n: int | None, seed: int) -> Dataset[Any]:
     total = len(dataset)  # type: ignore[arg-type]
     if n is None or n >= total:
         return dataset
@@ -154,7 +154,7 @@ def _subset(dataset: Dataset, n: int | None, seed: int) -> Dataset:
     return Subset(dataset, idx.tolist())
 
 
-def _loader(dataset: Dataset, opts: EvalOptions) -> DataLoader:
+def _loader(dataset: Dataset[Any], opts: EvalOptions) -> DataLoader[Any]:
     return DataLoader(dataset, batch_size=opts.batch_size, shuffle=False, num_workers=opts.workers)
 
 
@@ -173,7 +173,7 @@ def _first_pool_maps(model: nn.Module, x: torch.Tensor) -> tuple[Any, torch.Tens
 
 def evaluate_models(
     entries: Sequence[ModelEntry],
-    dataset: Dataset,
+    dataset: Dataset[Any],
     *,
     out_dir: str | os.PathLike[str],
     options: EvalOptions | None = None,
@@ -182,7 +182,7 @@ def evaluate_models(
     ignore_index: int | None = 255,
     meta: dict[str, Any] | None = None,
     echo: Callable[[str], None] = print,
-    shift_dataset: Dataset | None = None,
+    shift_dataset: Dataset[Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Run the requested metrics for every entry, write ``results.json``, ``results.md`` and
     figures under ``out_dir``; returns one result dict per entry.
@@ -349,7 +349,7 @@ def _opts_dict(opts: EvalOptions) -> dict[str, Any]:
 def _figures(
     entries: Sequence[ModelEntry],
     wrapped: dict[str, nn.Module],
-    ds: Dataset,
+    ds: Dataset[Any],
     rows: list[dict[str, Any]],
     fig_dir: Path,
     opts: EvalOptions,
@@ -368,7 +368,9 @@ def _figures(
     )
 
     figs: dict[str, list[str]] = {}
-    add = lambda key, p: figs.setdefault(key, []).append(str(p))  # noqa: E731
+    def add(key: str, p: Any) -> None:
+        figs.setdefault(key, []).append(str(p))
+
     k = max(1, min(opts.figure_images, len(ds)))  # type: ignore[arg-type]
     samples = [ds[i] for i in range(k)]
     images = torch.stack([s[0] for s in samples])

@@ -21,7 +21,7 @@ Examples:
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, cast
 
 import numpy as np
 import torch
@@ -65,7 +65,8 @@ class Normalized(nn.Module):
         self.register_buffer("std", std_t)
 
     def forward(self, x: Tensor) -> Any:
-        return self.model((x - self.mean.to(x.dtype)) / self.std.to(x.dtype))
+        mean, std = cast(Tensor, self.mean), cast(Tensor, self.std)  # registered buffers
+        return self.model((x - mean.to(x.dtype)) / std.to(x.dtype))
 
 
 def model_output(model: nn.Module, x: Tensor) -> Tensor:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as _dt
+import functools
 import json
 import math
 import os
@@ -127,7 +128,7 @@ def peak_bytes(fn: Callable[[], Any]) -> int | None:
             with profile(profile_memory=True, record_shapes=True, with_stack=True) as prof:
                 fn()
             timeline = MemoryProfileTimeline(prof._memory_profile())
-            _, sizes = timeline._coalesce_timeline("cpu")
+            _, sizes = timeline._coalesce_timeline("cpu")  # type: ignore[no-untyped-call]  # private, untyped
         return int(max(sum(row) for row in sizes)) if sizes else None
     except Exception:  # private API: report "n/a" rather than fail the benchmark
         return None
@@ -306,7 +307,7 @@ def _bench_layer_config(
         # dynamic=False: one static graph per shape (torch 2.14's inductor fails on the
         # automatic dynamic-shape recompile of the lifting layers)
         f = torch.compile(mod, dynamic=False) if comp == "compile" else mod
-        calls[name] = (lambda f=f: f(x))  # noqa: E731
+        calls[name] = functools.partial(f, x)
     fwd: dict[str, Callable[[], Any]] = {}
     fb: dict[str, Callable[[], Any]] = {}
     for name, mod in mods.items():
@@ -337,7 +338,7 @@ def _bench_layer_config(
         if comp == "eager" and not args.no_memory:
             mod.train()
             exclude = [x, *mod.parameters(), *mod.buffers()]
-            row.saved_mb = _mb(saved_bytes(lambda mod=mod: mod(x), exclude))
+            row.saved_mb = _mb(saved_bytes(functools.partial(mod, x), exclude))
             if args.peak and dt_name == "float32":
                 row.peak_mb = _mb(peak_bytes(fb[name]))
         rows.append(row)
@@ -429,16 +430,16 @@ def bench_nets(args: argparse.Namespace, log: Callable[[str], None]) -> list[Row
 
                 opt.zero_grad(set_to_none=True)
                 loss = nn.functional.cross_entropy(model(x), target) + lifting_loss(model)
-                loss.backward()
+                loss.backward()  # type: ignore[no-untyped-call]  # Tensor.backward is untyped in torch's stubs
                 opt.step()
 
             steps[pool], models[pool] = step, model
         t = time_interleaved(steps, repeats=args.net_repeats, warmup=1, clock=args.clock)
         cfg = {"net": net, "batch": batch, "size": size, "channels_last": bool(args.net_channels_last)}
-        for pool, step in steps.items():
+        for pool, step_fn in steps.items():
             row = Row("net", cfg, pool, None, t[pool] * 1e3)
             if args.peak and not args.no_memory:
-                row.peak_mb = _mb(peak_bytes(step))
+                row.peak_mb = _mb(peak_bytes(step_fn))
             rows.append(row)
         log(f"net {net} batch {batch} {size}x{size}: " + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in t.items()))
     return rows
@@ -461,7 +462,7 @@ def bench_scaling(args: argparse.Namespace, log: Callable[[str], None]) -> list[
             x = torch.randn(*shape, requires_grad=True)
             m = LiftDownPool2d(shape[1]).train()
             g = torch.randn_like(m(x))
-            fns[str(shape)] = _fwd_bwd(m, lambda m=m, x=x: m(x), g, m)
+            fns[str(shape)] = _fwd_bwd(m, functools.partial(m, x), g, m)
         t = time_interleaved(fns, repeats=args.repeats, warmup=1, clock=args.clock)
         xs = [float(s[2] * s[3] if axis == "HW" else s[1] if axis == "C" else s[0]) for s in shapes]
         ys = [t[str(s)] * 1e3 for s in shapes]
@@ -659,7 +660,7 @@ def _shape(text: str) -> tuple[int, int, int, int]:
         raise argparse.ArgumentTypeError(f"shape must be N,C,H,W (e.g. 32,64,56,56), got {text!r}") from None
     if len(parts) != 4 or min(parts) < 1:
         raise argparse.ArgumentTypeError(f"shape must be four positive ints N,C,H,W, got {text!r}")
-    return parts  # type: ignore[return-value]
+    return parts
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -220,7 +220,7 @@ class _CifarBench:
         for x, y in tqdm(self._batches(n_epochs, g), total=steps, desc=desc, leave=False):
             opt.zero_grad()
             loss = F.cross_entropy(net(x), y) + lifting_loss(net)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]  # Tensor.backward is untyped in torch's stubs
             opt.step()
             sched.step()
 
@@ -282,9 +282,10 @@ def cifar_study(
     closeness on the test images, the test accuracy right after conversion and after
     ``finetune_epochs`` of SGD (lr 0.01, the lifting loss included).
     """
+    from torchvision.models.resnet import BasicBlock
     from tqdm import tqdm
 
-    from ..models.resnet import BasicBlock, ScaledResNet
+    from ..models.resnet import ScaledResNet
 
     torch.manual_seed(seed)
     bench = _CifarBench(root, per_class, test_per_class, batch, seed)
@@ -308,7 +309,8 @@ def cifar_study(
             if kw.get("pool") == "max" and not kw.get("targets", True):
                 if sc:
                     continue
-                net, n = copy.deepcopy(base), 0
+                net: nn.Module = copy.deepcopy(base)
+                n = 0
             else:
                 net, report = convert(base, strided_conv=sc, return_report=True, **kw)
                 n = len(report.replaced)

@@ -133,7 +133,7 @@ def fit_lifting(layer: LiftDownPool2d, x: Tensor, steps: int, lr: float = 0.01) 
         opt.zero_grad()
         layer(x)
         loss = lifting_loss(layer)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]  # Tensor.backward is untyped in torch's stubs
         opt.step()
         history.append(float(loss.detach()))
     layer.eval()

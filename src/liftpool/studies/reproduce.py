@@ -32,6 +32,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -416,7 +417,7 @@ def build_plan(
     robust = req & {"fig4", "table5"} or ("all" in tables)
     if robust:  # Table 3's core methods + one evaluation per seed that serves Table 3, Fig. 4, Table 5
         groups.append(["table5"])
-    middle = [t for t in ("table1", "table2") if t in req]
+    middle: list[str] = [t for t in ("table1", "table2") if t in req]
     if "table3" in req and not robust:
         middle.insert(0, "table3")
     if middle:
@@ -456,7 +457,7 @@ def build_plan(
                                 "train",
                                 _train_argv(s, seed, budget, run_dir, cifar, camvid),
                                 str(run_dir),
-                                lambda d=run_dir, e=epochs: train_done(d, e),
+                                functools.partial(train_done, run_dir, epochs),
                             )
                         )
                     ckpts.append(str(run_dir / "checkpoints" / "last.pt"))
@@ -488,7 +489,7 @@ def build_plan(
                         "eval",
                         argv,
                         str(eout),
-                        lambda o=eout, la=tuple(labels), m=metrics, op=opts: eval_done(o, la, m, op),
+                        functools.partial(eval_done, eout, tuple(labels), metrics, opts),
                         tuple(ckpts),
                     )
                 )
@@ -501,13 +502,15 @@ def _label(s: Setting) -> str:
 
 
 def _subset_name(b: Budget) -> str:
-    f = lambda n: "all" if n is None else f"{n}pc"  # noqa: E731
+    def f(n: int | None) -> str:
+        return "all" if n is None else f"{n}pc"
+
     return f"cifar10-{f(b.train_per_class)}-{f(b.test_per_class)}"
 
 
 # --------------------------------------------------------------------------- aggregation
-def mean_std(values: Sequence[float]) -> tuple[float, float, int]:
-    """Mean, sample standard deviation (ddof = 1; 0 for one value) and count; NaNs are dropped.
+def mean_std(values: Sequence[float | None]) -> tuple[float, float, int]:
+    """Mean, sample standard deviation (ddof = 1; 0 for one value) and count; NaNs and Nones are dropped.
 
     >>> mean_std([1.0, 2.0, 3.0])
     (2.0, 1.0, 3)
@@ -627,8 +630,8 @@ def aggregate(
     # Table 6
     rows = []
     for label, s in table_rows("table6"):
-        segs = [(k, evals["table6"][k].get(_label(s), {}).get("segmentation")) for k in range(seeds)]
-        segs = [(k, x) for k, x in segs if x]
+        found = [(k, evals["table6"][k].get(_label(s), {}).get("segmentation")) for k in range(seeds)]
+        segs: list[tuple[int, Any]] = [(k, x) for k, x in found if x]
         row = {
             "label": label,
             "setting": s.key,
@@ -638,7 +641,8 @@ def aggregate(
         }
         row["miou"] = mean_std([x["miou"] for _, x in segs])
         row["pixel_accuracy"] = mean_std([x["pixel_accuracy"] for _, x in segs])
-        names = next((x.get("class_names") for _, x in segs if x.get("class_names")), None) or []
+        class_names: list[Any] = next((x.get("class_names") for _, x in segs if x.get("class_names")), []) or []
+        names = class_names
         row["class_names"] = list(names)
         row["iou"] = [mean_std([x["iou"][i] for _, x in segs if i < len(x["iou"])]) for i in range(len(names))]
         rows.append(row)

@@ -325,19 +325,46 @@ def convert(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    target_names, exclude_patterns, kw = _check_options(
+        pool, targets, strided_conv, bands, kernel_size, init, exclude, example_input, pool_kwargs
+    )
+    if not inplace:
+        model = copy.deepcopy(model)
+    pools, convs, skipped = _find_candidates(model, target_names, strided_conv, exclude_patterns, keep_stem)
+    channels = _probe_channels(model, pools, example_input) if pools else {}
+    replaced = _replace_pools(model, pools, channels, pool, kw, skipped) + _replace_convs(model, convs, pool, kw)
+    order = {path: i for i, (path, _) in enumerate(model.named_modules())}
+    replaced.sort(key=lambda r: order.get(r.path, len(order)))
+    report = ConversionReport(tuple(replaced), tuple(skipped), sum(r.added_parameters for r in replaced))
+    logger.info("%s", report)
+    if not replaced:
+        _warn_nothing_replaced(type(model).__name__, strided_conv, skipped)
+    if return_report:
+        return model, report
+    return model
+
+
+def _check_options(
+    pool: str,
+    targets: Iterable[Target],
+    strided_conv: bool,
+    bands: BandSelection,
+    kernel_size: int | None,
+    init: Init,
+    exclude: Iterable[str],
+    example_input: Tensor | tuple[int, ...] | None,
+    pool_kwargs: Mapping[str, Any] | None,
+) -> tuple[tuple[str, ...], tuple[str, ...], dict[str, Any]]:
+    """Validate :func:`convert`'s options; the target kinds, the exclude patterns and the pool's keyword arguments."""
     if not isinstance(pool, str) or pool not in available_pools():
         raise ValueError(f"pool must be one of {available_pools()}, got {pool!r}")
-    if isinstance(targets, str):
-        targets = (targets,)  # type: ignore[assignment]
-    targets = tuple(targets)
-    for t in targets:
+    target_names = (targets,) if isinstance(targets, str) else tuple(targets)
+    for t in target_names:
         if t not in _TARGET_TYPES:
             raise ValueError(f"targets must be a subset of {tuple(_TARGET_TYPES)}, got {t!r}")
-    if not targets and not strided_conv:
+    if not target_names and not strided_conv:
         raise ValueError("nothing to convert: targets is empty and strided_conv=False")
-    if isinstance(exclude, str):
-        exclude = (exclude,)
-    exclude = tuple(exclude)
+    exclude_patterns = (exclude,) if isinstance(exclude, str) else tuple(exclude)
     kw: dict[str, Any] = {}
     if pool == "lift":
         kw.update(init_kwargs(init))
@@ -355,12 +382,15 @@ def convert(
         kw.update(pool_kwargs)
     if example_input is not None and not isinstance(example_input, (Tensor, tuple, list, torch.Size)):
         raise TypeError(f"example_input must be a tensor or a shape tuple, got {type(example_input).__name__}")
+    return target_names, exclude_patterns, kw
 
-    if not inplace:
-        model = copy.deepcopy(model)
+
+def _find_candidates(
+    model: nn.Module, targets: tuple[str, ...], strided_conv: bool, exclude: tuple[str, ...], keep_stem: bool
+) -> tuple[list[str], list[str], list[tuple[str, str]]]:
+    """Paths of the pools and of the strided convolutions to replace, and ``(path, reason)`` of those left alone."""
     target_types = tuple(_TARGET_TYPES[t] for t in targets)
     stem = _first_conv(model) if (strided_conv and keep_stem) else None
-
     pools: list[str] = []
     convs: list[str] = []
     skipped: list[tuple[str, str]] = []
@@ -396,27 +426,38 @@ def convert(
                 skipped.append((path, f"string padding {m.padding!r}"))
             else:
                 convs.append(path)
+    return pools, convs, skipped
 
-    channels = _probe_channels(model, pools, example_input) if pools else {}
-    modules = dict(model.named_modules())
+
+def _factory_kw(model: nn.Module, m: nn.Module) -> dict[str, Any]:
+    """``device``/``dtype`` of ``m``'s first parameter (else the model's), for the new pooling layer."""
+    ref = next(m.parameters(), None)
+    if ref is None:
+        ref = next(model.parameters(), None)
+    return {"device": ref.device, "dtype": ref.dtype} if ref is not None and ref.is_floating_point() else {}
+
+
+def _put(model: nn.Module, path: str, new: nn.Module) -> None:
+    parent_path, _, name = path.rpartition(".")
+    setattr(model.get_submodule(parent_path) if parent_path else model, name, new)
+
+
+def _replace_pools(
+    model: nn.Module,
+    pools: Sequence[str],
+    channels: Mapping[str, int],
+    pool: str,
+    kw: Mapping[str, Any],
+    skipped: list[tuple[str, str]],
+) -> list[Replacement]:
+    """Swap each pooling layer in ``pools`` for ``pool`` (size-matched where its size rule differs)."""
     replaced: list[Replacement] = []
-
-    def factory_kw(m: nn.Module) -> dict[str, Any]:
-        ref = next(m.parameters(), None)
-        if ref is None:
-            ref = next(model.parameters(), None)
-        return {"device": ref.device, "dtype": ref.dtype} if ref is not None and ref.is_floating_point() else {}
-
-    def put(path: str, new: nn.Module) -> None:
-        parent_path, _, name = path.rpartition(".")
-        setattr(modules[parent_path] if parent_path else model, name, new)
-
     for path in pools:
-        old = modules[path]
+        old = model.get_submodule(path)
         if path not in channels:
             skipped.append((path, "not reached by the probe forward pass (channel count unknown)"))
             continue
-        new: nn.Module = make_pool(pool, channels[path], **{**factory_kw(old), **kw})
+        new: nn.Module = make_pool(pool, channels[path], **{**_factory_kw(model, old), **kw})
         k, p = pair(old.kernel_size), pair(old.padding)
         d = pair(getattr(old, "dilation", 1))
         ceil_mode = bool(old.ceil_mode)
@@ -426,28 +467,25 @@ def convert(
         ):
             new = SizeMatchedPool2d(new, kernel_size=k, padding=p, dilation=d, ceil_mode=ceil_mode)
         new.train(old.training)
-        put(path, new)
+        _put(model, path, new)
         replaced.append(Replacement(path, repr(old), _describe(new), _n_params(new)))
+    return replaced
 
+
+def _replace_convs(model: nn.Module, convs: Sequence[str], pool: str, kw: Mapping[str, Any]) -> list[Replacement]:
+    """Turn each stride-2 convolution in ``convs`` into a :class:`PooledConv2d` with ``pool``."""
+    replaced: list[Replacement] = []
     for path in convs:
-        old = modules[path]
+        old = model.get_submodule(path)
         assert isinstance(old, nn.Conv2d)
         first = pair(old.kernel_size) == (1, 1) and pair(old.padding) == (0, 0)
         ch = old.in_channels if first else old.out_channels
-        p_layer = make_pool(pool, ch, **{**factory_kw(old), **kw})
+        p_layer = make_pool(pool, ch, **{**_factory_kw(model, old), **kw})
         p_layer.train(old.training)
         new = PooledConv2d.from_conv(old, p_layer, pool_first=first)
-        put(path, new)
+        _put(model, path, new)
         where = "before" if first else "after"
-        replaced.append(Replacement(path, repr(old), f"Conv2d(stride=1) + {_describe(p_layer)} {where}",
-                                    _n_params(p_layer)))
-
-    order = {path: i for i, (path, _) in enumerate(model.named_modules())}
-    replaced.sort(key=lambda r: order.get(r.path, len(order)))
-    report = ConversionReport(tuple(replaced), tuple(skipped), sum(r.added_parameters for r in replaced))
-    logger.info("%s", report)
-    if not replaced:
-        _warn_nothing_replaced(type(model).__name__, strided_conv, skipped)
-    if return_report:
-        return model, report
-    return model
+        replaced.append(
+            Replacement(path, repr(old), f"Conv2d(stride=1) + {_describe(p_layer)} {where}", _n_params(p_layer))
+        )
+    return replaced

@@ -19,21 +19,25 @@ import torch
 from helpers import rel_err
 
 from liftpool import LiftDownPool2d, LiftUpPool2d
-from liftpool.layers import Details2d
 from liftpool.kernels import native
 from liftpool.kernels.native import _build
+from liftpool.layers import Details2d
 
 pytestmark = pytest.mark.skipif(
     _build.find_compiler() is None, reason="no C++ compiler found: the native kernel cannot be built here"
 )
 
 BANDS = ("LL", "LH", "HL", "HH")
-PADDINGS = ("reflect", "replicate", "zeros", "circular")
+PADDINGS: tuple[Any, ...] = ("reflect", "replicate", "zeros", "circular")
 
 
 def _eager_pool() -> Callable[..., Any]:
     """The eager path's pool function (``liftpool.kernels.eager`` once it exists, else ``liftpool._fast``)."""
-    for name, attr in (("liftpool.kernels.eager", "fast_pool"), ("liftpool.kernels.eager", "pool"), ("liftpool._fast", "fast_pool")):
+    for name, attr in (
+        ("liftpool.kernels.eager", "fast_pool"),
+        ("liftpool.kernels.eager", "pool"),
+        ("liftpool._fast", "fast_pool"),
+    ):
         try:
             mod = importlib.import_module(name)
         except ImportError:
@@ -176,8 +180,10 @@ def _exact(layer: LiftDownPool2d, x: torch.Tensor) -> list[torch.Tensor]:
     return _run(eager_pool, copy.deepcopy(layer).double(), x.double())
 
 
-def _assert_close_as_eager(got: list[torch.Tensor], ref: list[torch.Tensor], exact: list[torch.Tensor], eps: float) -> None:
-    """Native is as close to the float64 result as the eager path (within 2x: summed gradients cancel), or within eps."""
+def _assert_close_as_eager(
+    got: list[torch.Tensor], ref: list[torch.Tensor], exact: list[torch.Tensor], eps: float
+) -> None:
+    """Native is as close to the float64 result as eager (within 2x: summed gradients cancel), or within eps."""
     for i, (a, b, e) in enumerate(zip(got, ref, exact)):
         assert a.dtype == b.dtype, (i, a.dtype, b.dtype)
         err_native, err_eager = rel_err(a.double(), e), rel_err(b.double(), e)
@@ -206,7 +212,9 @@ def test_autocast(dtype: torch.dtype) -> None:
 
 
 # ---------------------------------------------------------------------- autograd properties
-def _op_args(x: torch.Tensor, params: torch.Tensor, padding: int, bands: int, details: bool, layout: int) -> tuple[Any, ...]:
+def _op_args(
+    x: torch.Tensor, params: torch.Tensor, padding: int, bands: int, details: bool, layout: int
+) -> tuple[Any, ...]:
     return (x, params, padding, bands, 0.75, True, details, layout)
 
 
@@ -214,7 +222,9 @@ def _params(layer: LiftDownPool2d) -> torch.Tensor:
     return native._pack(layer.transforms).detach()
 
 
-@pytest.mark.parametrize(("H", "W", "padding", "layout"), [(1, 1, 0, 1), (2, 3, 1, 2), (5, 4, 2, 1), (3, 6, 3, 2), (7, 7, 0, 2)])
+@pytest.mark.parametrize(
+    ("H", "W", "padding", "layout"), [(1, 1, 0, 1), (2, 3, 1, 2), (5, 4, 2, 1), (3, 6, 3, 2), (7, 7, 0, 2)]
+)
 def test_gradcheck(H: int, W: int, padding: int, layout: int) -> None:
     layer = LiftDownPool2d(2, 3, share_weights=(H + W) % 2 == 0).double()
     x = torch.randn(3, 2, H, W, dtype=torch.float64, requires_grad=True)
@@ -315,7 +325,7 @@ def test_up_of_down_is_exact(layout: int) -> None:
     x = torch.randn(9, 3, 11, 6, dtype=torch.float64)
     y, det, _ = native.pool(x, down.transforms, 2, down.bands, 1.0, False, True, layout=layout)
     assert det is not None
-    back = up(y, Details2d(*det, size=(11, 6)))
+    back = up(y, Details2d(det[0], det[1], det[2], size=(11, 6)))
     assert rel_err(back, x) <= 1e-12
 
 

@@ -17,7 +17,7 @@ channels_last input is copied to NCHW inside (the outputs are returned channels_
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -67,13 +67,28 @@ def _lifter_ok(m: Any, channels: int, k: int, mode: str) -> bool:
     )
 
 
+def _tracing_or_exporting() -> bool:
+    """TorchScript tracing/scripting or ONNX export: those take the eager composite of ATen ops."""
+    jit: Any = torch.jit
+    return bool(jit.is_tracing() or jit.is_scripting() or torch.onnx.is_in_onnx_export())
+
+
+def _lifters(transforms: nn.ModuleList) -> list[tuple[LearnedLifter, LearnedLifter]]:
+    """The (P, U) lifter pair of every transform (call after :func:`applicable`)."""
+    pairs = []
+    for t in transforms:
+        lt = cast(LiftingTransform, t)
+        pairs.append((cast(LearnedLifter, lt.P[0]), cast(LearnedLifter, lt.U[0])))
+    return pairs
+
+
 def applicable(x: Tensor, transforms: nn.ModuleList, spatial_dims: int) -> bool:
     """True when :func:`pool` handles this call (it does not build or load anything)."""
     if spatial_dims != 2 or not isinstance(x, Tensor) or x.ndim != 4 or x.device.type != "cpu":
         return False
     if x.dtype not in SUPPORTED_DTYPES or x.numel() == 0:
         return False
-    if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export():
+    if _tracing_or_exporting():
         return False
     if len(transforms) not in (1, 3):
         return False
@@ -94,9 +109,9 @@ def applicable(x: Tensor, transforms: nn.ModuleList, spatial_dims: int) -> bool:
 def _pack(transforms: nn.ModuleList) -> Tensor:
     """``(T, 2, C, K + 3)``: per transform and lifter (P, U), per channel: taps, bias, 1x1 weight, 1x1 bias."""
     rows = []
-    for t in transforms:
+    for p_u in _lifters(transforms):
         pair = []
-        for m in (t.P[0], t.U[0]):
+        for m in p_u:
             c = m.channels
             pair.append(
                 torch.cat(
@@ -141,7 +156,7 @@ def pool(
         raise ValueError(f"liftpool native: bands must be a non-empty subset of {_BAND_ORDER}, got {tuple(bands)}")
     if layout not in (None, 1, 2):
         raise ValueError(f"liftpool native: layout must be None, 1 or 2, got {layout!r}")
-    first = transforms[0].P[0]
+    first = _lifters(transforms)[0][0]
     params = _pack(transforms)
     out_dtype = _result_dtype(x, params.dtype)
     compute = torch.float64 if out_dtype == torch.float64 else torch.float32

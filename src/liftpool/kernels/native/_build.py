@@ -123,7 +123,7 @@ def _file_lock(path: Path) -> Iterator[None]:
 def _compile(build_dir: Path, name: str) -> ModuleType:
     from torch.utils.cpp_extension import load
 
-    return load(
+    module: ModuleType = load(
         name=name,
         sources=[str(CSRC / s) for s in SOURCES],
         extra_cflags=list(CXX_FLAGS),
@@ -132,6 +132,7 @@ def _compile(build_dir: Path, name: str) -> ModuleType:
         build_directory=str(build_dir),
         verbose=False,
     )
+    return module
 
 
 def load_extension() -> ModuleType:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import platform
 import shutil
@@ -121,7 +122,14 @@ def _file_lock(path: Path) -> Iterator[None]:
 
 
 def _compile(build_dir: Path, name: str) -> ModuleType:
-    from torch.utils.cpp_extension import load
+    # importing cpp_extension logs "No CUDA runtime is found" on CPU-only machines: not our concern
+    log = logging.getLogger("torch.utils.cpp_extension")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        from torch.utils.cpp_extension import load
+    finally:
+        log.setLevel(level)
 
     module: ModuleType = load(
         name=name,

@@ -18,7 +18,7 @@ itself differentiable (no double backward).  The compiled module is loaded on th
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from torch import Tensor
@@ -72,8 +72,8 @@ def _down2d_fake(
 def down2d_backward(
     x: Tensor,
     params: Tensor,
-    grad_out: Tensor | None,
-    grad_details: Tensor | None,
+    grad_out: Optional[Tensor],  # noqa: UP045 (custom_op parses the annotation; Python 3.9)
+    grad_details: Optional[Tensor],  # noqa: UP045
     grad_cons: Tensor,
     padding: int,
     bands: int,
@@ -88,8 +88,8 @@ def down2d_backward(
 def _down2d_backward_fake(
     x: Tensor,
     params: Tensor,
-    grad_out: Tensor | None,
-    grad_details: Tensor | None,
+    grad_out: Optional[Tensor],  # noqa: UP045 (custom_op parses the annotation; Python 3.9)
+    grad_details: Optional[Tensor],  # noqa: UP045
     grad_cons: Tensor,
     padding: int,
     bands: int,

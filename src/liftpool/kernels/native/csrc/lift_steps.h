@@ -191,6 +191,8 @@ void rows_backward(const T* src, int64_t ld, int64_t M, int64_t width, const int
     gptr[q] = idx[q] < 0 ? dump_row : gd + idx[q] * width;
   }
   {
+    // a local copy: GCC does not vectorise the loop below when it reads U.pw through the reference
+    const T upw = U.pw;
     T* __restrict Ab = gU.bias();
     T* __restrict Aw = gU.pw();
     T* __restrict Ac = gU.pb();
@@ -212,7 +214,7 @@ void rows_backward(const T* src, int64_t ld, int64_t M, int64_t width, const int
         const T gz = gsv * (T(1) - pu[j] * pu[j]);
         Aw[j] += gz * relu(a[j]);
         Ac[j] += gz;
-        const T g = a[j] > T(0) ? gz * U.pw : T(0);
+        const T g = a[j] > T(0) ? gz * upw : T(0);
         ga[j] = g;
         Ab[j] += g;
       }
@@ -234,6 +236,7 @@ void rows_backward(const T* src, int64_t ld, int64_t M, int64_t width, const int
     gptr[q] = idx[q] < 0 ? dump_row : gsrc + 2 * idx[q] * width;
   }
   {
+    const T ppw = P.pw;
     T* __restrict Ab = gP.bias();
     T* __restrict Aw = gP.pw();
     T* __restrict Ac = gP.pb();
@@ -249,7 +252,7 @@ void rows_backward(const T* src, int64_t ld, int64_t M, int64_t width, const int
         const T gz = -g_d[j] * (T(1) - pp[j] * pp[j]);
         Aw[j] += gz * relu(a[j]);
         Ac[j] += gz;
-        const T g = a[j] > T(0) ? gz * P.pw : T(0);
+        const T g = a[j] > T(0) ? gz * ppw : T(0);
         ga[j] = g;
         Ab[j] += g;
       }
@@ -380,6 +383,7 @@ void hrow_backward(const HRow<T>& r, int64_t W, const int64_t* idx, int64_t p, i
     const T* __restrict pu = r.pU;
     const T* __restrict a = r.aU;
     T* __restrict ge = gEp + p;
+    const T upw = U.pw;
     T* __restrict Ab = gU.bias();
     T* __restrict Aw = gU.pw();
     T* __restrict Ac = gU.pb();
@@ -392,7 +396,7 @@ void hrow_backward(const HRow<T>& r, int64_t W, const int64_t* idx, int64_t p, i
       const T gz = gsv * (T(1) - pu[j] * pu[j]);
       Aw[j] += gz * relu(a[j]);
       Ac[j] += gz;
-      const T g = a[j] > T(0) ? gz * U.pw : T(0);
+      const T g = a[j] > T(0) ? gz * upw : T(0);
       ga[j] = g;
       Ab[j] += g;
     }
@@ -410,6 +414,7 @@ void hrow_backward(const HRow<T>& r, int64_t W, const int64_t* idx, int64_t p, i
     const T* __restrict pp = r.pP;
     const T* __restrict a = r.aP;
     const T* __restrict gd = gDp + p;
+    const T ppw = P.pw;
     T* __restrict Ab = gP.bias();
     T* __restrict Aw = gP.pw();
     T* __restrict Ac = gP.pb();
@@ -419,7 +424,7 @@ void hrow_backward(const HRow<T>& r, int64_t W, const int64_t* idx, int64_t p, i
       const T gz = -gd[j] * (T(1) - pp[j] * pp[j]);
       Aw[j] += gz * relu(a[j]);
       Ac[j] += gz;
-      const T g = a[j] > T(0) ? gz * P.pw : T(0);
+      const T g = a[j] > T(0) ? gz * ppw : T(0);
       ga[j] = g;
       Ab[j] += g;
     }

@@ -32,9 +32,9 @@ __all__ = ["available", "applicable", "pool", "build_info", "NB_MAX_WIDTH", "SUP
 #: Input dtypes the native path accepts (bfloat16/float16 are computed in float32).
 SUPPORTED_DTYPES: tuple[torch.dtype, ...] = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 #: Maps at most this wide (and batches of at least NB_MIN_BATCH) take the images-innermost layout.
-#: Measured (fwd+bwd, 1 thread, shared machine): images-innermost 0.6x the plane layout's time at
-#: 8x8, ~1.0x at 16x16 and 24x24, 1.4x at 32x32 (the crossover run quoted in docs of the kernel).
-NB_MAX_WIDTH: int = 16
+#: Measured (fwd+bwd, 1 thread, N=64, interleaved, shared machine): images-innermost / plane time
+#: = 0.85 at 16x16, 0.89 at 24x24, 1.12 at 32x32, 1.37 at 48x48 (and ~0.6 at 8x8).
+NB_MAX_WIDTH: int = 24
 NB_MIN_BATCH: int = 2
 _BAND_ORDER = ("LL", "LH", "HL", "HH")
 

@@ -5,8 +5,8 @@ Usage (from the repository root)::
     PYTHONPATH=src python benchmarks/bench_native.py                 # target shape + small maps
     PYTHONPATH=src python benchmarks/bench_native.py --shapes target --rounds 9 --threads 1,2
 
-Every round runs every case once per thread count, so load from other processes hits all cases
-alike; the table gives medians (and min-max) and the ratios of the medians.  "fwd+bwd" is the
+Every round runs every case once (one thread count at a time), so load from other processes hits
+all cases alike; the table gives medians (and min-max) and the ratios of the medians.  "fwd+bwd" is the
 training step of the pooling layer alone: forward in training mode (LiftDownPool2d: with its
 constraint loss lambda_u c_u + lambda_p c_p), ``out.sum()`` (+ loss), backward.  "eval fwd" is a
 no-grad forward in eval mode.  The eager case calls the eager path's pool function directly (the
@@ -109,24 +109,25 @@ def cases_for(shape: tuple[int, int, int, int]) -> tuple[dict[str, Callable[[], 
 def measure(
     cases: dict[str, Callable[[], None]], threads: list[int], rounds: int
 ) -> dict[tuple[int, str], list[float]]:
-    reps: dict[tuple[int, str], int] = {}
+    """Median-ready samples per (threads, case): cases interleaved within every round, one thread count at a time
+    (switching the OpenMP team size inside a round lets a spinning worker of the 2-thread team steal the core of
+    the next 1-thread case on a loaded machine)."""
+    samples: dict[tuple[int, str], list[float]] = {}
     for th in threads:
         torch.set_num_threads(th)
+        reps: dict[str, int] = {}
         for k, f in cases.items():
             f()
             t0 = time.perf_counter()
             f()
-            reps[th, k] = max(1, int(0.05 / max(time.perf_counter() - t0, 1e-6)))
-    samples: dict[tuple[int, str], list[float]] = {key: [] for key in reps}
-    for _ in range(rounds):
-        for th in threads:
-            torch.set_num_threads(th)
+            reps[k] = max(1, int(0.05 / max(time.perf_counter() - t0, 1e-6)))
+            samples[th, k] = []
+        for _ in range(rounds):
             for k, f in cases.items():
-                r = reps[th, k]
                 t0 = time.perf_counter()
-                for _ in range(r):
+                for _ in range(reps[k]):
                     f()
-                samples[th, k].append((time.perf_counter() - t0) / r)
+                samples[th, k].append((time.perf_counter() - t0) / reps[k])
     return samples
 
 

@@ -1,0 +1,229 @@
+"""Compile-on-first-use of the native kernel (``torch.utils.cpp_extension.load``) into a per-user cache.
+
+The build directory is ``$LIFTPOOL_CACHE_DIR/<key>`` (default ``~/.cache/liftpool/native/<key>``);
+``<key>`` hashes the C++ sources, the compiler flags, the torch and Python versions and the CPU
+(architecture plus the model and feature-flag lines of ``/proc/cpuinfo``), because the code is
+compiled with ``-march=native`` and must not be reused on another CPU.  An exclusive ``fcntl``
+lock around the build keeps DDP ranks and pytest-xdist workers from compiling at once: the first
+one builds, the others wait and then load the finished module.
+
+A missing compiler or a failed build never raises from :func:`load_extension`'s callers: the
+state records the error, :func:`liftpool.kernels.native.available` returns ``False`` and ONE
+``RuntimeWarning`` says why (the layer then takes the eager path).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import platform
+import shutil
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import torch
+
+__all__ = ["BuildState", "STATE", "CXX_FLAGS", "LD_FLAGS", "cache_root", "build_key", "load_extension", "find_compiler"]
+
+CSRC = Path(__file__).resolve().parent / "csrc"
+SOURCES: tuple[str, ...] = ("lift_down2d.cpp",)
+HEADERS: tuple[str, ...] = ("lift_steps.h",)
+#: ``-ffp-contract=fast`` lets the compiler fuse multiply-adds (FMA); float64 parity with the eager
+#: path stays far inside 1e-12 (checked by tests/native).  ``-fno-trapping-math`` (no change to any
+#: IEEE result, only to FP exception flags) lets GCC if-convert the selects of the tanh and ReLU
+#: loops: without it those ``omp simd`` loops stay scalar ("control flow in loop").
+CXX_FLAGS: tuple[str, ...] = (
+    "-O3",
+    "-march=native",
+    "-ffp-contract=fast",
+    "-fno-trapping-math",
+    "-fopenmp",
+    "-DNDEBUG",
+)
+LD_FLAGS: tuple[str, ...] = ("-fopenmp",)
+
+
+class BuildState:
+    """What the last attempt to load the extension did (one per process)."""
+
+    def __init__(self) -> None:
+        self.module: ModuleType | None = None
+        self.tried = False
+        self.error: str | None = None
+        self.warned = False
+        self.build_dir: str | None = None
+        self.key: str | None = None
+        self.built_now = False
+        self.build_seconds: float | None = None
+        self.load_seconds: float | None = None
+        self.lock = threading.Lock()
+
+    def reset(self) -> None:
+        """Forget the loaded module and any error (tests use this)."""
+        self.__init__()  # type: ignore[misc]  # re-initialise in place (the lock included)
+
+
+STATE = BuildState()
+
+
+def cache_root() -> Path:
+    """``$LIFTPOOL_CACHE_DIR`` or ``~/.cache/liftpool/native``."""
+    env = os.environ.get("LIFTPOOL_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "liftpool" / "native"
+
+
+def _cpu_signature() -> str:
+    lines: list[str] = [platform.machine(), platform.processor()]
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            seen: set[str] = set()
+            for line in f:
+                name = line.split(":", 1)[0].strip()
+                if name in ("model name", "flags", "Features", "CPU implementer", "CPU part") and name not in seen:
+                    seen.add(name)
+                    lines.append(line.strip())
+    return "\n".join(lines)
+
+
+def build_key() -> str:
+    """Hash of the sources, flags, torch version, Python version and CPU."""
+    h = hashlib.sha256()
+    for name in SOURCES + HEADERS:
+        h.update(name.encode())
+        h.update((CSRC / name).read_bytes())
+    h.update(repr((CXX_FLAGS, LD_FLAGS)).encode())
+    h.update(torch.__version__.encode())
+    h.update(sys.version.encode())
+    h.update(_cpu_signature().encode())
+    return h.hexdigest()[:20]
+
+
+def find_compiler() -> str | None:
+    """Path of the C++ compiler ``torch.utils.cpp_extension`` would use (``$CXX`` or ``c++``), or None."""
+    return shutil.which(os.environ.get("CXX", "c++"))
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX: no inter-process lock
+            yield
+            return
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def _compile(build_dir: Path, name: str) -> ModuleType:
+    # importing cpp_extension logs "No CUDA runtime is found" on CPU-only machines: not our concern
+    log = logging.getLogger("torch.utils.cpp_extension")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        from torch.utils.cpp_extension import load
+    finally:
+        log.setLevel(level)
+
+    module: ModuleType = load(
+        name=name,
+        sources=[str(CSRC / s) for s in SOURCES],
+        extra_cflags=list(CXX_FLAGS),
+        extra_ldflags=list(LD_FLAGS),
+        extra_include_paths=[str(CSRC)],
+        build_directory=str(build_dir),
+        verbose=False,
+    )
+    return module
+
+
+def load_extension() -> ModuleType:
+    """The compiled module; builds it on first use.  Raises ``RuntimeError`` when it cannot be built."""
+    st = STATE
+    with st.lock:
+        if st.module is not None:
+            return st.module
+        if st.tried:
+            raise RuntimeError(st.error or "the liftpool native kernel is unavailable")
+        st.tried = True
+        try:
+            if find_compiler() is None:
+                raise RuntimeError(f"no C++ compiler found (looked for {os.environ.get('CXX', 'c++')!r} on PATH)")
+            key = build_key()
+            build_dir = cache_root() / key
+            st.key, st.build_dir = key, str(build_dir)
+            name = f"liftpool_native_{key}"
+            t0 = time.perf_counter()
+            with _file_lock(cache_root() / f"{key}.lock"):
+                fresh = not any(build_dir.glob(f"{name}*.so")) if build_dir.exists() else True
+                build_dir.mkdir(parents=True, exist_ok=True)
+                st.module = _compile(build_dir, name)
+                elapsed = time.perf_counter() - t0
+                info_path = build_dir / "build_info.json"
+                if fresh:
+                    st.built_now = True
+                    st.build_seconds = elapsed
+                    from liftpool.io import atomic_write_json
+
+                    atomic_write_json(info_path, {"build_seconds": elapsed, "key": key, "flags": list(CXX_FLAGS)})
+                else:
+                    st.load_seconds = elapsed
+                    with contextlib.suppress(OSError, ValueError):
+                        st.build_seconds = float(json.loads(info_path.read_text())["build_seconds"])
+            return st.module
+        except Exception as exc:  # any build/load failure means: eager path
+            st.module = None
+            st.error = f"{type(exc).__name__}: {exc}".strip()
+            raise RuntimeError(st.error) from exc
+
+
+def try_load() -> ModuleType | None:
+    """:func:`load_extension`, or None (with one ``RuntimeWarning`` per process) when it fails."""
+    try:
+        return load_extension()
+    except RuntimeError:
+        st = STATE
+        if not st.warned:
+            st.warned = True
+            first = (st.error or "").splitlines()[0][:500]
+            warnings.warn(
+                "liftpool: the native CPU kernel could not be built, LiftDownPool2d uses the eager path "
+                f"(slower, same results). Reason: {first}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return None
+
+
+def info() -> dict[str, Any]:
+    """Build state for :func:`liftpool.kernels.native.build_info`."""
+    st = STATE
+    return {
+        "active": st.module is not None,
+        "tried": st.tried,
+        "error": st.error,
+        "compiler": find_compiler(),
+        "cxx_flags": list(CXX_FLAGS),
+        "ld_flags": list(LD_FLAGS),
+        "cache_root": str(cache_root()),
+        "build_dir": st.build_dir,
+        "key": st.key,
+        "built_now": st.built_now,
+        "build_seconds": st.build_seconds,
+        "load_seconds": st.load_seconds,
+    }

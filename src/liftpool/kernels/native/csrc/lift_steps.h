@@ -1,0 +1,449 @@
+// One learned lifting step (predict, then update) of LiftDownPool2d, forward and backward, on
+// cache-resident buffers.  Maths (liftpool.functional.lift_1d with liftpool.lifters.LearnedLifter):
+//
+//   d = o - P(e),   s = e + U(d),   F(v) = tanh(pw * relu(b + sum_k t[k] v[i + k - p]) + pb)
+//
+// with "same" padding of the K-tap convolution given by an index table (pad_table) and the
+// constraint sums (s - o)^2 and d^2.  Two shapes of step:
+//   * rows_*: the lifted axis is the row index of a 2D array of `width` contiguous lanes; every
+//     inner loop runs over the lanes (vertical step of the plane layout, both steps of the
+//     images-innermost layout);
+//   * hrow_*: the lifted axis is the contiguous axis of one image row (horizontal step of the plane
+//     layout); the row is split into even/odd samples into a padded buffer first.
+// Inner loops have no per-element branches: padding is resolved per row (pointer tables) or in
+// separate edge loops, ReLU/derivative masks are selects, tanh is a branch-free rational function.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+namespace liftpool {
+
+enum PadMode : int { kReflect = 0, kReplicate = 1, kZeros = 2, kCircular = 3 };
+
+// Source sample of padded position q (q in [-p, n + p)) of an axis of n samples, exactly as
+// liftpool.functional.pad_axis pads it; -1 stands for a zero sample.  Reflection needs p < n and
+// falls back to replicate otherwise; circular padding wraps as often as needed.
+inline int64_t pad_source(int64_t q, int64_t n, int64_t p, int mode) {
+  if (q >= 0 && q < n) return q;
+  if (mode == kReflect && p >= n) mode = kReplicate;
+  switch (mode) {
+    case kReflect:
+      return q < 0 ? -q : 2 * (n - 1) - q;
+    case kReplicate:
+      return q < 0 ? 0 : n - 1;
+    case kZeros:
+      return -1;
+    default:
+      return ((q % n) + n) % n;
+  }
+}
+
+// idx[q + p] = pad_source(q) for q in [-p, n + p).
+inline void pad_table(std::vector<int64_t>& idx, int64_t n, int64_t p, int mode) {
+  idx.resize(static_cast<size_t>(n + 2 * p));
+  for (int64_t q = -p; q < n + p; ++q) idx[static_cast<size_t>(q + p)] = pad_source(q, n, p, mode);
+}
+
+// tanh for float: the rational approximation Eigen uses for float (odd degree 13 / even degree 6 on
+// [-7.998, 7.998], clamped outside; MPL-2.0 constants), branch-free so that `omp simd` loops
+// vectorise it.  Max error vs std::tanh is checked by tests/native (tanh_max_ulp).
+inline float fast_tanh(float a) {
+  const float lim = 7.99881172180175781f;
+  const float x = std::min(std::max(a, -lim), lim);
+  const float x2 = x * x;
+  float p = -2.76076847742355e-16f;
+  p = p * x2 + 2.00018790482477e-13f;
+  p = p * x2 + -8.60467152213735e-11f;
+  p = p * x2 + 5.12229709037114e-08f;
+  p = p * x2 + 1.48572235717979e-05f;
+  p = p * x2 + 6.37261928875436e-04f;
+  p = p * x2 + 4.89352455891786e-03f;
+  p = p * x;
+  float q = 1.19825839466702e-06f;
+  q = q * x2 + 1.18534705686654e-04f;
+  q = q * x2 + 2.26843463243900e-03f;
+  q = q * x2 + 4.89352518554385e-03f;
+  const float r = p / q;
+  return std::fabs(x) < 0.0004f ? x : r;
+}
+inline double fast_tanh(double a) { return std::tanh(a); }
+
+template <typename T>
+inline T relu(T a) {
+  return a > T(0) ? a : T(0);
+}
+
+// One predictor or updater of one channel: K taps, bias, 1x1 weight and 1x1 bias.
+template <typename T>
+struct Lifter {
+  const T* taps;
+  T bias, pw, pb;
+};
+
+// Per-lane accumulators of the parameter gradients of one lifter: slot k < K are the taps, then
+// bias, pw, pb; each slot holds `stride` lanes.
+template <typename T>
+struct GradSlots {
+  T* base;
+  int64_t stride;
+  int64_t K;
+  T* tap(int64_t k) const { return base + k * stride; }
+  T* bias() const { return base + K * stride; }
+  T* pw() const { return base + (K + 1) * stride; }
+  T* pb() const { return base + (K + 2) * stride; }
+};
+
+// a[j] = bias + sum_k taps[k] * rows[k][j]
+template <typename T>
+inline void conv_rows(const T* const* rows, const Lifter<T>& f, int64_t K, int64_t width, T* __restrict a) {
+  for (int64_t j = 0; j < width; ++j) a[j] = f.bias;
+  for (int64_t k = 0; k < K; ++k) {
+    const T tk = f.taps[k];
+    const T* __restrict r = rows[k];
+    for (int64_t j = 0; j < width; ++j) a[j] += tk * r[j];
+  }
+}
+
+// Buffers of one rows_* step over n pairs of rows: pre-activations and activations of P and U
+// (row stride `istride`; 0 = one reused row when nothing is kept for backward), d and s (dense,
+// row stride = width).
+template <typename T>
+struct StepBufs {
+  T* aP;
+  T* pP;
+  T* aU;
+  T* pU;
+  int64_t istride;
+  T* d;
+  T* s;
+};
+
+// ------------------------------------------------------------------------------------------ rows_*
+// Source: M rows of `width` lanes with row stride ld; even rows e_i = row 2i, odd rows
+// o_i = row min(2i + 1, M - 1) (an odd M is extended by its last row); n = ceil(M / 2) pairs.
+template <typename T>
+void rows_forward(const T* src, int64_t ld, int64_t M, int64_t width, const int64_t* idx, int64_t p, int64_t K,
+                  const Lifter<T>& P, const Lifter<T>& U, const T* zero_row, const T** ptr, const StepBufs<T>& b,
+                  T* __restrict acc_u, T* __restrict acc_p) {
+  const int64_t n = (M + 1) / 2;
+  for (int64_t q = 0; q < n + 2 * p; ++q) ptr[q] = idx[q] < 0 ? zero_row : src + 2 * idx[q] * ld;
+  for (int64_t i = 0; i < n; ++i) {
+    T* __restrict a = b.aP + i * b.istride;
+    conv_rows(ptr + i, P, K, width, a);
+    const T* __restrict o = src + std::min(2 * i + 1, M - 1) * ld;
+    T* __restrict pp = b.pP + i * b.istride;
+    T* __restrict d = b.d + i * width;
+#pragma omp simd
+    for (int64_t j = 0; j < width; ++j) {
+      const T v = fast_tanh(P.pw * relu(a[j]) + P.pb);
+      pp[j] = v;
+      d[j] = o[j] - v;
+    }
+  }
+  for (int64_t q = 0; q < n + 2 * p; ++q) ptr[q] = idx[q] < 0 ? zero_row : b.d + idx[q] * width;
+  for (int64_t i = 0; i < n; ++i) {
+    T* __restrict a = b.aU + i * b.istride;
+    conv_rows(ptr + i, U, K, width, a);
+    const T* __restrict e = src + 2 * i * ld;
+    const T* __restrict o = src + std::min(2 * i + 1, M - 1) * ld;
+    const T* __restrict d = b.d + i * width;
+    T* __restrict pu = b.pU + i * b.istride;
+    T* __restrict s = b.s + i * width;
+#pragma omp simd
+    for (int64_t j = 0; j < width; ++j) {
+      const T v = fast_tanh(U.pw * relu(a[j]) + U.pb);
+      pu[j] = v;
+      const T sv = e[j] + v;
+      s[j] = sv;
+      const T df = sv - o[j];
+      acc_u[j] += df * df;
+      acc_p[j] += d[j] * d[j];
+    }
+  }
+}
+
+// Backward of rows_forward (b must hold the saved rows, istride = width).  gs_in, gd_in: gradients
+// of s and d from downstream (n x width); au, ap: gradient coefficients of the constraint sums
+// (d/ds of au/2 (s - o)^2 ...).  Writes the gradient of the source rows into gsrc (M x width,
+// dense).  gd: n x width scratch; ga, gtail: width scratch; dump_row: width scratch for the
+// gradient of zero padding.
+template <typename T>
+void rows_backward(const T* src, int64_t ld, int64_t M, int64_t width, const int64_t* idx, int64_t p, int64_t K,
+                   const Lifter<T>& P, const Lifter<T>& U, const T* zero_row, T* dump_row, const T** ptr, T** gptr,
+                   const StepBufs<T>& b, const T* gs_in, const T* gd_in, T au, T ap, T* gsrc, T* gd, T* ga_row,
+                   T* gtail, const GradSlots<T>& gP, const GradSlots<T>& gU) {
+  const int64_t n = (M + 1) / 2;
+  auto go_row = [&](int64_t i) -> T* { return 2 * i + 1 < M ? gsrc + (2 * i + 1) * width : gtail; };
+  // gradient of d from downstream and from the constraint term
+  for (int64_t i = 0; i < n; ++i) {
+    const T* __restrict gi = gd_in + i * width;
+    const T* __restrict d = b.d + i * width;
+    T* __restrict g = gd + i * width;
+#pragma omp simd
+    for (int64_t j = 0; j < width; ++j) g[j] = gi[j] + ap * d[j];
+  }
+  // update branch: s = e + U(d)
+  for (int64_t q = 0; q < n + 2 * p; ++q) {
+    ptr[q] = idx[q] < 0 ? zero_row : b.d + idx[q] * width;
+    gptr[q] = idx[q] < 0 ? dump_row : gd + idx[q] * width;
+  }
+  {
+    // a local copy: GCC does not vectorise the loop below when it reads U.pw through the reference
+    const T upw = U.pw;
+    T* __restrict Ab = gU.bias();
+    T* __restrict Aw = gU.pw();
+    T* __restrict Ac = gU.pb();
+    for (int64_t i = 0; i < n; ++i) {
+      const T* __restrict o = src + std::min(2 * i + 1, M - 1) * ld;
+      const T* __restrict s = b.s + i * width;
+      const T* __restrict pu = b.pU + i * width;
+      const T* __restrict a = b.aU + i * width;
+      const T* __restrict gs = gs_in + i * width;
+      T* __restrict ge = gsrc + 2 * i * width;
+      T* __restrict go = go_row(i);
+      T* __restrict ga = ga_row;
+#pragma omp simd
+      for (int64_t j = 0; j < width; ++j) {
+        const T df = s[j] - o[j];
+        const T gsv = gs[j] + au * df;
+        ge[j] = gsv;
+        go[j] = -au * df;
+        const T gz = gsv * (T(1) - pu[j] * pu[j]);
+        Aw[j] += gz * relu(a[j]);
+        Ac[j] += gz;
+        const T g = a[j] > T(0) ? gz * upw : T(0);
+        ga[j] = g;
+        Ab[j] += g;
+      }
+      for (int64_t k = 0; k < K; ++k) {
+        const T tk = U.taps[k];
+        const T* __restrict dd = ptr[i + k];
+        T* __restrict At = gU.tap(k);
+        T* __restrict gp = gptr[i + k];
+        for (int64_t j = 0; j < width; ++j) {
+          At[j] += ga[j] * dd[j];
+          gp[j] += tk * ga[j];
+        }
+      }
+    }
+  }
+  // predict branch: d = o - P(e)
+  for (int64_t q = 0; q < n + 2 * p; ++q) {
+    ptr[q] = idx[q] < 0 ? zero_row : src + 2 * idx[q] * ld;
+    gptr[q] = idx[q] < 0 ? dump_row : gsrc + 2 * idx[q] * width;
+  }
+  {
+    const T ppw = P.pw;
+    T* __restrict Ab = gP.bias();
+    T* __restrict Aw = gP.pw();
+    T* __restrict Ac = gP.pb();
+    for (int64_t i = 0; i < n; ++i) {
+      const T* __restrict pp = b.pP + i * width;
+      const T* __restrict a = b.aP + i * width;
+      const T* __restrict g_d = gd + i * width;
+      T* __restrict go = go_row(i);
+      T* __restrict ga = ga_row;
+#pragma omp simd
+      for (int64_t j = 0; j < width; ++j) {
+        go[j] += g_d[j];
+        const T gz = -g_d[j] * (T(1) - pp[j] * pp[j]);
+        Aw[j] += gz * relu(a[j]);
+        Ac[j] += gz;
+        const T g = a[j] > T(0) ? gz * ppw : T(0);
+        ga[j] = g;
+        Ab[j] += g;
+      }
+      for (int64_t k = 0; k < K; ++k) {
+        const T tk = P.taps[k];
+        const T* __restrict e = ptr[i + k];
+        T* __restrict At = gP.tap(k);
+        T* __restrict gp = gptr[i + k];
+        for (int64_t j = 0; j < width; ++j) {
+          At[j] += ga[j] * e[j];
+          gp[j] += tk * ga[j];
+        }
+      }
+    }
+  }
+  if (M % 2) {  // the duplicated last row: its odd-row gradient goes to the same source row
+    T* __restrict last = gsrc + (M - 1) * width;
+    for (int64_t j = 0; j < width; ++j) last[j] += gtail[j];
+  }
+}
+
+// ------------------------------------------------------------------------------------------ hrow_*
+// Horizontal step of one image row of W samples (w = ceil(W / 2) pairs).  E and D are padded
+// buffers of w + 2p samples (interior at offset p); O, aP, pP, aU, pU, S hold w samples.
+template <typename T>
+struct HRow {
+  T* E;
+  T* O;
+  T* aP;
+  T* pP;
+  T* D;
+  T* aU;
+  T* pU;
+  T* S;
+};
+
+template <typename T>
+inline void fill_edges(T* v, const int64_t* idx, int64_t w, int64_t p) {
+  for (int64_t q = 0; q < p; ++q) {
+    v[q] = idx[q] < 0 ? T(0) : v[p + idx[q]];
+    v[p + w + q] = idx[p + w + q] < 0 ? T(0) : v[p + idx[p + w + q]];
+  }
+}
+
+template <typename T>
+inline void fold_edges(T* g, const int64_t* idx, int64_t w, int64_t p) {
+  for (int64_t q = 0; q < p; ++q) {
+    if (idx[q] >= 0) g[p + idx[q]] += g[q];
+    if (idx[p + w + q] >= 0) g[p + idx[p + w + q]] += g[p + w + q];
+  }
+}
+
+template <typename T>
+inline void conv_padded(const T* __restrict v, const Lifter<T>& f, int64_t K, int64_t w, T* __restrict a) {
+  for (int64_t j = 0; j < w; ++j) a[j] = f.bias;
+  for (int64_t k = 0; k < K; ++k) {
+    const T tk = f.taps[k];
+    const T* __restrict s = v + k;
+    for (int64_t j = 0; j < w; ++j) a[j] += tk * s[j];
+  }
+}
+
+template <typename T>
+void hrow_forward(const T* __restrict x, int64_t W, const int64_t* idx, int64_t p, int64_t K, const Lifter<T>& P,
+                  const Lifter<T>& U, const HRow<T>& r, T* __restrict acc_u, T* __restrict acc_p) {
+  const int64_t w = (W + 1) / 2, half = W / 2;
+  T* __restrict E = r.E;
+  T* __restrict O = r.O;
+  for (int64_t j = 0; j < half; ++j) {
+    E[p + j] = x[2 * j];
+    O[j] = x[2 * j + 1];
+  }
+  if (W % 2) E[p + w - 1] = O[w - 1] = x[W - 1];
+  fill_edges(E, idx, w, p);
+  conv_padded(E, P, K, w, r.aP);
+  {
+    const T* __restrict a = r.aP;
+    T* __restrict pp = r.pP;
+    T* __restrict D = r.D + p;
+#pragma omp simd
+    for (int64_t j = 0; j < w; ++j) {
+      const T v = fast_tanh(P.pw * relu(a[j]) + P.pb);
+      pp[j] = v;
+      D[j] = O[j] - v;
+    }
+  }
+  fill_edges(r.D, idx, w, p);
+  conv_padded(r.D, U, K, w, r.aU);
+  {
+    const T* __restrict a = r.aU;
+    const T* __restrict D = r.D + p;
+    const T* __restrict Ei = E + p;
+    T* __restrict pu = r.pU;
+    T* __restrict S = r.S;
+#pragma omp simd
+    for (int64_t j = 0; j < w; ++j) {
+      const T v = fast_tanh(U.pw * relu(a[j]) + U.pb);
+      pu[j] = v;
+      const T s = Ei[j] + v;
+      S[j] = s;
+      const T df = s - O[j];
+      acc_u[j] += df * df;
+      acc_p[j] += D[j] * D[j];
+    }
+  }
+}
+
+// Backward of hrow_forward.  gS, gD: gradients of S and D (w each; gS is overwritten); gEp, gDp:
+// padded scratch (w + 2p); gO, ga: w scratch.  Writes the gradient of the image row into gx.
+template <typename T>
+void hrow_backward(const HRow<T>& r, int64_t W, const int64_t* idx, int64_t p, int64_t K, const Lifter<T>& P,
+                   const Lifter<T>& U, const T* __restrict gS, const T* __restrict gD, T au, T ap, T* __restrict gEp,
+                   T* __restrict gDp, T* __restrict gO, T* __restrict ga, const GradSlots<T>& gP,
+                   const GradSlots<T>& gU, T* __restrict gx) {
+  const int64_t w = (W + 1) / 2, half = W / 2;
+  const T* __restrict E = r.E;
+  const T* __restrict O = r.O;
+  const T* __restrict D = r.D;
+  for (int64_t q = 0; q < p; ++q) gEp[q] = gEp[p + w + q] = gDp[q] = gDp[p + w + q] = T(0);
+  {
+    const T* __restrict Di = D + p;
+    T* __restrict gd = gDp + p;
+#pragma omp simd
+    for (int64_t j = 0; j < w; ++j) gd[j] = gD[j] + ap * Di[j];
+  }
+  {  // update branch
+    const T* __restrict S = r.S;
+    const T* __restrict pu = r.pU;
+    const T* __restrict a = r.aU;
+    T* __restrict ge = gEp + p;
+    const T upw = U.pw;
+    T* __restrict Ab = gU.bias();
+    T* __restrict Aw = gU.pw();
+    T* __restrict Ac = gU.pb();
+#pragma omp simd
+    for (int64_t j = 0; j < w; ++j) {
+      const T df = S[j] - O[j];
+      const T gsv = gS[j] + au * df;
+      ge[j] = gsv;
+      gO[j] = -au * df;
+      const T gz = gsv * (T(1) - pu[j] * pu[j]);
+      Aw[j] += gz * relu(a[j]);
+      Ac[j] += gz;
+      const T g = a[j] > T(0) ? gz * upw : T(0);
+      ga[j] = g;
+      Ab[j] += g;
+    }
+    for (int64_t k = 0; k < K; ++k) {
+      const T tk = U.taps[k];
+      T* __restrict At = gU.tap(k);
+      const T* __restrict Dk = D + k;
+      T* __restrict gk = gDp + k;
+      for (int64_t j = 0; j < w; ++j) At[j] += ga[j] * Dk[j];
+      for (int64_t j = 0; j < w; ++j) gk[j] += tk * ga[j];
+    }
+    fold_edges(gDp, idx, w, p);
+  }
+  {  // predict branch
+    const T* __restrict pp = r.pP;
+    const T* __restrict a = r.aP;
+    const T* __restrict gd = gDp + p;
+    const T ppw = P.pw;
+    T* __restrict Ab = gP.bias();
+    T* __restrict Aw = gP.pw();
+    T* __restrict Ac = gP.pb();
+#pragma omp simd
+    for (int64_t j = 0; j < w; ++j) {
+      gO[j] += gd[j];
+      const T gz = -gd[j] * (T(1) - pp[j] * pp[j]);
+      Aw[j] += gz * relu(a[j]);
+      Ac[j] += gz;
+      const T g = a[j] > T(0) ? gz * ppw : T(0);
+      ga[j] = g;
+      Ab[j] += g;
+    }
+    for (int64_t k = 0; k < K; ++k) {
+      const T tk = P.taps[k];
+      T* __restrict At = gP.tap(k);
+      const T* __restrict Ek = E + k;
+      T* __restrict gk = gEp + k;
+      for (int64_t j = 0; j < w; ++j) At[j] += ga[j] * Ek[j];
+      for (int64_t j = 0; j < w; ++j) gk[j] += tk * ga[j];
+    }
+    fold_edges(gEp, idx, w, p);
+  }
+  const T* __restrict ge = gEp + p;
+  for (int64_t j = 0; j < half; ++j) {
+    gx[2 * j] = ge[j];
+    gx[2 * j + 1] = gO[j];
+  }
+  if (W % 2) gx[W - 1] = ge[w - 1] + gO[w - 1];
+}
+
+}  // namespace liftpool

@@ -1,0 +1,121 @@
+"""``torch.library`` custom ops of the native kernel (namespace ``liftpool``).
+
+* ``liftpool::down2d(x, params, padding, bands, scale, constraints, details, layout)
+  -> (pooled, details, constraints)``
+* ``liftpool::down2d_backward(x, params, grad_pooled?, grad_details?, grad_constraints, padding, bands,
+  scale, layout) -> (grad_x, grad_params)``
+
+``x`` is ``(N, C, H, W)`` float32/float64; ``params`` is ``(T, 2, C, K + 3)`` (``T`` = 1 shared or 3
+``(P, U)`` pairs in the order of the 1D transforms; per channel: ``K`` taps, bias, 1x1 weight,
+1x1 bias); ``padding`` indexes :data:`PADDING_CODES`; ``bands`` is a bit mask (LL=1, LH=2, HL=4,
+HH=8); ``layout`` 1 = plane, 2 = images innermost.  ``details`` is ``(3, N, C, h, w)`` (LH, HL, HH)
+when asked for, else an empty tensor; ``constraints`` is ``(c_u, c_p)`` (zeros when not asked for).
+
+Both ops have fake (meta) implementations and the forward has an autograd formula that calls the
+backward op, so ``torch.compile(fullgraph=True)`` keeps them in one graph.  The backward op is not
+itself differentiable (no double backward).  The compiled module is loaded on the first real call.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from torch import Tensor
+
+from . import _build
+
+__all__ = ["PADDING_CODES", "BAND_BITS", "down2d", "down2d_backward"]
+
+PADDING_CODES: dict[str, int] = {"reflect": 0, "replicate": 1, "zeros": 2, "circular": 3}
+BAND_BITS: dict[str, int] = {"LL": 1, "LH": 2, "HL": 4, "HH": 8}
+
+
+def _ext() -> Any:
+    return _build.load_extension()
+
+
+@torch.library.custom_op("liftpool::down2d", mutates_args=())
+def down2d(
+    x: Tensor,
+    params: Tensor,
+    padding: int,
+    bands: int,
+    scale: float,
+    constraints: bool,
+    details: bool,
+    layout: int,
+) -> tuple[Tensor, Tensor, Tensor]:
+    out, det, cons = _ext().down2d_forward(x, params, padding, bands, scale, constraints, details, layout)
+    return out, det, cons
+
+
+@down2d.register_fake
+def _down2d_fake(
+    x: Tensor,
+    params: Tensor,
+    padding: int,
+    bands: int,
+    scale: float,
+    constraints: bool,
+    details: bool,
+    layout: int,
+) -> tuple[Tensor, Tensor, Tensor]:
+    n, c, h, w = x.shape
+    ho, wo = (h + 1) // 2, (w + 1) // 2
+    out = x.new_empty((n, c, ho, wo))
+    det = x.new_empty((3, n, c, ho, wo)) if details else x.new_empty((0,))
+    return out, det, x.new_empty((2,))
+
+
+@torch.library.custom_op("liftpool::down2d_backward", mutates_args=())
+def down2d_backward(
+    x: Tensor,
+    params: Tensor,
+    grad_out: Optional[Tensor],  # noqa: UP045 (custom_op parses the annotation; Python 3.9)
+    grad_details: Optional[Tensor],  # noqa: UP045
+    grad_cons: Tensor,
+    padding: int,
+    bands: int,
+    scale: float,
+    layout: int,
+) -> tuple[Tensor, Tensor]:
+    gx, gp = _ext().down2d_backward(x, params, grad_out, grad_details, grad_cons, padding, bands, scale, layout)
+    return gx, gp
+
+
+@down2d_backward.register_fake
+def _down2d_backward_fake(
+    x: Tensor,
+    params: Tensor,
+    grad_out: Optional[Tensor],  # noqa: UP045 (custom_op parses the annotation; Python 3.9)
+    grad_details: Optional[Tensor],  # noqa: UP045
+    grad_cons: Tensor,
+    padding: int,
+    bands: int,
+    scale: float,
+    layout: int,
+) -> tuple[Tensor, Tensor]:
+    return torch.empty_like(x, memory_format=torch.contiguous_format), torch.empty_like(
+        params, memory_format=torch.contiguous_format
+    )
+
+
+def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+    x, params, padding, bands, scale, _constraints, details, layout = inputs
+    ctx.save_for_backward(x, params)
+    ctx.args = (padding, bands, scale, layout, details)
+
+
+def _backward(ctx: Any, grad_out: Tensor | None, grad_det: Tensor | None, grad_cons: Tensor | None) -> tuple[Any, ...]:
+    x, params = ctx.saved_tensors
+    padding, bands, scale, layout, details = ctx.args
+    if grad_cons is None:
+        grad_cons = x.new_zeros((2,))
+    gx, gp = down2d_backward(
+        x, params, grad_out, grad_det if details else None, grad_cons, padding, bands, scale, layout
+    )
+    return gx, gp, None, None, None, None, None, None
+
+
+down2d.register_autograd(_backward, setup_context=_setup_context)

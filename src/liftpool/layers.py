@@ -30,6 +30,7 @@ from .constants import (
     WaveletName,
     band_names,
 )
+from .kernels import Backend
 from .lifters import LearnedLifter, LiftingTransform, wavelet_transform
 
 __all__ = [
@@ -146,6 +147,7 @@ class LiftDownPoolNd(nn.Module):
         scale: float = 1.0,
         zero_init: bool = False,
         stride: int = 2,
+        backend: Backend = "auto",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -166,6 +168,7 @@ class LiftDownPoolNd(nn.Module):
         self.scale = check_number("scale", scale)
         self.share_weights = bool(share_weights)
         self.zero_init = bool(zero_init)
+        self.backend: Backend = check_choice("backend", backend, kernels.BACKENDS)
         self.wavelet: str | None = None
         n_transforms = 1 if share_weights else 2**self.spatial_dims - 1
         fk = FactoryKwargs(device=device, dtype=dtype)
@@ -268,14 +271,14 @@ class LiftDownPoolNd(nn.Module):
 
     def _pool(self, x: Tensor, constraints: bool) -> tuple[Tensor, list[Tensor] | None, LF.Constraints | None]:
         return kernels.pool(
-            x, self.transforms, self.spatial_dims, self.bands, self.scale, constraints, self.return_details
+            x, self.transforms, self.spatial_dims, self.bands, self.scale, constraints, self.return_details, self.backend
         )
 
     def _decompose(self, x: Tensor, constraints: bool) -> tuple[dict[str, Tensor], LF.Constraints | None]:
-        return kernels.decompose(x, self.transforms, self.spatial_dims, constraints)
+        return kernels.decompose(x, self.transforms, self.spatial_dims, constraints, self.backend)
 
     def _reconstruct(self, bands: dict[str, Tensor], size: Sequence[int]) -> Tensor:
-        return kernels.reconstruct(bands, size, self.transforms)
+        return kernels.reconstruct(bands, size, self.transforms, self.backend)
 
     def decompose(self, x: Tensor) -> Any:
         """All sub-bands of ``x`` as a NamedTuple (``Bands{1,2,3}d``) with the input's spatial size."""
@@ -335,6 +338,8 @@ class LiftDownPoolNd(nn.Module):
             s += f", scale={self.scale}"
         if self.return_details:
             s += ", return_details=True"
+        if self.backend != "auto":
+            s += f", backend={self.backend!r}"
         return s
 
 
@@ -405,6 +410,10 @@ _DOC_ARGS = """
         zero_init: initialise the 1x1 stage of P and U at zero so that P = U = 0
             at the start of training (the K-tap stage keeps its random init).
         stride: must be 2; accepted for drop-in use as timm's ``aa_layer``.
+        backend: the kernel that computes the layer: ``"auto"`` (default: the native C++ kernel
+            where it applies, else eager; the environment variable ``LIFTPOOL_BACKEND`` overrides
+            ``"auto"``), ``"native"``, ``"eager"`` (batched ATen ops) or ``"literal"`` (the
+            paper's steps one by one). All compute the same maths; see :mod:`liftpool.kernels`.
         device, dtype: factory kwargs for the parameters.
 """
 

@@ -1,31 +1,51 @@
 """The one dispatch point between the layers and the kernels that compute the lifting scheme.
 
 Layers (:mod:`liftpool.layers`) call :func:`pool`, :func:`decompose` and :func:`reconstruct`
-and never a kernel module directly.  Today there are two kernels:
+and never a kernel module directly.  There are three kernels:
 
+* **native** (:mod:`liftpool.kernels.native`): one fused C++ kernel per plane for the learned
+  LiftDownPool2d on CPU (forward and backward, registered as ``torch.library`` custom ops);
+  compiled on first use, the default wherever it applies;
 * **eager** (:mod:`liftpool.kernels.eager`): the batched channels_last path for learned
   predictor/updater pairs (one ``(P, U)`` pair per transform, no final scaling);
 * **literal** (:mod:`liftpool.functional`): every 1D lifting step on its own, used for the
   classic wavelets (fixed linear lifters, final scaling).
 
-Both compute the same maths (``tests/test_fast_path.py`` checks outputs, constraint
-terms and gradients against the paper-literal oracle of :mod:`liftpool.testing`).
+All compute the same maths (``tests/test_fast_path.py`` checks eager and literal outputs,
+constraint terms and gradients against the paper-literal oracle of :mod:`liftpool.testing`;
+``tests/native`` checks native == eager).
+
+Choosing: every layer has ``backend="auto"|"native"|"eager"|"literal"``.  ``"auto"`` (default)
+takes the environment variable ``LIFTPOOL_BACKEND`` when it is set (read at import), else the
+native kernel where it applies (CPU, 2D, learned P/U with ``groups == (C, C)``, not while
+tracing or exporting, and it built) and the eager kernel elsewhere.  ``"native"`` asks for the
+native kernel and falls back to eager, with one warning saying why, where it cannot run.
+Fixed wavelet lifters always take the literal path.  :func:`selected` tells which kernel a
+call takes.
 """
 
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Mapping, Sequence
+from typing import Literal
 
+import torch
 from torch import Tensor, nn
 
 from .. import functional as LF
 from ..constants import band_names
 from ..functional import Constraints
 from ..lifters import LiftingTransform
-from . import eager
+from . import eager, native
 
 __all__ = [
+    "BACKENDS",
+    "DEFAULT_BACKEND",
+    "Backend",
     "Constraints",
+    "selected",
     "decompose",
     "literal_decompose",
     "literal_pool",
@@ -34,6 +54,59 @@ __all__ = [
     "reconstruct",
     "uses_eager",
 ]
+
+
+Backend = Literal["auto", "native", "eager", "literal"]
+#: The values of a layer's ``backend`` option.
+BACKENDS: tuple[str, ...] = ("auto", "native", "eager", "literal")
+
+
+def _env_backend() -> str:
+    value = os.environ.get("LIFTPOOL_BACKEND", "auto").strip().lower() or "auto"
+    if value not in BACKENDS:
+        warnings.warn(
+            f"LIFTPOOL_BACKEND={value!r} is not one of {BACKENDS}; using 'auto'", RuntimeWarning, stacklevel=2
+        )
+        return "auto"
+    return value
+
+
+#: What ``backend="auto"`` means: ``LIFTPOOL_BACKEND`` at import time, else ``"auto"``.
+DEFAULT_BACKEND: str = _env_backend()
+_warned_native: set[str] = set()
+
+
+def _native_ready(x: Tensor, transforms: nn.ModuleList, spatial_dims: int) -> str | None:
+    """``None`` when the native kernel can run this call, else why not."""
+    if not native.applicable(x, transforms, spatial_dims):
+        return (
+            "it covers LiftDownPool2d with learned P/U and groups=(C, C) on CPU tensors "
+            "(not while tracing or exporting)"
+        )
+    if torch.compiler.is_compiling():
+        # never build inside a traced graph: compile uses the op if it is already loaded
+        return None if native._build.STATE.module is not None else "the extension was not loaded before torch.compile traced the layer"
+    if not native.available():
+        return f"the extension could not be built ({native.build_info().get('error')})"
+    return None
+
+
+def selected(x: Tensor, transforms: nn.ModuleList, spatial_dims: int, backend: str = "auto") -> str:
+    """The kernel (``"native"``, ``"eager"`` or ``"literal"``) that :func:`pool` runs for this call."""
+    choice = DEFAULT_BACKEND if backend == "auto" else backend
+    if choice not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if choice == "literal" or not uses_eager(transforms):
+        return "literal"
+    if choice == "eager":
+        return "eager"
+    why = _native_ready(x, transforms, spatial_dims)
+    if why is None:
+        return "native"
+    if choice == "native" and why not in _warned_native and not torch.compiler.is_compiling():
+        _warned_native.add(why)
+        warnings.warn(f"liftpool: backend='native' falls back to the eager kernel: {why}", RuntimeWarning, stacklevel=3)
+    return "eager"
 
 
 def uses_eager(transforms: nn.ModuleList) -> bool:
@@ -94,16 +167,22 @@ def literal_pool(
 
 
 def decompose(
-    x: Tensor, transforms: nn.ModuleList, spatial_dims: int, constraints: bool
+    x: Tensor, transforms: nn.ModuleList, spatial_dims: int, constraints: bool, backend: str = "auto"
 ) -> tuple[dict[str, Tensor], Constraints | None]:
     """All ``2**spatial_dims`` sub-bands of ``x`` by name, and the constraint terms when ``constraints``."""
+    if backend == "literal":
+        return literal_decompose(x, transforms, spatial_dims, constraints)
     if uses_eager(transforms):
         return eager.fast_decompose(x, transforms, spatial_dims, constraints)
     return literal_decompose(x, transforms, spatial_dims, constraints)
 
 
-def reconstruct(bands: Mapping[str, Tensor], size: Sequence[int], transforms: nn.ModuleList) -> Tensor:
+def reconstruct(
+    bands: Mapping[str, Tensor], size: Sequence[int], transforms: nn.ModuleList, backend: str = "auto"
+) -> Tensor:
     """Exact inverse of :func:`decompose`: the input of spatial size ``size`` from all its bands."""
+    if backend == "literal":
+        return literal_reconstruct(bands, size, transforms)
     if uses_eager(transforms):
         return eager.fast_reconstruct(bands, size, transforms)
     return literal_reconstruct(bands, size, transforms)
@@ -117,11 +196,16 @@ def pool(
     scale: float,
     constraints: bool,
     details: bool,
+    backend: str = "auto",
 ) -> tuple[Tensor, list[Tensor] | None, Constraints | None]:
     """The pooled output (sum of ``bands`` times ``scale``), the detail bands when ``details`` and the constraints.
 
     The detail bands are every band but the all-low one, in :func:`liftpool.constants.band_names` order.
+    ``backend`` chooses the kernel (see the module docstring and :func:`selected`).
     """
-    if uses_eager(transforms):
+    kernel = selected(x, transforms, spatial_dims, backend)
+    if kernel == "native":
+        return native.pool(x, transforms, spatial_dims, bands, scale, constraints, details)
+    if kernel == "eager":
         return eager.fast_pool(x, transforms, spatial_dims, bands, scale, constraints, details)
     return literal_pool(x, transforms, spatial_dims, bands, scale, constraints, details)

@@ -271,7 +271,14 @@ class LiftDownPoolNd(nn.Module):
 
     def _pool(self, x: Tensor, constraints: bool) -> tuple[Tensor, list[Tensor] | None, LF.Constraints | None]:
         return kernels.pool(
-            x, self.transforms, self.spatial_dims, self.bands, self.scale, constraints, self.return_details, self.backend
+            x,
+            self.transforms,
+            self.spatial_dims,
+            self.bands,
+            self.scale,
+            constraints,
+            self.return_details,
+            self.backend,
         )
 
     def _decompose(self, x: Tensor, constraints: bool) -> tuple[dict[str, Tensor], LF.Constraints | None]:

@@ -85,7 +85,9 @@ def _native_ready(x: Tensor, transforms: nn.ModuleList, spatial_dims: int) -> st
         )
     if torch.compiler.is_compiling():
         # never build inside a traced graph: compile uses the op if it is already loaded
-        return None if native._build.STATE.module is not None else "the extension was not loaded before torch.compile traced the layer"
+        if native._build.STATE.module is not None:
+            return None
+        return "the extension was not loaded before torch.compile traced the layer"
     if not native.available():
         return f"the extension could not be built ({native.build_info().get('error')})"
     return None

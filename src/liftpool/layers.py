@@ -137,7 +137,7 @@ class _LiftDownPoolNd(nn.Module):
         lambda_u: float = LAMBDA_U,
         lambda_p: float = LAMBDA_P,
         return_details: bool = False,
-        scale: float = 1.0,
+        scale: float | Literal["mean"] = 1.0,
         zero_init: bool = False,
         stride: int = 2,
         device: torch.device | str | None = None,
@@ -159,8 +159,10 @@ class _LiftDownPoolNd(nn.Module):
         for name, lam in (("lambda_u", lambda_u), ("lambda_p", lambda_p)):
             if not isinstance(lam, (int, float)) or isinstance(lam, bool) or not lam >= 0 or math.isinf(lam):
                 raise ValueError(f"{name} must be a finite number >= 0, got {lam!r}")
+        if scale == "mean":  # the band mean: unit gain for P = U = 0 (docs/design.md)
+            scale = 1.0 / len(self.bands)
         if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not math.isfinite(scale):
-            raise ValueError(f"scale must be a finite number, got {scale!r}")
+            raise ValueError(f"scale must be a finite number or 'mean', got {scale!r}")
         self.lambda_u = float(lambda_u)
         self.lambda_p = float(lambda_p)
         self.return_details = bool(return_details)
@@ -231,7 +233,7 @@ class _LiftDownPoolNd(nn.Module):
         bands: BandSelection = "all",
         padding_mode: PaddingMode = "reflect",
         return_details: bool = False,
-        scale: float = 1.0,
+        scale: float | Literal["mean"] = 1.0,
     ) -> Any:
         """A layer computing a classic lifting wavelet (fixed linear P/U) through the same code path.
 
@@ -422,6 +424,7 @@ _DOC_ARGS = """
         scale: multiplies the pooled output (1.0 = the paper's plain sum). With
             ``P = U = 0`` the all-band sum is ``2**dims`` times average pooling, so
             ``scale=1/2**dims`` with ``zero_init=True`` starts as average pooling.
+            ``"mean"`` is ``1 / len(bands)`` (the band mean; ``liftpool train``'s default).
         zero_init: initialise the 1x1 stage of P and U at zero so that P = U = 0
             at the start of training (the K-tap stage keeps its random init).
         stride: must be 2; accepted for drop-in use as timm's ``aa_layer``.

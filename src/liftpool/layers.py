@@ -11,6 +11,7 @@ weight sharing.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal, NamedTuple, Union
@@ -116,6 +117,15 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
     return value
 
 
+_LAYER_IDS = itertools.count(1)
+#: attribute set on the first detail tensor a LiftDownPool returns: the id of that layer
+_OWNER_ATTR = "_liftpool_down_id"
+
+
+def _tracing() -> bool:
+    return bool(torch.jit.is_scripting() or torch.jit.is_tracing() or torch.compiler.is_compiling())
+
+
 def _shape_str(dims: int) -> str:
     return {1: "(N, C, L)", 2: "(N, C, H, W)", 3: "(N, C, D, H, W)"}[dims]
 
@@ -170,6 +180,8 @@ class _LiftDownPoolNd(nn.Module):
         self.share_weights = bool(share_weights)
         self.zero_init = bool(zero_init)
         self.wavelet: str | None = None
+        # identity tag recorded on the details (LiftUpPool refuses another layer's details)
+        self._down_id = next(_LAYER_IDS)
         n_transforms = 1 if share_weights else 2**self.spatial_dims - 1
         fk = {"device": device, "dtype": dtype}
         self.transforms = nn.ModuleList(
@@ -320,7 +332,7 @@ class _LiftDownPoolNd(nn.Module):
                 self._constraints = cons
             if rest is None:
                 return pooled
-            return pooled, self._details_type(*rest, size=tuple(int(n) for n in x.shape[2:]))
+            return pooled, self._tag(self._details_type(*rest, size=tuple(int(n) for n in x.shape[2:])))
         bands, cons = self._decompose(x, self.training)
         if cons is not None:
             self._constraints = cons
@@ -333,7 +345,14 @@ class _LiftDownPoolNd(nn.Module):
             return pooled
         names = band_names(self.spatial_dims)
         details = self._details_type(*(bands[n] for n in names[1:]), size=tuple(int(n) for n in x.shape[2:]))
-        return pooled, details
+        return pooled, self._tag(details)
+
+    def _tag(self, details: Any) -> Any:
+        """Record this layer's id on the first detail tensor (a Python attribute: no copy, no
+        graph change; skipped while scripting/tracing/compiling, where it is not checked either)."""
+        if not _tracing():
+            setattr(details[0], _OWNER_ATTR, self._down_id)
+        return details
 
     def __getstate__(self) -> dict[str, Any]:
         # The recorded constraint terms are graph tensors of the last forward; they are
@@ -400,6 +419,12 @@ class _LiftUpPoolNd(nn.Module):
         if not isinstance(details, dt):
             raise TypeError(f"{cls}: details must be a {dt.__name__} (from the paired down layer), got {type(details).__name__}")
         self.down._check_input(y, "y")
+        owner = None if _tracing() else getattr(details[0], _OWNER_ATTR, None)
+        if owner is not None and owner != self.down._down_id:
+            raise ValueError(
+                f"{cls}: details were recorded by a different {type(self.down).__name__} than this layer's paired one "
+                f"(pass the details of self.down's forward; details rebuilt from tensors are not checked)"
+            )
         names = band_names(self.spatial_dims)
         tensors = {names[0]: y, **{n: getattr(details, n) for n in names[1:]}}
         _check_band_shapes(tensors, y, details.size, self.spatial_dims, "details")
@@ -531,7 +556,9 @@ class LiftUpPool2d(_LiftUpPoolNd):
     ``forward(y, details)`` treats ``y`` as the ``LL`` band and recombines it with the
     ``LH, HL, HH`` bands the down layer recorded; the output is cropped to the
     recorded input size. Its parameters are the down layer's (they appear once in
-    ``model.parameters()``).
+    ``model.parameters()``). Details recorded by a *different* LiftDownPool2d (of the
+    same shape) raise ``ValueError``: the down layer tags them with its id (eager mode;
+    see docs/design.md, "Which layer recorded the details").
 
     Shape:
         - ``y``: ``(N, C, ceil(H/2), ceil(W/2))``; ``details``: ``Details2d`` from the down layer.

@@ -63,7 +63,7 @@ def test_classification_run_writes_everything_and_val_acc_is_right(folder, tmp_p
 
     # best.pt rebuilt through load_model, accuracy recomputed by hand on the val images
     model, config = load_model(out / "checkpoints" / "best.pt")
-    assert not model.training and config["model"]["name"] == "vgg13_cifar" and config["model"]["kwargs"] == {"width": 0.0625}
+    assert not model.training and config["model"]["name"] == "vgg13_cifar" and config["model"]["kwargs"] == {"width": 0.0625, "pool_kwargs": {"scale": "mean"}}  # lift: band mean by default
     assert config["data"]["class_names"] == ["class0", "class1", "class2"] and config["task"] == "classification"
     val = build_datasets("imagefolder", folder).val
     with torch.no_grad():

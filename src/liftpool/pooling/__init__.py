@@ -16,7 +16,8 @@ Examples:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from torch import nn
@@ -45,8 +46,10 @@ __all__ = [
     "SkipDownPool2d",
     "POOLS",
     "UPDOWN",
+    "accepted_keywords",
     "available_pools",
     "binomial_filter",
+    "check_kwargs",
     "make_pool",
     "make_updown",
     "register_pool",
@@ -80,14 +83,41 @@ def available_pools() -> tuple[str, ...]:
     return tuple(POOLS)
 
 
+def accepted_keywords(fn: Callable[..., Any], skip: tuple[str, ...] = ()) -> tuple[str, ...] | None:
+    """The keyword arguments ``fn`` (a function or class) accepts, without ``skip``; ``None``
+    when it takes ``**kwargs`` (anything goes)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return tuple(p.name for p in params if p.kind in kinds and p.name not in skip)
+
+
+def check_kwargs(where: str, kwargs: Mapping[str, Any], accepted: tuple[str, ...] | None) -> None:
+    """``TypeError`` naming the unknown keys of ``kwargs`` and the ``accepted`` ones (``None``: no check)."""
+    if accepted is None:
+        return
+    bad = [k for k in kwargs if k not in accepted]
+    if bad:
+        raise TypeError(
+            f"{where}: unknown keyword argument{'s' if len(bad) > 1 else ''} {', '.join(map(repr, bad))}; "
+            f"accepted: {', '.join(accepted) or 'none'}"
+        )
+
+
 def make_pool(name: str, channels: int, **kwargs: Any) -> nn.Module:
-    """Build the down-pooling layer ``name`` for ``channels`` channels (kwargs go to its constructor)."""
+    """Build the down-pooling layer ``name`` for ``channels`` channels (kwargs go to its constructor;
+    an unknown keyword raises ``TypeError`` naming it and the accepted ones)."""
     if not isinstance(name, str):
         raise TypeError(f"pool must be a string, got {type(name).__name__}")
     try:
         cls = POOLS[name]
     except KeyError:
         raise ValueError(f"unknown pool {name!r}; choose one of {available_pools()}") from None
+    check_kwargs(f"pool {name!r} ({getattr(cls, '__name__', cls)})", kwargs, accepted_keywords(cls, ("self", "channels")))
     return cls(channels, **kwargs)
 
 
@@ -124,6 +154,8 @@ def make_updown(name: str, channels: int, **kwargs: Any) -> tuple[nn.Module, nn.
     """
     if name not in UPDOWN:
         raise ValueError(f"unknown up/down pool {name!r}; choose one of {tuple(UPDOWN)}")
+    down_cls = LiftDownPool2d if name == "lift" else MaxDownPool2d
+    check_kwargs(f"up/down pool {name!r} ({down_cls.__name__})", kwargs, accepted_keywords(down_cls, ("self", "channels", "return_details")))
     return UPDOWN[name](channels, **kwargs)
 
 from .zoo import *  # noqa: E402,F401,F403  registers "gated", "mixed", "gauss", "gfgp", "spectral", "wavelet", "dpp", "s3" in POOLS

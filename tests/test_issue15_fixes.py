@@ -181,7 +181,7 @@ def test_eval_and_train_name_a_corrupt_image(tmp_path: Path, capsys: pytest.Capt
 
 # --------------------------------------------------------------------------- mCE naming
 def test_corruption_scope_names_the_mean_honestly() -> None:
-    all15 = dict.fromkeys(CORRUPTIONS, [0.5])
+    all15 = {c: [0.5] for c in CORRUPTIONS}
     s = corruption_scope(all15, (224, 224), "auto", 1000)
     assert s == {"benchmark_corruptions": 15, "mce_complete": True, "mce_name": "mCE", "alexnet_normalized": True}
     # CIFAR-sized images or a non-ImageNet class count: never divided by AlexNet's ImageNet-C errors

@@ -18,7 +18,7 @@ from liftpool.pooling import BlurPool2d
 def zhang_downsample(x: torch.Tensor, filt_size: int, stride: int = 2) -> torch.Tensor:
     """Written out from the published ``Downsample.__init__`` / ``forward`` (pad_off=0, reflect)."""
     left = int(1.0 * (filt_size - 1) / 2)
-    right = int(math.ceil(1.0 * (filt_size - 1) / 2))
+    right = math.ceil(1.0 * (filt_size - 1) / 2)
     a = torch.tensor([math.comb(filt_size - 1, j) for j in range(filt_size)], dtype=x.dtype)
     filt = a[:, None] * a[None, :]
     filt = filt / filt.sum()

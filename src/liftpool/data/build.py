@@ -22,7 +22,13 @@ from typing import Any, Literal, NamedTuple, get_args
 from PIL import Image
 from torch.utils.data import Dataset
 
-from .datasets import CAMVID_VOID, CamVid, VOCSegmentation, _open_rgb, check_segmentation_labels
+from .datasets import (
+    CAMVID_VOID,
+    CamVid,
+    VOCSegmentation,
+    _open_rgb,
+    check_segmentation_labels,
+)
 from .transforms import (
     CIFAR10_MEAN,
     CIFAR10_STD,

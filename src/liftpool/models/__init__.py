@@ -29,12 +29,10 @@ from collections.abc import Callable
 from typing import Any, Literal, NamedTuple
 
 from torch import nn
-from torchvision.models import MobileNetV2
 
 from ..pooling import accepted_keywords, check_kwargs
-
 from .deeplab import DeepLabV3Plus, deeplabv3plus_resnet50
-from .resnet import ScaledResNet, mobilenet_v2, resnet18, resnet50
+from .resnet import MobileNetV2, ScaledResNet, mobilenet_v2, resnet18, resnet50
 from .segnet import SEGNET_POOLS, SegNet, segnet
 from .vgg import VGG13_CFG, VGGCifar, vgg13_cifar
 

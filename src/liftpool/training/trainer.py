@@ -358,7 +358,7 @@ def _plot(path: Path, task: str, history: list[dict[str, Any]], title: str) -> N
 
 
 def _hms(seconds: float) -> str:
-    s = max(0, int(round(seconds)))
+    s = max(0, round(seconds))
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 

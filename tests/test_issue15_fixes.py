@@ -118,6 +118,11 @@ def test_pool_kwargs_unknown_keyword_names_it() -> None:
         create_model("segnet", num_classes=3, pool="lift", width=0.0625, pool_kwargs={"sclae": 0.5})
     with pytest.raises(TypeError, match=r"pool 'max' \(MaxDownPool2d\): unknown keyword argument 'bands'"):
         make_pool("max", 4, bands="LL")
+    # liftpool.convert(pool_kwargs=...) goes through the same check
+    from liftpool import convert
+
+    with pytest.raises(TypeError, match=r"unknown keyword argument 'kernal'; accepted: kernel_size"):
+        convert(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.MaxPool2d(2)), pool="lift", pool_kwargs={"kernal": 3})
     # accepted keywords still work
     net = create_model("vgg13_cifar", num_classes=3, pool="lift", width=0.0625, pool_kwargs={"kernel_size": 3, "scale": "mean"})
     assert net(torch.randn(1, 3, 32, 32)).shape == (1, 3)

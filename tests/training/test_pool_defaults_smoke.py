@@ -20,6 +20,7 @@ from liftpool.layers import LiftDownPool2d
 from liftpool.pooling import available_pools
 from liftpool.training.checkpoint import load_model
 from liftpool.training.config import TrainConfig, apply_pool_defaults, resolve_config
+from liftpool.training.trainer import train
 
 
 def _stripes_folder(root: Path, per_class: int = 16, val_per_class: int = 8, seed: int = 0) -> Path:
@@ -90,6 +91,12 @@ def test_lift_default_is_the_band_mean_and_is_stored(stripes: Path, tmp_path: Pa
     assert resolve_config({"model": "vgg13_cifar", "pool": "max", "dataset": "imagefolder", "data_dir": "d", "out": "o"}).model_kwargs == {}
     plug = apply_pool_defaults(TrainConfig(model="train_tiny_models:tiny_cnn", pool="lift"))
     assert plug.model_kwargs == {}
+    # the Python API: a TrainConfig built by hand gets it too (train() applies it), the caller's object is kept
+    mine_cfg = TrainConfig(model="vgg13_cifar", pool="lift", width=0.125, dataset="imagefolder", data_dir=str(stripes),
+                           out=str(tmp_path / "api"), batch_size=16, epochs=1, limit_train_batches=1, limit_val_batches=1,
+                           num_workers=0, progress=False, plot=False)  # fmt: skip
+    summary = train(mine_cfg)
+    assert summary["model"]["kwargs"]["pool_kwargs"] == {"scale": "mean"} and mine_cfg.model_kwargs == {}
 
     out = tmp_path / "r"
     main(["train", "--model", "vgg13_cifar", "--width", "0.125", "--pool", "lift", "--dataset", "imagefolder",

@@ -302,8 +302,7 @@ def resolve_config(
     merged.update(cli_values)
     cfg = TrainConfig(**_coerce(merged))
     validate_config(cfg)
-    apply_pool_defaults(cfg)
-    return cfg
+    return apply_pool_defaults(cfg)
 
 
 #: ``pool_kwargs`` that ``liftpool train`` adds for a pool when the user did not set them.
@@ -314,9 +313,10 @@ POOL_DEFAULTS: dict[str, dict[str, Any]] = {"lift": {"scale": "mean"}}
 
 
 def apply_pool_defaults(cfg: TrainConfig) -> TrainConfig:
-    """Add :data:`POOL_DEFAULTS` for ``cfg.pool`` to ``cfg.model_kwargs["pool_kwargs"]`` where the
-    user did not choose (built-in models only; a plug-in ``module:factory`` gets none).
-    The result is stored in the run's config, so checkpoints rebuild the same model."""
+    """``cfg`` with :data:`POOL_DEFAULTS` for ``cfg.pool`` added to ``model_kwargs["pool_kwargs"]``
+    where the user did not choose (built-in models only; a plug-in ``module:factory`` gets none).
+    Returns a new config (``cfg`` is not changed). The result is stored in the run's config, so
+    checkpoints rebuild the same model."""
     extra = POOL_DEFAULTS.get(cfg.pool)
     if not extra or not isinstance(cfg.model, str) or ":" in cfg.model:
         return cfg
@@ -326,9 +326,9 @@ def apply_pool_defaults(cfg: TrainConfig) -> TrainConfig:
     if not isinstance(pk, dict):
         return cfg  # the model factory reports the bad type
     missing = {k: v for k, v in extra.items() if k not in pk}
-    if missing:
-        cfg.model_kwargs = {**cfg.model_kwargs, "pool_kwargs": {**pk, **missing}}
-    return cfg
+    if not missing:
+        return cfg
+    return dataclasses.replace(cfg, model_kwargs={**cfg.model_kwargs, "pool_kwargs": {**pk, **missing}})
 
 
 # ------------------------------------------------------------------------- schedule

@@ -42,7 +42,7 @@ from ..data import EpochDistributedSampler, SeededDataset, ShardSampler, build_d
 from ..losses import lifting_loss
 from . import distributed as D
 from .checkpoint import load_checkpoint, save_checkpoint, unwrap_model
-from .config import RESUME_MUTABLE, TrainConfig, lr_factor, validate_config
+from .config import RESUME_MUTABLE, TrainConfig, apply_pool_defaults, lr_factor, validate_config
 from .factory import build_model, model_task, set_lifting_lambdas
 from ..io import atomic_open, atomic_write_json, atomic_write_text
 from .metrics import confusion_matrix, segmentation_scores, topk_correct
@@ -417,6 +417,8 @@ def _train(cfg: TrainConfig, info: D.DistInfo, given: Mapping[str, Any]) -> dict
                 f"checkpoint was written by {resume_ckpt.get('world_size', 1)} process(es); resume with the same number "
                 f"(got {info.world_size}) to continue exactly"
             )
+    else:
+        cfg = apply_pool_defaults(cfg)  # also for TrainConfig objects that skipped resolve_config
     if cfg.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)

@@ -258,9 +258,15 @@ def test_no_grad_and_frozen_inputs_work():
     with torch.no_grad():
         y = layer(x)
     assert not y.requires_grad
+    # a training-mode forward under no_grad still records its constraint terms (without a graph)
+    recorded = layer.constraints
+    assert recorded is not None and not recorded.c_u.requires_grad and not recorded.c_p.requires_grad
+    loss = liftpool.lifting_loss(layer)
+    assert torch.isfinite(loss) and float(loss) > 0 and not loss.requires_grad
     layer.eval()
     assert layer(x).requires_grad  # parameters still need gradients
-    assert liftpool.lifting_loss(layer) is not None or layer.constraints is None
+    assert layer.constraints is recorded  # an eval-mode forward records nothing
+    assert float(liftpool.lifting_loss(layer)) == float(loss)
 
 
 def test_gradcheck_fast_path_with_recomputation(recompute):

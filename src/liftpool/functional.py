@@ -209,7 +209,8 @@ def lift_1d(
         d = d * scale[1]
     c = None
     if constraints:
-        c = Constraints((s - xo).pow(2).mean(), d.pow(2).mean())
+        # sum / max(numel, 1): the mean, and 0 (not NaN) for an empty batch
+        c = Constraints((s - xo).pow(2).sum() / max(xo.numel(), 1), d.pow(2).sum() / max(d.numel(), 1))
     return s, d, c
 
 

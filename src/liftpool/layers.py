@@ -11,6 +11,7 @@ weight sharing.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal, NamedTuple, Union
 
@@ -120,6 +121,16 @@ AnyDetails = Union[Details1d, Details2d, Details3d]
 BandSelection = Union[Literal["all"], str, Sequence[str]]
 
 
+_LAYER_IDS = itertools.count(1)
+#: attribute set on the first detail tensor a LiftDownPool returns: the id of that layer
+_OWNER_ATTR = "_liftpool_down_id"
+
+
+def _tracing() -> bool:
+    jit: Any = torch.jit  # is_scripting/is_tracing are not re-exported in torch's stubs
+    return bool(jit.is_scripting() or jit.is_tracing() or torch.compiler.is_compiling())
+
+
 class LiftDownPoolNd(nn.Module):
     """Base class of :class:`LiftDownPool1d` / ``2d`` / ``3d`` (subclasses set ``spatial_dims`` and the result types).
 
@@ -144,7 +155,7 @@ class LiftDownPoolNd(nn.Module):
         lambda_u: float = LAMBDA_U,
         lambda_p: float = LAMBDA_P,
         return_details: bool = False,
-        scale: float = 1.0,
+        scale: float | Literal["mean"] = 1.0,
         zero_init: bool = False,
         stride: int = 2,
         backend: Backend = "auto",
@@ -164,12 +175,18 @@ class LiftDownPoolNd(nn.Module):
         self.bands = self._check_bands(bands)
         self.lambda_u = check_number("lambda_u", lambda_u, nonnegative=True)
         self.lambda_p = check_number("lambda_p", lambda_p, nonnegative=True)
+        if isinstance(scale, str) and scale == "mean":  # the band mean: unit gain for P = U = 0 (docs/design.md)
+            scale = 1.0 / len(self.bands)
+        if isinstance(scale, str):
+            raise ValueError(f"scale must be a finite number or 'mean', got {scale!r}")
         self.return_details = bool(return_details)
         self.scale = check_number("scale", scale)
         self.share_weights = bool(share_weights)
         self.zero_init = bool(zero_init)
         self.backend: Backend = check_choice("backend", backend, kernels.BACKENDS)
         self.wavelet: str | None = None
+        # identity tag recorded on the details (LiftUpPool refuses another layer's details)
+        self._down_id = next(_LAYER_IDS)
         n_transforms = 1 if share_weights else 2**self.spatial_dims - 1
         fk = FactoryKwargs(device=device, dtype=dtype)
         self.transforms = nn.ModuleList(
@@ -237,7 +254,7 @@ class LiftDownPoolNd(nn.Module):
         bands: BandSelection = "all",
         padding_mode: PaddingMode = "reflect",
         return_details: bool = False,
-        scale: float = 1.0,
+        scale: float | Literal["mean"] = 1.0,
     ) -> Any:
         """A layer computing a classic lifting wavelet (fixed linear P/U) through the same code path.
 
@@ -313,7 +330,14 @@ class LiftDownPoolNd(nn.Module):
             self._constraints = cons
         if rest is None:
             return pooled
-        return pooled, self._details_type(*rest, size=tuple(int(n) for n in x.shape[2:]))
+        return pooled, self._tag(self._details_type(*rest, size=tuple(int(n) for n in x.shape[2:])))
+
+    def _tag(self, details: Any) -> Any:
+        """Record this layer's id on the first detail tensor (a Python attribute: no copy, no
+        graph change; skipped while scripting/tracing/compiling, where it is not checked either)."""
+        if not _tracing():
+            setattr(details[0], _OWNER_ATTR, self._down_id)
+        return details
 
     def __getstate__(self) -> dict[str, Any]:
         # The recorded constraint terms are graph tensors of the last forward; they are
@@ -390,6 +414,12 @@ class LiftUpPoolNd(nn.Module):
                 f"{cls}: details must be a {dt.__name__} (from the paired down layer), got {type(details).__name__}"
             )
         self.down._check_input(y, "y")
+        owner = None if _tracing() else getattr(details[0], _OWNER_ATTR, None)
+        if owner is not None and owner != self.down._down_id:
+            raise ValueError(
+                f"{cls}: details were recorded by a different {type(self.down).__name__} than this layer's paired one "
+                f"(pass the details of self.down's forward; details rebuilt from tensors are not checked)"
+            )
         names = band_names(self.spatial_dims)
         tensors = {names[0]: y, **{n: getattr(details, n) for n in names[1:]}}
         _check_band_shapes(tensors, y, details.size, self.spatial_dims, "details")
@@ -414,6 +444,7 @@ _DOC_ARGS = """
         scale: multiplies the pooled output (1.0 = the paper's plain sum). With
             ``P = U = 0`` the all-band sum is ``2**dims`` times average pooling, so
             ``scale=1/2**dims`` with ``zero_init=True`` starts as average pooling.
+            ``"mean"`` is ``1 / len(bands)`` (the band mean; ``liftpool train``'s default).
         zero_init: initialise the 1x1 stage of P and U at zero so that P = U = 0
             at the start of training (the K-tap stage keeps its random init).
         stride: must be 2; accepted for drop-in use as timm's ``aa_layer``.
@@ -524,7 +555,9 @@ class LiftUpPool2d(LiftUpPoolNd):
     ``forward(y, details)`` treats ``y`` as the ``LL`` band and recombines it with the
     ``LH, HL, HH`` bands the down layer recorded; the output is cropped to the
     recorded input size. Its parameters are the down layer's (they appear once in
-    ``model.parameters()``).
+    ``model.parameters()``). Details recorded by a *different* LiftDownPool2d (of the
+    same shape) raise ``ValueError``: the down layer tags them with its id (eager mode;
+    see docs/design.md, "Which layer recorded the details").
 
     Shape:
         - ``y``: ``(N, C, ceil(H/2), ceil(W/2))``; ``details``: ``Details2d`` from the down layer.

@@ -7,10 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from liftpool import models
 from liftpool.pooling import POOLS
 from liftpool.pooling.zoo import ZOO
-
-models = pytest.importorskip("liftpool.models", reason="liftpool.models (create_model) is not available yet")
 
 CASES = [("vgg13_cifar", {}), ("resnet18", {}), ("resnet18", {"strided_conv": True})]
 

@@ -78,7 +78,8 @@ def test_classification_run_writes_everything_and_val_acc_is_right(folder, tmp_p
     assert (
         not model.training
         and config["model"]["name"] == "vgg13_cifar"
-        and config["model"]["kwargs"] == {"width": 0.0625}
+        # lift: the band mean by default (training/config.py POOL_DEFAULTS)
+        and config["model"]["kwargs"] == {"width": 0.0625, "pool_kwargs": {"scale": "mean"}}
     )
     assert config["data"]["class_names"] == ["class0", "class1", "class2"] and config["task"] == "classification"
     val = build_datasets("imagefolder", folder).val

@@ -22,7 +22,13 @@ from typing import Any, Literal, NamedTuple, get_args
 from PIL import Image
 from torch.utils.data import Dataset
 
-from .datasets import CAMVID_VOID, CamVid, VOCSegmentation, check_segmentation_labels
+from .datasets import (
+    CAMVID_VOID,
+    CamVid,
+    VOCSegmentation,
+    _open_rgb,
+    check_segmentation_labels,
+)
 from .transforms import (
     CIFAR10_MEAN,
     CIFAR10_STD,
@@ -87,7 +93,7 @@ def _image_folder(root: Path, split: str, transform: Any) -> Any:
         have = sorted(p.name for p in root.iterdir() if p.is_dir())
         raise FileNotFoundError(f"ImageFolder split {str(d)!r} not found (sub-folders present: {have or 'none'})")
     try:
-        ds = ImageFolder(str(d), transform=transform)
+        ds = ImageFolder(str(d), transform=transform, loader=_open_rgb)  # names a corrupt file
     except FileNotFoundError as e:
         raise ValueError(f"ImageFolder split {str(d)!r} has no class folders with images ({e})") from None
     if len(ds) == 0:

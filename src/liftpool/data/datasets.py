@@ -63,8 +63,16 @@ VOC_CLASSES = (
 
 
 def _open_rgb(path: str | os.PathLike[str]) -> Image.Image:
-    with open(path, "rb") as f:
-        return Image.open(f).convert("RGB")
+    """The image at ``path`` as RGB; an unreadable/corrupt file raises ``OSError`` naming it."""
+    try:
+        with open(path, "rb") as f:
+            return Image.open(f).convert("RGB")
+    except (OSError, SyntaxError, ValueError) as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise OSError(
+            f"cannot read image {str(path)!r} ({type(e).__name__}: {e}); replace or remove the file"
+        ) from None
 
 
 def _open_label(path: str | os.PathLike[str]) -> Image.Image:

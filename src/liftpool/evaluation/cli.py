@@ -283,7 +283,7 @@ def run(args: argparse.Namespace) -> int:
             echo=echo,
             shift_dataset=shift_dataset,
         )
-    except (ValueError, FileNotFoundError, NotADirectoryError) as e:
+    except (ValueError, OSError) as e:  # OSError: missing folders, unreadable/corrupt images
         print(f"liftpool eval: error: {e}", file=sys.stderr)
         return 2
     finally:

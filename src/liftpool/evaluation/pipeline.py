@@ -16,7 +16,7 @@ import dataclasses
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from .corruptions import ALL_CORRUPTIONS, Profile
+from .corruptions import ALL_CORRUPTIONS, CORRUPTIONS, Profile, resolve_profile
 from .metrics import corruption_summary, perturbation_summary
 from .perturbations import PERTURBATIONS
 from .report import write_results
@@ -96,15 +96,49 @@ class EvalOptions:
 
 def resolve_split(data_dir: str | os.PathLike[str], dataset: str, split: str) -> str:
     """``split="auto"``: ``test`` when the data has one, else ``val``."""
+    root = Path(data_dir).expanduser()
+    if not root.exists():
+        raise FileNotFoundError(f"data directory {str(root)!r} does not exist")
+    if not root.is_dir():
+        raise NotADirectoryError(f"data directory {str(root)!r} is not a directory")
     if split != "auto":
         return split
-    root = Path(data_dir)
     for cand in ("test", "val"):
         if (root / cand).is_dir() or (root / f"{cand}.txt").is_file():
             return cand
     if dataset in ("cifar10", "cifar100"):
         return "test"
     raise FileNotFoundError(f"no 'test' or 'val' split under {str(root)!r}; pass --split")
+
+
+def corruption_scope(
+    errors: Mapping[str, Any], image_hw: tuple[int, int], profile: Profile, num_classes: Any
+) -> dict[str, Any]:
+    """What the mean corruption error of ``errors`` may be called and normalised by.
+
+    ``mce_name`` is ``"mCE"`` only when all 15 benchmark corruptions were evaluated, else
+    ``"mean CE over k corruptions (not mCE: j of the 15 benchmark corruptions)"``.
+    ``alexnet_normalized`` (divide by AlexNet's published ImageNet-C errors) only for
+    ImageNet-sized images (the ImageNet-C severity table) of a 1000-class model: on a small
+    or custom data set the ratio to AlexNet's ImageNet-C errors means nothing.
+    """
+    bench = sum(1 for c in CORRUPTIONS if c in errors)
+    complete = bench == len(CORRUPTIONS)
+    if complete:
+        name = "mCE"
+    else:
+        k = bench if bench else len(errors)
+        name = (
+            f"mean CE over {k} corruption{'s' if k != 1 else ''} "
+            f"(not mCE: {bench} of the {len(CORRUPTIONS)} benchmark corruptions)"
+        )
+    table, _ = resolve_profile(int(image_hw[0]), int(image_hw[1]), profile)
+    return {
+        "benchmark_corruptions": bench,
+        "mce_complete": complete,
+        "mce_name": name,
+        "alexnet_normalized": table == "imagenet" and num_classes == 1000,
+    }
 
 
 def raw_eval_dataset(
@@ -258,20 +292,28 @@ def evaluate_models(
                     seed=opts.seed, profile=opts.profile, device=device, progress=opts.progress,
                 )  # fmt: skip
                 clean = evaluate_accuracy(net, _loader(cds, opts), device=device).top1_error
-                summ = corruption_summary(errs, clean_error=clean)
+                n_classes = (e.config.get("model") or {}).get("num_classes")
+                scope = corruption_scope(errs, tuple(cds[0][0].shape[-2:]), opts.profile, n_classes)
+                summ = corruption_summary(errs, clean_error=clean, baseline=None if scope["alexnet_normalized"] else {})
                 row["corruption"] = {
                     **summ._asdict(),
+                    **scope,
                     "severities": list(opts.severities),
                     "images": len(cds),  # type: ignore[arg-type]
                     "profile": opts.profile,
-                    "normalization_note": "ce/mce: unnormalised mean top-1 error over severities; "
-                    "ce_normalized/mce_normalized: divided by AlexNet's published ImageNet-C errors "
-                    "(Hendrycks & Dietterich 2019), comparable to published numbers only on ImageNet-C",
+                    "normalization_note": "ce/mce: unnormalised mean top-1 error over severities ('mce' is an "
+                    "mCE only when mce_complete: all 15 benchmark corruptions); ce_normalized/mce_normalized: "
+                    "divided by AlexNet's published ImageNet-C errors (Hendrycks & Dietterich 2019), only for "
+                    "ImageNet-sized 1000-class data (else null)",
                 }
                 echo(
-                    f"[{e.label}] mCE unnormalised {100 * (summ.mce or 0):.2f} %, AlexNet-normalised "
-                    f"{100 * (summ.mce_normalized or 0):.2f} %, relative (unnormalised) "
-                    f"{100 * (summ.relative_mce or 0):.2f} % "
+                    f"[{e.label}] {scope['mce_name']} unnormalised {100 * (summ.mce or 0):.2f} %"
+                    + (
+                        f", AlexNet-normalised {100 * summ.mce_normalized:.2f} %"
+                        if summ.mce_normalized is not None
+                        else ""
+                    )
+                    + f", relative (unnormalised) {100 * (summ.relative_mce or 0):.2f} % "
                     f"(clean error on these {len(cds)} images {100 * clean:.2f} %)"  # type: ignore[arg-type]
                 )
             if "perturbation" in metrics:

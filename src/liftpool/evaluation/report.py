@@ -68,17 +68,21 @@ def markdown_report(rows: Sequence[Mapping[str, Any]], *, title: str = "liftpool
             ("consistency (%)", lambda r: _pct(_get(r, "shift", "consistency"))),
             ("shifted acc (%)", lambda r: _pct(_get(r, "shift", "shifted_accuracy"))),
         ]
+    # "mCE" only for the mean over all 15 benchmark corruptions (rows without the flag are older results)
+    complete = all(_get(r, "corruption", "mce_complete") is not False for r in rows if "corruption" in r)
+    mce = "mCE" if complete else "mean CE"
     if any("corruption" in r for r in rows):
+        cols.append((f"{mce} unnorm. (%)", lambda r: _pct(_get(r, "corruption", "mce"))))
+        if any(_get(r, "corruption", "mce_normalized") is not None for r in rows):
+            cols.append((f"{mce} AlexNet-norm. (%)", lambda r: _pct(_get(r, "corruption", "mce_normalized"))))
         cols += [
-            ("mCE unnorm. (%)", lambda r: _pct(_get(r, "corruption", "mce"))),
-            ("mCE AlexNet-norm. (%)", lambda r: _pct(_get(r, "corruption", "mce_normalized"))),
-            ("rel. mCE unnorm. (%)", lambda r: _pct(_get(r, "corruption", "relative_mce"))),
+            (f"rel. {mce} unnorm. (%)", lambda r: _pct(_get(r, "corruption", "relative_mce"))),
             ("extra-4 CE unnorm. (%)", lambda r: _pct(_get(r, "corruption", "mce_extra"))),
         ]
         if any(_get(r, "corruption", "vs_baseline") for r in rows):
             cols.append(
                 (
-                    "mCE vs "
+                    f"{mce} vs "
                     + str(
                         next(
                             _get(r, "corruption", "vs_baseline", "baseline")
@@ -128,12 +132,20 @@ def markdown_report(rows: Sequence[Mapping[str, Any]], *, title: str = "liftpool
         ]
         for c in names:
             lines.append(f"| {c} | " + " | ".join(_pct(_get(r, "corruption", "ce", c)) for r in corr) + " |")
+        if mce == "mCE":
+            scope = "mCE = mean CE over the 15 ImageNet-C corruptions"
+        else:
+            k = min(int(_get(r, "corruption", "benchmark_corruptions") or 0) for r in corr)
+            scope = (f"mean CE = mean CE over the evaluated benchmark corruptions ({k} of the 15 in the least "
+                     "complete row): not an mCE, which needs all 15")
         lines += [
             "",
-            "mCE = mean CE over the 15 ImageNet-C corruptions; extra-4 = speckle_noise, gaussian_blur, "
-            "spatter, saturate. AlexNet-norm. = CE / AlexNet's published ImageNet-C error "
-            "(Hendrycks & Dietterich 2019); it is only comparable to published numbers on ImageNet-C at 224x224. "
-            "rel. mCE = mean over corruptions of (CE - clean error).",
+            f"{scope}; extra-4 = speckle_noise, gaussian_blur, spatter, saturate. "
+            + ("AlexNet-norm. = CE / AlexNet's published ImageNet-C error (Hendrycks & Dietterich 2019); it is only "
+               "comparable to published numbers on ImageNet-C at 224x224. "
+               if any(_get(r, "corruption", "mce_normalized") is not None for r in corr)
+               else "No AlexNet normalisation: it applies to ImageNet-sized 1000-class data only. ")
+            + f"rel. {mce} = mean over corruptions of (CE - clean error).",
             "",
         ]
         sev = _get(corr[0], "corruption", "severities")

@@ -247,8 +247,9 @@ def _even_odd(b: Tensor, dim: int) -> tuple[Tensor, Tensor]:
 def _mean_square(t: Tensor) -> Tensor:
     """``mean(t**2)`` as ``||t||^2 / numel``: one pass forward and one backward, and the
     gradient keeps ``t``'s memory layout (``mean``'s and ``mse_loss``'s backward return
-    NCHW tensors, after which every backward kernel mixes layouts and runs ~10x slower)."""
-    return torch.linalg.vector_norm(t).square() / t.numel()
+    NCHW tensors, after which every backward kernel mixes layouts and runs ~10x slower).
+    An empty tensor (a batch of N = 0) gives 0, not 0/0 = NaN."""
+    return torch.linalg.vector_norm(t).square() / max(t.numel(), 1)
 
 
 def _add_constraints(
@@ -331,8 +332,8 @@ def _lift_2d(x: Tensor, transforms: nn.ModuleList, spatial_dims: int, constraint
             numel = n * c * H * s.shape[-1]
             dup_s = ts[:, c:, -1:]
             dup_d = td[:, c:, -1:]
-            cu = (torch.linalg.vector_norm(ts).square() - torch.linalg.vector_norm(dup_s).square()) / numel
-            cp = (torch.linalg.vector_norm(td).square() - torch.linalg.vector_norm(dup_d).square()) / numel
+            cu = (torch.linalg.vector_norm(ts).square() - torch.linalg.vector_norm(dup_s).square()) / max(numel, 1)
+            cp = (torch.linalg.vector_norm(td).square() - torch.linalg.vector_norm(dup_d).square()) / max(numel, 1)
         else:
             cu, cp = _mean_square(ts), _mean_square(td)
         acc = _add_constraints(acc, cu, cp)

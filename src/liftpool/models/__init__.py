@@ -24,13 +24,15 @@ Examples:
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any, Literal, NamedTuple
 
 from torch import nn
 
+from ..pooling import accepted_keywords, check_kwargs
 from .deeplab import DeepLabV3Plus, deeplabv3plus_resnet50
-from .mobilenet import mobilenet_v2
+from .mobilenet import MobileNetV2, mobilenet_v2
 from .resnet import ScaledResNet, resnet18, resnet50
 from .segnet import SEGNET_POOLS, SegNet, segnet
 from .vgg import VGG13_CFG, VGGCifar, vgg13_cifar
@@ -48,6 +50,7 @@ __all__ = [
     "VGGCifar",
     "available_models",
     "create_model",
+    "model_keywords",
     "task_of",
 ]
 
@@ -104,4 +107,34 @@ def create_model(name: str, *, pool: str = "max", num_classes: int, **kwargs: An
     :data:`SEGNET_POOLS`).
     """
     spec = _spec(name)
+    check_kwargs(f"create_model({name!r})", kwargs, model_keywords(name))
     return spec.builder(num_classes=num_classes, pool=pool, **kwargs)
+
+
+#: the class each builder hands its remaining ``**kwargs`` to
+_FORWARDS_TO: dict[str, Callable[..., Any]] = {
+    "vgg13_cifar": VGGCifar,
+    "resnet18": ScaledResNet,
+    "resnet50": ScaledResNet,
+    "mobilenet_v2": MobileNetV2,
+    "segnet": SegNet,
+    "deeplabv3plus_resnet50": DeepLabV3Plus,
+}
+#: parameters the builders set themselves (never a user keyword)
+_BUILDER_SET = ("self", "num_classes", "pool", "block", "layers", "width_mult")
+
+
+def model_keywords(name: str) -> tuple[str, ...] | None:
+    """Keyword arguments :func:`create_model` accepts for ``name`` besides ``pool`` and
+    ``num_classes`` (``None``: not known, no check)."""
+    spec = _spec(name)
+    own = accepted_keywords(spec.builder, _BUILDER_SET)
+    target = _FORWARDS_TO.get(name)
+    if own is not None:
+        return own
+    if target is None:
+        return None
+    sig = inspect.signature(spec.builder).parameters
+    named = tuple(p for p in sig if p not in _BUILDER_SET and sig[p].kind is not inspect.Parameter.VAR_KEYWORD)
+    more = accepted_keywords(target, _BUILDER_SET)
+    return None if more is None else tuple(dict.fromkeys(named + more))

@@ -17,7 +17,7 @@ from ..pooling.placement import Init
 from ._common import check_num_classes, check_pool, check_width
 from .resnet import PoolPosition, apply_pool
 
-__all__ = ["mobilenet_v2"]
+__all__ = ["MobileNetV2", "mobilenet_v2"]
 
 
 def mobilenet_v2(*, num_classes: int, pool: str = "max", width: float = 1.0, strided_conv: bool | None = None,

@@ -43,7 +43,7 @@ from .registry import (
 
 # after the baselines, so that the registry lists max, avg, skip, blur, maxblur, lift, then the zoo
 register_pool("lift")(LiftDownPool2d)
-register_updown("lift")(lift_updown)
+register_updown("lift", down=LiftDownPool2d)(lift_updown)
 
 #: names of :mod:`liftpool.pooling.zoo` re-exported here; the zoo is imported on first use.
 _ZOO_NAMES: tuple[str, ...] = (
@@ -74,8 +74,10 @@ __all__ = [
     "SkipDownPool2d",
     "POOLS",
     "UPDOWN",
+    "accepted_keywords",
     "available_pools",
     "binomial_filter",
+    "check_kwargs",
     "make_pool",
     "make_updown",
     "register_pool",

@@ -289,14 +289,14 @@ class MaxUpBlurPool2d(MaxUpPool2d):
         return self.blur(super().forward(y, details))
 
 
-@register_updown("max")
+@register_updown("max", down=MaxDownPool2d)
 def max_updown(channels: int, **kwargs: Any) -> tuple[nn.Module, nn.Module]:
     """Max pooling with ``return_details`` and the max-unpooling that inverts its selection."""
     down = MaxDownPool2d(channels, return_details=True, **kwargs)
     return down, MaxUpPool2d(down)
 
 
-@register_updown("maxblur")
+@register_updown("maxblur", down=MaxDownPool2d)
 def maxblur_updown(channels: int, **kwargs: Any) -> tuple[nn.Module, nn.Module]:
     """Max pooling with ``return_details`` and max-unpooling followed by a blur."""
     down = MaxDownPool2d(channels, return_details=True, **kwargs)

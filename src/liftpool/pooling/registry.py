@@ -10,7 +10,8 @@ does not load it.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterator, MutableMapping
+import inspect
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Any
 
 from torch import nn
@@ -21,7 +22,9 @@ __all__ = [
     "POOLS",
     "UPDOWN",
     "PoolRegistry",
+    "accepted_keywords",
     "available_pools",
+    "check_kwargs",
     "lift_updown",
     "make_pool",
     "make_updown",
@@ -97,14 +100,42 @@ def available_pools() -> tuple[str, ...]:
     return tuple(POOLS)
 
 
+def accepted_keywords(fn: Callable[..., Any], skip: tuple[str, ...] = ()) -> tuple[str, ...] | None:
+    """The keyword arguments ``fn`` (a function or class) accepts, without ``skip``; ``None``
+    when it takes ``**kwargs`` (anything goes)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return tuple(p.name for p in params if p.kind in kinds and p.name not in skip)
+
+
+def check_kwargs(where: str, kwargs: Mapping[str, Any], accepted: tuple[str, ...] | None) -> None:
+    """``TypeError`` naming the unknown keys of ``kwargs`` and the ``accepted`` ones (``None``: no check)."""
+    if accepted is None:
+        return
+    bad = [k for k in kwargs if k not in accepted]
+    if bad:
+        raise TypeError(
+            f"{where}: unknown keyword argument{'s' if len(bad) > 1 else ''} {', '.join(map(repr, bad))}; "
+            f"accepted: {', '.join(accepted) or 'none'}"
+        )
+
+
 def make_pool(name: str, channels: int, **kwargs: Any) -> nn.Module:
-    """Build the down-pooling layer ``name`` for ``channels`` channels (kwargs go to its constructor)."""
+    """Build the down-pooling layer ``name`` for ``channels`` channels (kwargs go to its constructor;
+    an unknown keyword raises ``TypeError`` naming it and the accepted ones)."""
     if not isinstance(name, str):
         raise TypeError(f"pool must be a string, got {type(name).__name__}")
     try:
         cls = POOLS[name]
     except KeyError:
         raise ValueError(f"unknown pool {name!r}; choose one of {available_pools()}") from None
+    where = f"pool {name!r} ({getattr(cls, '__name__', cls)})"
+    check_kwargs(where, kwargs, accepted_keywords(cls, ("self", "channels")))
     return cls(channels, **kwargs)
 
 
@@ -112,15 +143,24 @@ UpDownFactory = Callable[..., tuple[nn.Module, nn.Module]]
 
 #: name -> factory of a paired (down, up) for encoder-decoders (SegNet).
 UPDOWN: dict[str, UpDownFactory] = {}
+#: name -> the down-pooling class whose keywords the factory passes on (for the keyword check).
+UPDOWN_DOWN: dict[str, Callable[..., nn.Module]] = {}
 
 
-def register_updown(name: str) -> Callable[[UpDownFactory], UpDownFactory]:
-    """Decorator adding a paired ``(down, up)`` factory to :data:`UPDOWN` under ``name``."""
+def register_updown(
+    name: str, down: Callable[..., nn.Module] | None = None
+) -> Callable[[UpDownFactory], UpDownFactory]:
+    """Decorator adding a paired ``(down, up)`` factory to :data:`UPDOWN` under ``name``.
+
+    ``down``: the down-pooling class the factory's keyword arguments go to (checked by :func:`make_updown`).
+    """
 
     def deco(fn: UpDownFactory) -> UpDownFactory:
         if name in UPDOWN and UPDOWN[name] is not fn:
             raise ValueError(f"an up/down pool named {name!r} is already registered")
         UPDOWN[name] = fn
+        if down is not None:
+            UPDOWN_DOWN[name] = down
         return fn
 
     return deco
@@ -142,4 +182,8 @@ def make_updown(name: str, channels: int, **kwargs: Any) -> tuple[nn.Module, nn.
     """
     if name not in UPDOWN:
         raise ValueError(f"unknown up/down pool {name!r}; choose one of {tuple(UPDOWN)}")
+    down_cls = UPDOWN_DOWN.get(name)
+    if down_cls is not None:
+        skip = ("self", "channels", "return_details")
+        check_kwargs(f"up/down pool {name!r} ({down_cls.__name__})", kwargs, accepted_keywords(down_cls, skip))
     return UPDOWN[name](channels, **kwargs)

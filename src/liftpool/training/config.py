@@ -30,9 +30,11 @@ from typing import Any, Literal, get_args
 from ..constants import LAMBDA_P, LAMBDA_U
 
 __all__ = [
+    "POOL_DEFAULTS",
     "PRESETS",
     "PRESET_DOCS",
     "TrainConfig",
+    "apply_pool_defaults",
     "load_config_file",
     "lr_factor",
     "resolve_config",
@@ -354,7 +356,33 @@ def resolve_config(
     merged.update(cli_values)
     cfg = TrainConfig(**_coerce(merged))
     validate_config(cfg)
-    return cfg
+    return apply_pool_defaults(cfg)
+
+
+#: ``pool_kwargs`` that ``liftpool train`` adds for a pool when the user did not set them.
+#: LiftDownPool: the band mean (``scale="mean"``) instead of the paper's plain band sum, whose
+#: ~4-5x gain at initialisation (measured) reaches the classifier through the last pooling
+#: stage and makes SGD at the default lr 0.1 diverge (docs/training.md, "Per-pool defaults").
+POOL_DEFAULTS: dict[str, dict[str, Any]] = {"lift": {"scale": "mean"}}
+
+
+def apply_pool_defaults(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with :data:`POOL_DEFAULTS` for ``cfg.pool`` added to ``model_kwargs["pool_kwargs"]``
+    where the user did not choose (built-in models only; a plug-in ``module:factory`` gets none).
+    Returns a new config (``cfg`` is not changed). The result is stored in the run's config, so
+    checkpoints rebuild the same model."""
+    extra = POOL_DEFAULTS.get(cfg.pool)
+    if not extra or not isinstance(cfg.model, str) or ":" in cfg.model:
+        return cfg
+    pk = cfg.model_kwargs.get("pool_kwargs")
+    if pk is None:
+        pk = {}
+    if not isinstance(pk, dict):
+        return cfg  # the model factory reports the bad type
+    missing = {k: v for k, v in extra.items() if k not in pk}
+    if not missing:
+        return cfg
+    return dataclasses.replace(cfg, model_kwargs={**cfg.model_kwargs, "pool_kwargs": {**pk, **missing}})
 
 
 # ------------------------------------------------------------------------- schedule

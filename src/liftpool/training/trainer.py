@@ -44,7 +44,7 @@ from ..io import atomic_open, atomic_write_json, atomic_write_text
 from ..losses import lifting_loss
 from . import distributed as D
 from .checkpoint import load_checkpoint, save_checkpoint, unwrap_model
-from .config import RESUME_MUTABLE, TrainConfig, lr_factor, validate_config
+from .config import RESUME_MUTABLE, TrainConfig, apply_pool_defaults, lr_factor, validate_config
 from .factory import build_model, model_task, set_lifting_lambdas
 from .metrics import confusion_matrix, segmentation_scores, topk_correct
 
@@ -420,6 +420,19 @@ def _plot(path: Path, task: str, history: list[dict[str, Any]], title: str) -> N
     plt.close(fig)
 
 
+def _hms(seconds: float) -> str:
+    s = max(0, round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def _eta(elapsed: float, done: int, iters: int, epochs_left: int, history: list[dict[str, Any]]) -> str:
+    """``"ETA epoch h:mm:ss, run h:mm:ss"`` from this epoch's rate; later epochs take the last
+    finished epoch's time (validation included) or, in the first epoch, this one's estimate."""
+    epoch_left = elapsed / done * (iters - done)
+    per_epoch = float(history[-1]["epoch_time_s"]) if history else elapsed / done * iters
+    return f"ETA epoch {_hms(epoch_left)}, run {_hms(epoch_left + per_epoch * epochs_left)}"
+
+
 def _fmt(row: Mapping[str, Any]) -> str:
     parts = []
     for k, v in row.items():
@@ -456,6 +469,7 @@ def train(cfg: TrainConfig, *, given: Mapping[str, Any] | None = None) -> dict[s
 def _train(cfg: TrainConfig, info: D.DistInfo, given: Mapping[str, Any]) -> dict[str, Any]:
     t_start = time.time()
     resume_ckpt = None
+    wall_before = 0.0  # wall time of the run's earlier part(s), when resuming
     if cfg.resume:
         ckpt_path = checkpoint_path_for_resume(cfg)
         resume_ckpt = load_checkpoint(ckpt_path, map_location="cpu")
@@ -472,6 +486,8 @@ def _train(cfg: TrainConfig, info: D.DistInfo, given: Mapping[str, Any]) -> dict
                 "number "
                 f"(got {info.world_size}) to continue exactly"
             )
+    else:
+        cfg = apply_pool_defaults(cfg)  # also for TrainConfig objects that skipped resolve_config
     if cfg.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -530,6 +546,8 @@ def _train(cfg: TrainConfig, info: D.DistInfo, given: Mapping[str, Any]) -> dict
             start_epoch = int(resume_ckpt["epoch"])
             global_step = int(resume_ckpt.get("global_step", 0))
             history = list(resume_ckpt.get("history", []))
+            # older checkpoints have no wall time: the epochs' own times are the best estimate
+            wall_before = float(resume_ckpt.get("wall_time_s", sum(float(r.get("epoch_time_s", 0.0)) for r in history)))
             best = dict(resume_ckpt.get("best", best))
             states = resume_ckpt.get("rng_states") or []
             if len(states) > info.rank:
@@ -604,7 +622,8 @@ def _train(cfg: TrainConfig, info: D.DistInfo, given: Mapping[str, Any]) -> dict
 
         if resume_ckpt is None:
             log(
-                f"model {cfg.model} pool={cfg.pool} ({n_params:,} parameters, {pf.n_lift} LiftDownPool layers, "
+                f"model {cfg.model} pool={cfg.pool} pool_kwargs={cfg.model_kwargs.get('pool_kwargs') or {}} "
+                f"({n_params:,} parameters, {pf.n_lift} LiftDownPool layers, "
                 f"lambda_u={cfg.lambda_u} lambda_p={cfg.lambda_p}, constraints {'on' if cfg.constraints else 'off'})"
             )
             log(
@@ -661,9 +680,10 @@ def _train(cfg: TrainConfig, info: D.DistInfo, given: Mapping[str, Any]) -> dict
                 if main and not tty and (i + 1) % log_every == 0 and i + 1 < iters:
                     # no progress bar in a log file: a line every ~quarter epoch instead
                     el = time.time() - t0
+                    eta = _eta(el, i + 1, iters, cfg.epochs - epoch - 1, history)
                     log(f"epoch {epoch + 1}/{cfg.epochs} iteration {i + 1}/{iters} "
                         f"loss={float(task_loss.detach()):.4g} "
-                        f"lr={lr:.4g} ({(i + 1) / el:.2f} it/s)")  # fmt: skip
+                        f"lr={lr:.4g} ({(i + 1) / el:.2f} it/s, {eta})")  # fmt: skip
             tr = acc.reduce()
             train_time = time.time() - t0
             row: dict[str, Any] = {
@@ -720,6 +740,7 @@ def _train(cfg: TrainConfig, info: D.DistInfo, given: Mapping[str, Any]) -> dict
                     "world_size": info.world_size,
                     "history": history,
                     "best": dict(best),
+                    "wall_time_s": wall_before + time.time() - t_start,
                 }
                 save_checkpoint(ckpt_dir / "last.pt", model=bare, config=config, **state)
                 if improved:
@@ -733,7 +754,9 @@ def _train(cfg: TrainConfig, info: D.DistInfo, given: Mapping[str, Any]) -> dict
                         if k != "epoch" and isinstance(v, (int, float)):
                             writer.add_scalar(k, v, epoch + 1)
                     writer.flush()
-                log(f"epoch {epoch + 1}/{cfg.epochs} {_fmt(row)}" + (" (best)" if improved else ""))
+                left = cfg.epochs - epoch - 1
+                eta = f" ETA {_hms(row['epoch_time_s'] * left)}" if left > 0 else ""
+                log(f"epoch {epoch + 1}/{cfg.epochs} {_fmt(row)}" + (" (best)" if improved else "") + eta)
             D.barrier()
 
         summary = {
@@ -743,7 +766,8 @@ def _train(cfg: TrainConfig, info: D.DistInfo, given: Mapping[str, Any]) -> dict
             "global_step": global_step,
             "best": best,
             "final": history[-1] if history else None,
-            "wall_time_s": time.time() - t_start,
+            "wall_time_s": wall_before + time.time() - t_start,  # the whole run, resumed parts included
+            "wall_time_this_process_s": time.time() - t_start,
             "model": pf.spec,
             "parameters": n_params,
             "lift_layers": pf.n_lift,

@@ -1,4 +1,4 @@
-"""The ``liftpool`` command line: ``liftpool {demo,train,eval,bench,reproduce} ...``.
+"""The ``liftpool`` command line: ``liftpool {demo,train,eval,bench,info,reproduce} ...``.
 
 Each subcommand lives in its own module, which provides ``add_arguments(parser)``
 and ``run(args) -> int``; modules are imported only when their subcommand runs,
@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("liftpool.training.cli", "train a classifier or a segmentation network (CPU, GPU, torchrun DDP)"),
     "eval": ("liftpool.evaluation.cli", "accuracy, shift consistency, corruption robustness, mIoU, figures"),
     "bench": ("liftpool.studies.bench", "speed and memory of LiftPool against the poolings it replaces"),
+    "info": ("liftpool.kernels.info", "which kernel (native C++ / eager) runs the layers, its build flags and cache"),
     "reproduce": ("liftpool.studies.reproduce", "rerun the paper-claim experiments of docs/results.md"),
 }
 

@@ -16,12 +16,13 @@ from typing import Any
 
 import pytest
 import torch
-from helpers import rel_err
 
 from liftpool import LiftDownPool2d, LiftUpPool2d
 from liftpool.kernels import native
 from liftpool.kernels.native import _build
 from liftpool.layers import Details2d
+
+from helpers import rel_err
 
 pytestmark = pytest.mark.skipif(
     _build.find_compiler() is None, reason="no C++ compiler found: the native kernel cannot be built here"

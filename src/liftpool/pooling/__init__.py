@@ -33,7 +33,9 @@ from .baselines import (
 from .registry import (
     POOLS,
     UPDOWN,
+    accepted_keywords,
     available_pools,
+    check_kwargs,
     lift_updown,
     make_pool,
     make_updown,

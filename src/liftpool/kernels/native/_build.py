@@ -172,6 +172,10 @@ def load_extension() -> ModuleType:
             with _file_lock(cache_root() / f"{key}.lock"):
                 fresh = not any(build_dir.glob(f"{name}*.so")) if build_dir.exists() else True
                 build_dir.mkdir(parents=True, exist_ok=True)
+                # torch's own build baton: under our exclusive lock nobody else builds here, so a
+                # leftover one is stale (an interrupted build) and would make load() wait forever
+                with contextlib.suppress(FileNotFoundError):
+                    (build_dir / "lock").unlink()
                 st.module = _compile(build_dir, name)
                 elapsed = time.perf_counter() - t0
                 info_path = build_dir / "build_info.json"

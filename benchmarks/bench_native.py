@@ -54,7 +54,7 @@ def blur_kernel(c: int) -> torch.Tensor:
 
 
 def cases_for(shape: tuple[int, int, int, int]) -> tuple[dict[str, Callable[[], None]], dict[str, Callable[[], None]]]:
-    n, c, h, w = shape
+    _, c, h, w = shape
     layer = LiftDownPool2d(c).train()
     eager = eager_pool()
     x = torch.randn(shape, requires_grad=True)
@@ -85,7 +85,7 @@ def cases_for(shape: tuple[int, int, int, int]) -> tuple[dict[str, Callable[[], 
     def step(f: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[], None]:
         def run() -> None:
             x.grad = None
-            f(x).sum().backward()
+            f(x).sum().backward()  # type: ignore[no-untyped-call]  # torch stub of Tensor.backward is untyped
 
         return run
 

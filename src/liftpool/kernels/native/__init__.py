@@ -27,7 +27,7 @@ from liftpool.lifters import LearnedLifter, LiftingTransform
 
 from . import _build, ops  # noqa: F401  (ops registers the torch.library ops)
 
-__all__ = ["available", "applicable", "pool", "build_info", "NB_MAX_WIDTH", "SUPPORTED_DTYPES"]
+__all__ = ["NB_MAX_WIDTH", "SUPPORTED_DTYPES", "applicable", "available", "build_info", "pool"]
 
 #: Input dtypes the native path accepts (bfloat16/float16 are computed in float32).
 SUPPORTED_DTYPES: tuple[torch.dtype, ...] = (torch.float32, torch.float64, torch.bfloat16, torch.float16)

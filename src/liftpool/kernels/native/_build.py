@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["BuildState", "STATE", "CXX_FLAGS", "LD_FLAGS", "cache_root", "build_key", "load_extension", "find_compiler"]
+__all__ = ["CXX_FLAGS", "LD_FLAGS", "STATE", "BuildState", "build_key", "cache_root", "find_compiler", "load_extension"]
 
 CSRC = Path(__file__).resolve().parent / "csrc"
 SOURCES: tuple[str, ...] = ("lift_down2d.cpp",)
@@ -85,14 +85,13 @@ def cache_root() -> Path:
 
 def _cpu_signature() -> str:
     lines: list[str] = [platform.machine(), platform.processor()]
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            seen: set[str] = set()
-            for line in f:
-                name = line.split(":", 1)[0].strip()
-                if name in ("model name", "flags", "Features", "CPU implementer", "CPU part") and name not in seen:
-                    seen.add(name)
-                    lines.append(line.strip())
+    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+        seen: set[str] = set()
+        for line in f:
+            name = line.split(":", 1)[0].strip()
+            if name in ("model name", "flags", "Features", "CPU implementer", "CPU part") and name not in seen:
+                seen.add(name)
+                lines.append(line.strip())
     return "\n".join(lines)
 
 
@@ -172,6 +171,10 @@ def load_extension() -> ModuleType:
             with _file_lock(cache_root() / f"{key}.lock"):
                 fresh = not any(build_dir.glob(f"{name}*.so")) if build_dir.exists() else True
                 build_dir.mkdir(parents=True, exist_ok=True)
+                # torch's own build baton: under our exclusive lock nobody else builds here, so a
+                # leftover one is stale (an interrupted build) and would make load() wait forever
+                with contextlib.suppress(FileNotFoundError):
+                    (build_dir / "lock").unlink()
                 st.module = _compile(build_dir, name)
                 elapsed = time.perf_counter() - t0
                 info_path = build_dir / "build_info.json"

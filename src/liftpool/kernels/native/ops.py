@@ -25,7 +25,7 @@ from torch import Tensor
 
 from . import _build
 
-__all__ = ["PADDING_CODES", "BAND_BITS", "down2d", "down2d_backward"]
+__all__ = ["BAND_BITS", "PADDING_CODES", "down2d", "down2d_backward"]
 
 PADDING_CODES: dict[str, int] = {"reflect": 0, "replicate": 1, "zeros": 2, "circular": 3}
 BAND_BITS: dict[str, int] = {"LL": 1, "LH": 2, "HL": 4, "HH": 8}

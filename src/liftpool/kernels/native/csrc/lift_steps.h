@@ -96,9 +96,39 @@ struct GradSlots {
   T* pb() const { return base + (K + 2) * stride; }
 };
 
-// a[j] = bias + sum_k taps[k] * rows[k][j]
+// a[j] = bias + sum_k taps[k] * rows[k][j].  Common tap counts get a compile-time K (taps unrolled,
+// every row a contiguous vector load); with a run-time K, GCC fuses two taps and loads the second
+// row with gathers (measured in perf), so the generic loop is only the fallback.
+template <typename T, int KK>
+inline void conv_rows_fixed(const T* const* rows, const Lifter<T>& f, int64_t width, T* __restrict a) {
+  const T bias = f.bias;
+  T t[KK];
+  const T* r[KK];
+  for (int k = 0; k < KK; ++k) {
+    t[k] = f.taps[k];
+    r[k] = rows[k];
+  }
+#pragma omp simd
+  for (int64_t j = 0; j < width; ++j) {
+    T acc = bias;
+#pragma GCC unroll 16
+    for (int k = 0; k < KK; ++k) acc += t[k] * r[k][j];
+    a[j] = acc;
+  }
+}
+
 template <typename T>
 inline void conv_rows(const T* const* rows, const Lifter<T>& f, int64_t K, int64_t width, T* __restrict a) {
+  switch (K) {
+    case 3:
+      return conv_rows_fixed<T, 3>(rows, f, width, a);
+    case 5:
+      return conv_rows_fixed<T, 5>(rows, f, width, a);
+    case 7:
+      return conv_rows_fixed<T, 7>(rows, f, width, a);
+    default:
+      break;
+  }
   for (int64_t j = 0; j < width; ++j) a[j] = f.bias;
   for (int64_t k = 0; k < K; ++k) {
     const T tk = f.taps[k];
@@ -305,8 +335,34 @@ inline void fold_edges(T* g, const int64_t* idx, int64_t w, int64_t p) {
   }
 }
 
+// a[j] = bias + sum_k taps[k] * v[j + k] on a padded row; compile-time K for the common tap counts
+// (accumulates in registers: one store per output instead of one load+store per tap).
+template <typename T, int KK>
+inline void conv_padded_fixed(const T* __restrict v, const Lifter<T>& f, int64_t w, T* __restrict a) {
+  const T bias = f.bias;
+  T t[KK];
+  for (int k = 0; k < KK; ++k) t[k] = f.taps[k];
+#pragma omp simd
+  for (int64_t j = 0; j < w; ++j) {
+    T acc = bias;
+#pragma GCC unroll 16
+    for (int k = 0; k < KK; ++k) acc += t[k] * v[j + k];
+    a[j] = acc;
+  }
+}
+
 template <typename T>
 inline void conv_padded(const T* __restrict v, const Lifter<T>& f, int64_t K, int64_t w, T* __restrict a) {
+  switch (K) {
+    case 3:
+      return conv_padded_fixed<T, 3>(v, f, w, a);
+    case 5:
+      return conv_padded_fixed<T, 5>(v, f, w, a);
+    case 7:
+      return conv_padded_fixed<T, 7>(v, f, w, a);
+    default:
+      break;
+  }
   for (int64_t j = 0; j < w; ++j) a[j] = f.bias;
   for (int64_t k = 0; k < K; ++k) {
     const T tk = f.taps[k];

@@ -40,7 +40,7 @@ def test_bench_cli_writes_table_json_and_plots(tmp_path):
     # MaxPool is the reference of every layer table: ratio exactly 1.00x
     max_rows = [line for line in md.splitlines() if line.startswith("| max | ")]
     assert len(max_rows) == 2 and all(line.split("|")[3].strip() == "1.00x" for line in max_rows)
-    assert "Fast path vs paper-literal" in md
+    assert "lift (default backend) vs paper-literal" in md and "lift (default backend) vs the eager kernel" in md
     assert re.search(r"against HW: t = .* R\^2 = ", md)
 
     payload = json.loads((tmp_path / "bench.json").read_text())
@@ -95,6 +95,9 @@ def test_make_layer_covers_every_method_and_rejects_unknown():
         assert bench.make_layer(m, 4)(x).shape == (1, 4, 4, 4)
     with pytest.raises(ValueError, match="unknown method"):
         bench.make_layer("nope", 4)
+    # "lift" is the layer as users get it (default backend), "lift_eager" forces the eager kernel
+    assert bench.make_layer("lift", 4).backend == "auto"
+    assert bench.make_layer("lift_eager", 4).backend == "eager"
 
 
 def test_bad_shape_argument_is_a_clear_error(capsys):

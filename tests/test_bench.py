@@ -104,3 +104,10 @@ def test_bad_shape_argument_is_a_clear_error(capsys):
     with pytest.raises(SystemExit):
         main(["bench", "--shapes", "1,2,3"])
     assert "N,C,H,W" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_device_option_without_the_device_is_a_clear_error(tmp_path):
+    for device, match in (("cuda", "no such device is available"), ("gpu0", "must be a torch device")):
+        with pytest.raises(ValueError, match=match):
+            main(["bench", "--quick", "--sections", "layer", "--device", device, "--out", str(tmp_path)])

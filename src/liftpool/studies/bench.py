@@ -69,6 +69,14 @@ def _clock(kind: str) -> Callable[[], float]:
     return time.process_time if kind == "cpu" else time.perf_counter
 
 
+def _no_sync() -> None:
+    return None
+
+
+#: called before reading the clock: waits for queued device work (``--device cuda``); no-op on CPU
+_sync: Callable[[], None] = _no_sync
+
+
 def time_interleaved(
     fns: dict[str, Callable[[], Any]], *, repeats: int = 5, warmup: int = 2, clock: str = "wall"
 ) -> dict[str, float]:
@@ -88,8 +96,10 @@ def time_interleaved(
     samples: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeats):
         for k, f in fns.items():
+            _sync()
             t0 = now()
             f()
+            _sync()
             samples[k].append(now() - t0)
     return {k: statistics.median(v) for k, v in samples.items()}
 
@@ -724,6 +734,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--scale-channels", type=int, nargs="+", default=None)
     p.add_argument("--scale-batches", type=int, nargs="+", default=None)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--device", default="cpu",
+                   help="cpu (default) or an accelerator such as cuda / cuda:1 (wall clock, no memory measures; "
+                        "LiftPool runs its eager kernel there)")
 
 
 def _fill_defaults(args: argparse.Namespace) -> None:
@@ -778,11 +791,31 @@ def _command_of(args: argparse.Namespace) -> str:
     return " ".join(parts)
 
 
+def _use_device(args: argparse.Namespace) -> None:
+    """Make ``args.device`` the default device of every tensor and module the sections create."""
+    global _sync
+    try:
+        device = torch.device(args.device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"--device must be a torch device such as cpu or cuda, got {args.device!r}") from err
+    if device.type == "cpu":
+        _sync = _no_sync
+        return
+    if device.type != "cuda" or not torch.cuda.is_available():
+        raise ValueError(f"--device {args.device}: no such device is available here (torch.cuda.is_available() is "
+                         f"{torch.cuda.is_available()}; only cpu and cuda are supported)")
+    torch.set_default_device(device)
+    _sync = torch.cuda.synchronize
+    args.no_memory = True  # the saved/peak byte counters measure CPU storages
+    args.clock = "wall"
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the selected sections and write ``bench.md``, ``bench.json`` and the PNG plots to ``args.out``."""
     if args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
     _fill_defaults(args)
+    _use_device(args)
     torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
     command = "liftpool bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else _command_of(args)

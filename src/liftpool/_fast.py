@@ -232,6 +232,13 @@ def _even_odd(b: Tensor, dim: int) -> tuple[Tensor, Tensor]:
     return _take_along(b, dim, _phase_index(n, 0, b.device)), _take_along(b, dim, _phase_index(n, 1, b.device))
 
 
+def _channel_groups(t: Tensor, groups: int) -> list[Tensor]:
+    """``t.chunk(groups, dim=1)`` as slices: the dynamo ONNX exporter writes ``chunk`` as an
+    opset-18 ``Split`` that does not convert down to opset 17; ``Slice`` does."""
+    size = t.shape[1] // groups
+    return [t[:, g * size : (g + 1) * size] for g in range(groups)]
+
+
 def _mean_square(t: Tensor) -> Tensor:
     """``mean(t**2)`` as ``||t||^2 / numel``: one pass forward and one backward, and the
     gradient keeps ``t``'s memory layout (``mean``'s and ``mse_loss``'s backward return
@@ -326,8 +333,8 @@ def _lift_2d(x: Tensor, transforms: nn.ModuleList, spatial_dims: int, constraint
         acc = _add_constraints(acc, cu, cp)
     if spatial_dims == 2:
         # vertical step (level 1) on the bands (L, H) of the horizontal step, stacked
-        s_even, s_odd = s.chunk(2, dim=1)
-        d_even, d_odd = d.chunk(2, dim=1)
+        s_even, s_odd = _channel_groups(s, 2)
+        d_even, d_odd = _channel_groups(d, 2)
         e = torch.cat([s_even, d_even], dim=1)
         o = torch.cat([s_odd, d_odd], dim=1)
         P, U = _lifters(transforms, 1)
@@ -346,8 +353,8 @@ def _unlift_2d(s: Tensor, d: Tensor, size: Sequence[int], transforms: nn.ModuleL
         P, U = _lifters(transforms, 1)
         e = U.unupdate(s, d, -2)
         o = P.unpredict(d, e, -2)
-        e_s, e_d = e.chunk(2, dim=1)
-        o_s, o_d = o.chunk(2, dim=1)
+        e_s, e_d = _channel_groups(e, 2)
+        o_s, o_d = _channel_groups(o, 2)
         s = torch.cat([e_s, o_s], dim=1)
         d = torch.cat([e_d, o_d], dim=1)
     rows = 2 if spatial_dims == 2 else 1
@@ -425,7 +432,7 @@ def _pool_once(
     if len(chosen) == len(names):
         t = s + d
         groups = 2 ** (spatial_dims - 1)
-        parts = t.chunk(groups, dim=1) if groups > 1 else (t,)
+        parts = _channel_groups(t, groups)
         pooled = parts[0]
         for part in parts[1:]:
             pooled = pooled + part

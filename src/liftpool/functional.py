@@ -106,7 +106,8 @@ def _edge_index(n: int | Tensor, left: int, right: int, mode: str, device: torch
     # the axis, i.e. n > max(left, right); otherwise the whole axis is replicated
     reflect = torch.where(i < 0, -i, i)
     reflect = torch.where(reflect > last, 2 * last - reflect, reflect)
-    fits = ((i >= -last) & (i <= 2 * last)).all()
+    # a one-element comparison rather than a reduction (ONNX ReduceMin does not convert to opset 17)
+    fits = torch.arange(max(left, right), max(left, right) + 1, device=device) < n
     return torch.where(fits, reflect, replicate)
 
 

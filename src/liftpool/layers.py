@@ -295,7 +295,7 @@ class _LiftDownPoolNd(nn.Module):
         """All sub-bands of ``x`` as a NamedTuple (``Bands{1,2,3}d``) with the input's spatial size."""
         self._check_input(x)
         bands, _ = self._decompose(x, False)
-        return self._bands_type(**bands, size=tuple(int(n) for n in x.shape[2:]))
+        return self._bands_type(**bands, size=_spatial_size(x))
 
     def reconstruct(self, bands: AnyBands) -> Tensor:
         """Exact inverse of :meth:`decompose`."""
@@ -318,7 +318,7 @@ class _LiftDownPoolNd(nn.Module):
                 self._constraints = cons
             if rest is None:
                 return pooled
-            return pooled, self._details_type(*rest, size=tuple(int(n) for n in x.shape[2:]))
+            return pooled, self._details_type(*rest, size=_spatial_size(x))
         bands, cons = self._decompose(x, self.training)
         if cons is not None:
             self._constraints = cons
@@ -330,7 +330,7 @@ class _LiftDownPoolNd(nn.Module):
         if not self.return_details:
             return pooled
         names = band_names(self.spatial_dims)
-        details = self._details_type(*(bands[n] for n in names[1:]), size=tuple(int(n) for n in x.shape[2:]))
+        details = self._details_type(*(bands[n] for n in names[1:]), size=_spatial_size(x))
         return pooled, details
 
     def __getstate__(self) -> dict[str, Any]:
@@ -366,9 +366,27 @@ class _LiftDownPoolNd(nn.Module):
         return s
 
 
+def _spatial_size(x: Tensor) -> tuple[int, ...]:
+    """The input size recorded in bands / details: ints in eager; kept symbolic under ``torch.export``,
+    ONNX export and ``jit.trace`` (not ``int()``-ed), so a traced graph crops to every input size."""
+    return tuple(x.shape[2:])
+
+
+def _is_size(n: Any) -> bool:
+    if isinstance(n, bool):
+        return False
+    # traced sizes are 0-dim integer tensors under jit.trace (and the legacy ONNX exporter)
+    return isinstance(n, (int, torch.SymInt)) or (torch.jit.is_tracing() and isinstance(n, Tensor) and n.ndim == 0)
+
+
 def _check_band_shapes(tensors: dict[str, Tensor], low: Tensor, size: Any, dims: int, what: str) -> None:
-    if not (isinstance(size, (tuple, list, torch.Size)) and len(size) == dims and all(isinstance(n, int) for n in size)):
+    if not (isinstance(size, (tuple, list, torch.Size)) and len(size) == dims and all(_is_size(n) for n in size)):
         raise ValueError(f"{what}.size must be a tuple of {dims} ints (the input's spatial size), got {size!r}")
+    for n, t in tensors.items():
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{what}.{n} must be a tensor, got {type(t).__name__}")
+    if torch.jit.is_tracing():
+        return  # shapes are traced values here: comparing them would freeze the example's sizes
     expect = tuple((n + 1) // 2 for n in size)
     if tuple(low.shape[2:]) != expect:
         raise ValueError(
@@ -376,8 +394,6 @@ def _check_band_shapes(tensors: dict[str, Tensor], low: Tensor, size: Any, dims:
             f"(expected ceil(size/2) = {expect})"
         )
     for n, t in tensors.items():
-        if not isinstance(t, Tensor):
-            raise TypeError(f"{what}.{n} must be a tensor, got {type(t).__name__}")
         if t.shape != low.shape:
             raise ValueError(f"{what}.{n} has shape {tuple(t.shape)} but the low band has {tuple(low.shape)}")
 

@@ -195,10 +195,12 @@ class _Lifter:
     @staticmethod
     def _combine(base: Tensor, sig: Tensor, alpha: float) -> Tensor:
         """``base + alpha * sig - alpha / 2`` (``alpha = +-2``); reuses ``sig``'s memory without autograd."""
-        if (torch.is_grad_enabled() and (base.requires_grad or sig.requires_grad)) or base.dtype != sig.dtype:
+        needs_grad = torch.is_grad_enabled() and (base.requires_grad or sig.requires_grad)
+        # a trace takes one path whatever the grad mode (jit.trace checks the graph under no_grad)
+        if needs_grad or base.dtype != sig.dtype or torch.jit.is_tracing():
             out = torch.add(base, sig, alpha=alpha)
         else:
-            out = torch.add(base, sig, alpha=alpha, out=sig)
+            out = sig.mul_(alpha).add_(base)  # == base + alpha * sig (alpha = +-2 is exact); in sig's memory
         return out.sub_(alpha / 2)
 
     def predict(self, o: Tensor, e: Tensor, dim: int) -> Tensor:

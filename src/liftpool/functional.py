@@ -97,7 +97,8 @@ def _edge_index(n: int | Tensor, left: int, right: int, mode: str, device: torch
     i = torch.cat([torch.arange(-left, 0, device=device), torch.arange(right, device=device) + n])
     last = n - 1
     if mode == "circular":
-        return torch.remainder(i, n)
+        # the length as a tensor: the dynamo ONNX exporter cannot translate remainder by a symbolic scalar
+        return torch.remainder(i, torch.zeros_like(i) + n)
     replicate = torch.clamp(i, min=0)
     replicate = torch.where(replicate > last, torch.zeros_like(i) + last, replicate)
     if mode == "replicate":

@@ -333,6 +333,9 @@ class _LiftDownPoolNd(nn.Module):
         details = self._details_type(*(bands[n] for n in names[1:]), size=_spatial_size(x))
         return pooled, details
 
+    def __prepare_scriptable__(self) -> nn.Module:
+        raise _not_scriptable(self)
+
     def __getstate__(self) -> dict[str, Any]:
         # The recorded constraint terms are graph tensors of the last forward; they are
         # not state (and would make copy.deepcopy / pickling fail), so copies drop them.
@@ -364,6 +367,15 @@ class _LiftDownPoolNd(nn.Module):
         if self.return_details:
             s += ", return_details=True"
         return s
+
+
+def _not_scriptable(layer: nn.Module) -> RuntimeError:
+    """``torch.jit.script`` calls ``__prepare_scriptable__`` on every submodule before compiling it."""
+    return RuntimeError(
+        f"{type(layer).__name__} does not support torch.jit.script (TorchScript cannot compile its batched "
+        "fast path). Use torch.jit.trace(model.eval(), example) instead (the traced graph is valid for every "
+        "input size), or torch.export.export / torch.onnx.export / torch.compile."
+    )
 
 
 def _spatial_size(x: Tensor) -> tuple[int, ...]:
@@ -407,6 +419,9 @@ class _LiftUpPoolNd(nn.Module):
         if not isinstance(down, self._down_type):
             raise TypeError(f"{type(self).__name__} needs the paired {self._down_type.__name__}, got {type(down).__name__}")
         self.down = down
+
+    def __prepare_scriptable__(self) -> nn.Module:
+        raise _not_scriptable(self)
 
     def forward(self, y: Tensor, details: AnyDetails) -> Tensor:
         cls = type(self).__name__

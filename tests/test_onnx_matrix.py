@@ -26,8 +26,26 @@ pytest.importorskip("onnxscript")
 EXAMPLE = (2, 33, 30)  # N, H, W of the export example
 # (N, H, W) at run time: every parity of H and W, a new batch size, tiny maps
 RUN_SIZES = [(3, 34, 30), (3, 33, 31), (1, 34, 31), (2, 33, 30), (2, 2, 2), (2, 1, 1), (1, 2, 3), (2, 5, 8)]
-EXPORTERS = [pytest.param(True, id="dynamo"), pytest.param(False, id="legacy")]
-OPSETS = [17, 18]
+SLOW = pytest.mark.slow  # dynamo exports take ~20-60 s each on 2 shared cores
+# (dynamo, opset): the default run covers each exporter, each opset and each model at least once
+DOWN_MATRIX = [
+    pytest.param(True, 17, id="dynamo-17", marks=SLOW),  # the fast pair test exports a LiftDownPool2d too
+    pytest.param(True, 18, id="dynamo-18", marks=SLOW),
+    pytest.param(False, 17, id="legacy-17"),
+    pytest.param(False, 18, id="legacy-18"),
+]
+PAIR_MATRIX = [
+    pytest.param(True, 17, id="dynamo-17"),
+    pytest.param(True, 18, id="dynamo-18", marks=SLOW),
+    pytest.param(False, 17, id="legacy-17"),
+    pytest.param(False, 18, id="legacy-18"),
+]
+RESNET_MATRIX = [
+    pytest.param(True, 17, id="dynamo-17", marks=SLOW),
+    pytest.param(True, 18, id="dynamo-18", marks=SLOW),
+    pytest.param(False, 17, id="legacy-17"),
+    pytest.param(False, 18, id="legacy-18", marks=SLOW),
+]
 
 
 class Pair(nn.Module):
@@ -78,8 +96,7 @@ def _check_sizes(model: nn.Module, c: int, path: Path, sizes: list[tuple[int, in
             np.testing.assert_allclose(out, r.numpy(), rtol=1e-5, atol=atol, err_msg=f"size {(n, h, w)}")
 
 
-@pytest.mark.parametrize("opset", OPSETS)
-@pytest.mark.parametrize("dynamo", EXPORTERS)
+@pytest.mark.parametrize(("dynamo", "opset"), DOWN_MATRIX)
 def test_liftdownpool2d_any_size(tmp_path: Path, dynamo: bool, opset: int) -> None:
     torch.manual_seed(0)
     model = LiftDownPool2d(4).eval()
@@ -88,8 +105,7 @@ def test_liftdownpool2d_any_size(tmp_path: Path, dynamo: bool, opset: int) -> No
     _check_sizes(model, 4, path, RUN_SIZES)
 
 
-@pytest.mark.parametrize("opset", OPSETS)
-@pytest.mark.parametrize("dynamo", EXPORTERS)
+@pytest.mark.parametrize(("dynamo", "opset"), PAIR_MATRIX)
 def test_down_up_pair_any_size(tmp_path: Path, dynamo: bool, opset: int) -> None:
     torch.manual_seed(0)
     model = Pair().eval()
@@ -103,14 +119,14 @@ def test_down_up_pair_any_size(tmp_path: Path, dynamo: bool, opset: int) -> None
         np.testing.assert_allclose(sess.run(None, {"x": x.numpy()})[2], x.numpy(), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("dynamo", [pytest.param(True, id="dynamo", marks=SLOW), pytest.param(False, id="legacy")])
 @pytest.mark.parametrize("padding_mode", ["replicate", "zeros", "circular"])
-def test_other_padding_modes_any_size(tmp_path: Path, padding_mode: str) -> None:
+def test_other_padding_modes_any_size(tmp_path: Path, padding_mode: str, dynamo: bool) -> None:
     torch.manual_seed(0)
     model = LiftDownPool2d(4, padding_mode=padding_mode).eval()
-    for dynamo in (True, False):
-        path = tmp_path / f"down-{dynamo}.onnx"
-        _export(model, 4, dynamo, 18, path, 1)
-        _check_sizes(model, 4, path, RUN_SIZES)
+    path = tmp_path / "down.onnx"
+    _export(model, 4, dynamo, 18, path, 1)
+    _check_sizes(model, 4, path, RUN_SIZES)
 
 
 def _resnet18() -> nn.Module:
@@ -127,18 +143,9 @@ def _resnet18() -> nn.Module:
 RESNET_SIZES = [(3, 34, 30), (1, 33, 31), (2, 16, 17), (1, 1, 1)]
 
 
-@pytest.mark.parametrize("dynamo", EXPORTERS)
-def test_converted_resnet18_any_size(tmp_path: Path, dynamo: bool) -> None:
+@pytest.mark.parametrize(("dynamo", "opset"), RESNET_MATRIX)
+def test_converted_resnet18_any_size(tmp_path: Path, dynamo: bool, opset: int) -> None:
     model = _resnet18()
     path = tmp_path / "resnet18.onnx"
-    _export(model, 3, dynamo, 18, path, 1)
-    _check_sizes(model, 3, path, RESNET_SIZES)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("dynamo", EXPORTERS)
-def test_converted_resnet18_any_size_opset17(tmp_path: Path, dynamo: bool) -> None:
-    model = _resnet18()
-    path = tmp_path / "resnet18.onnx"
-    _export(model, 3, dynamo, 17, path, 1)
+    _export(model, 3, dynamo, opset, path, 1)
     _check_sizes(model, 3, path, RESNET_SIZES)

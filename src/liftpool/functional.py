@@ -71,7 +71,14 @@ def _check_dim(x: Tensor, dim: int) -> int:
 def _physical_order(x: Tensor) -> list[int]:
     """The dims of ``x`` from the largest stride to the smallest (its memory order; ties keep dim order)."""
     strides = x.stride()
-    return sorted(range(x.ndim), key=lambda d: -strides[d])
+    # insertion sort with explicit comparisons: dynamo cannot trace sorted() on symbolic strides
+    order = list(range(x.ndim))
+    for i in range(1, x.ndim):
+        j = i
+        while j > 0 and strides[order[j - 1]] < strides[order[j]]:
+            order[j - 1], order[j] = order[j], order[j - 1]
+            j -= 1
+    return order
 
 
 def _take_along(x: Tensor, dim: int, index: Tensor) -> Tensor:

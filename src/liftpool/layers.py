@@ -12,6 +12,7 @@ weight sharing.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal, NamedTuple, Union
 
@@ -257,16 +258,27 @@ class _LiftDownPoolNd(nn.Module):
         dims = self.spatial_dims
         if x.ndim != dims + 2:
             raise ValueError(f"{cls}: {name} must have shape {_shape_str(dims)} ({dims + 2} dims), got shape {tuple(x.shape)}")
-        if x.shape[1] != self.channels:
-            raise ValueError(f"{cls}: {name} has {x.shape[1]} channels but the layer was built for channels={self.channels}")
-        if any(n < 1 for n in x.shape[2:]):
-            raise ValueError(f"{cls}: {name} has an empty spatial axis, shape {tuple(x.shape)}")
+        if torch.jit.is_tracing():
+            # sizes are traced values here: the checks still run on the example but do not enter
+            # the graph, so jit.trace's "might not generalize" warnings would be false alarms
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                self._check_sizes(x, name)
+        else:
+            self._check_sizes(x, name)
         p = next(self.parameters(), None)
         if p is not None and x.dtype != p.dtype and not torch.is_autocast_enabled(x.device.type):
             raise TypeError(
                 f"{cls}: {name} has dtype {x.dtype} but the layer's parameters are {p.dtype}; "
                 f"convert one of them (e.g. layer.to({x.dtype})) or use torch.autocast"
             )
+
+    def _check_sizes(self, x: Tensor, name: str) -> None:
+        cls = type(self).__name__
+        if x.shape[1] != self.channels:
+            raise ValueError(f"{cls}: {name} has {x.shape[1]} channels but the layer was built for channels={self.channels}")
+        if any(n < 1 for n in x.shape[2:]):
+            raise ValueError(f"{cls}: {name} has an empty spatial axis, shape {tuple(x.shape)}")
 
     def _steps(self) -> list[list[tuple[nn.Module, nn.Module]]] | list[tuple[nn.Module, nn.Module]]:
         if len(self.transforms) == 1:

@@ -126,3 +126,20 @@ def test_jit_script_raises_clear_error(make) -> None:  # type: ignore[no-untyped
         warnings.simplefilter("ignore")
         with pytest.raises(RuntimeError, match=r"does not support torch\.jit\.script.*torch\.jit\.trace"):
             torch.jit.script(model)
+
+
+def test_readme_supported_tooling_names_existing_tests() -> None:
+    """Every ``file::test`` the README's "Supported tooling" table cites exists."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "README.md").read_text()
+    section = text.split("## Supported tooling", 1)[1].split("\n## ", 1)[0]
+    cited = re.findall(r"`(tests/[\w/]+\.py)::(\w+)`", section)
+    assert len(cited) >= 15
+    for path, name in cited:
+        source = (root / path).read_text()
+        assert re.search(rf"^def {name}\(", source, flags=re.M), f"{path}::{name} does not exist"
+    for tool in ("torch.compile", "dynamo=True", "dynamo=False", "autocast", "channels_last", "DDP", "vmap", "jit.trace", "jit.script"):
+        assert tool in section, tool

@@ -143,3 +143,22 @@ def test_readme_supported_tooling_names_existing_tests() -> None:
         assert re.search(rf"^def {name}\(", source, flags=re.M), f"{path}::{name} does not exist"
     for tool in ("torch.compile", "dynamo=True", "dynamo=False", "autocast", "channels_last", "DDP", "vmap", "jit.trace", "jit.script"):
         assert tool in section, tool
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+def test_pad_axis_keeps_channels_last_and_works_under_vmap(mode: str) -> None:
+    """The gathered edge extension keeps the input's memory layout (no mixed-layout copies) and maps under vmap."""
+    import numpy as np
+
+    from liftpool.functional import pad_axis
+
+    np_mode = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}[mode]
+    x = torch.randn(2, 3, 5, 6).contiguous(memory_format=torch.channels_last)
+    for dim in (-1, -2):
+        got = pad_axis(x, dim, 2, 2, mode)
+        assert got.is_contiguous(memory_format=torch.channels_last)
+        width = [(0, 0)] * 4
+        width[dim] = (2, 2)
+        np.testing.assert_array_equal(got.numpy(), np.pad(x.numpy(), width, mode=np_mode))
+        batched = torch.func.vmap(lambda t, d=dim: pad_axis(t, d, 2, 2, mode))(x)
+        torch.testing.assert_close(batched, torch.stack([pad_axis(t, dim, 2, 2, mode) for t in x]))

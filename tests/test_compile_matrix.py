@@ -80,9 +80,9 @@ def _check_compiled_matches_eager(model: nn.Module, shapes: Sequence[tuple[int, 
             x = torch.randn(shape)
             loss_e, grads_e = _grads(model, x, _loss)
             loss_c, grads_c = _grads(model, x, compiled)
-            torch.testing.assert_close(loss_c, loss_e, rtol=1e-5, atol=1e-5, msg=lambda m: f"{shape}: {m}")
+            torch.testing.assert_close(loss_c, loss_e, rtol=1e-5, atol=1e-5, msg=lambda m, s=shape: f"{s}: {m}")
             for ge, gc in zip(grads_e, grads_c):
-                torch.testing.assert_close(gc, ge, rtol=1e-5, atol=1e-5, msg=lambda m: f"{shape}: {m}")
+                torch.testing.assert_close(gc, ge, rtol=1e-5, atol=1e-5, msg=lambda m, s=shape: f"{s}: {m}")
 
 
 def test_compile_small_maps_every_parity() -> None:

@@ -85,7 +85,7 @@ def test_jit_trace_valid_for_every_size(padding_mode: str) -> None:
     for h, w in SIZES_2D:
         x = torch.randn(3, 3, h, w)
         with torch.no_grad():
-            torch.testing.assert_close(traced(x), layer(x), rtol=1e-5, atol=1e-5, msg=lambda m: f"{(h, w)}: {m}")
+            torch.testing.assert_close(traced(x), layer(x), rtol=1e-5, atol=1e-5, msg=lambda m, s=(h, w): f"{s}: {m}")
 
 
 def test_jit_trace_pair_and_1d_3d_valid_for_every_size() -> None:
@@ -140,7 +140,7 @@ def test_readme_supported_tooling_names_existing_tests() -> None:
     assert len(cited) >= 15
     for path, name in cited:
         source = (root / path).read_text()
-        assert re.search(rf"^def {name}\(", source, flags=re.M), f"{path}::{name} does not exist"
+        assert re.search(rf"^def {name}\(", source, flags=re.MULTILINE), f"{path}::{name} does not exist"
     for tool in ("torch.compile", "dynamo=True", "dynamo=False", "autocast", "channels_last", "DDP", "vmap", "jit.trace", "jit.script"):
         assert tool in section, tool
 

@@ -46,7 +46,7 @@ from .constants import AXIS_ORDER, band_names
 from .functional import Constraints, _phase_index, _take_along, pad_axis
 from .lifters import LearnedLifter, LiftingTransform
 
-__all__ = ["fast_applicable", "fast_decompose", "fast_reconstruct", "fast_pool"]
+__all__ = ["fast_applicable", "fast_decompose", "fast_pool", "fast_reconstruct"]
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _CL = {4: torch.channels_last, 5: torch.channels_last_3d}
@@ -283,10 +283,11 @@ def _split_polyphase(x: Tensor, spatial_dims: int) -> tuple[Tensor, Tensor]:
         return _channels_last_view(e.unsqueeze(1)), _channels_last_view(o.unsqueeze(1))
     H, W = x.shape[-2:]
     rows = torch.stack([_phase_index(H, 0, dev), _phase_index(H, 1, dev)], dim=1)  # (h, i)
-    cols = torch.stack([_phase_index(W, 0, dev), _phase_index(W, 1, dev)])  # (j, w)
-    h, w = rows.shape[0], cols.shape[1]
-    ph = x.permute(0, 2, 3, 1)[:, rows.view(1, h, 1, 2), cols.view(2, 1, w, 1)]  # (N, j, h, w, i, C)
-    e, o = ph.unbind(1)
+    cols = torch.stack([_phase_index(W, 0, dev), _phase_index(W, 1, dev)], dim=1)  # (w, j)
+    # index shapes (h, 1, 1, i) and (w, j, 1) broadcast to (h, w, j, i); their strides are static
+    # (inductor with dynamic shapes cannot order a symbolic stride on a size-1 dim)
+    ph = x.permute(0, 2, 3, 1)[:, rows[:, None, None, :], cols[:, :, None]]  # (N, h, w, j, i, C)
+    e, o = ph.unbind(3)  # (N, h, w, i, C) each, interleaved in memory
     return _channels_last_view(e.flatten(3)), _channels_last_view(o.flatten(3))
 
 

@@ -42,16 +42,16 @@ Steps = Sequence[tuple[Lifter, Lifter]]
 """A sequence of ``(P, U)`` pairs making up one 1D lifting transform."""
 
 __all__ = [
+    "Constraints",
     "Lifter",
     "Steps",
-    "Constraints",
-    "pad_axis",
-    "split",
-    "merge",
-    "lift_1d",
-    "unlift_1d",
     "decompose",
+    "lift_1d",
+    "merge",
+    "pad_axis",
     "reconstruct",
+    "split",
+    "unlift_1d",
 ]
 
 

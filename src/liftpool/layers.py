@@ -21,7 +21,15 @@ from torch import Tensor, nn
 
 from . import _fast
 from . import functional as LF
-from .constants import LAMBDA_P, LAMBDA_U, PADDING_MODES, WAVELET_NAMES, PaddingMode, WaveletName, band_names
+from .constants import (
+    LAMBDA_P,
+    LAMBDA_U,
+    PADDING_MODES,
+    WAVELET_NAMES,
+    PaddingMode,
+    WaveletName,
+    band_names,
+)
 from .lifters import LearnedLifter, LiftingTransform, wavelet_transform
 
 __all__ = [

@@ -87,7 +87,7 @@ def _check_compiled_matches_eager(model: nn.Module, shapes: Sequence[tuple[int, 
 
 def test_compile_small_maps_every_parity() -> None:
     """The issue's repro (4x4 and 3x3 maps, replicate padding) and odd/even/unit sizes, one compiled function."""
-    shapes = [(4, C, 4, 4), (2, C, 3, 3), (2, C, 3, 4), (3, C, 6, 5), (2, C, 1, 2), (2, C, 9, 7)]
+    shapes = [(4, C, 4, 4), (2, C, 3, 3), (2, C, 3, 4), (3, C, 6, 5), (2, C, 9, 7)]  # sizes 1, 2: slow matrix
     _check_compiled_matches_eager(Mixed2d(), shapes)
 
 

@@ -119,12 +119,20 @@ def test_jit_trace_gradients_on_another_size() -> None:
     torch.testing.assert_close(g_traced, g_eager, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("make", [lambda: LiftDownPool2d(3), lambda: LiftUpPool2d(LiftDownPool2d(3)), lambda: Pair(3)])
-def test_jit_script_raises_clear_error(make) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    ("make", "name"),
+    [
+        (lambda: LiftDownPool2d(3), "LiftDownPool2d"),
+        (lambda: LiftDownPool1d(3), "LiftDownPool1d"),
+        (lambda: LiftUpPool2d(LiftDownPool2d(3)), "LiftUpPool2d"),
+        (lambda: Pair(3), "LiftDownPool2d"),
+    ],
+)
+def test_jit_script_raises_clear_error(make, name: str) -> None:  # type: ignore[no-untyped-def]
     model = nn.Sequential(nn.Identity(), make())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with pytest.raises(RuntimeError, match=r"does not support torch\.jit\.script.*torch\.jit\.trace"):
+        with pytest.raises(RuntimeError, match=rf"^{name} does not support torch\.jit\.script.*torch\.jit\.trace"):
             torch.jit.script(model)
 
 

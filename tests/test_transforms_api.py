@@ -170,3 +170,23 @@ def test_pad_axis_keeps_channels_last_and_works_under_vmap(mode: str) -> None:
         np.testing.assert_array_equal(got.numpy(), np.pad(x.numpy(), width, mode=np_mode))
         batched = torch.func.vmap(lambda t, d=dim: pad_axis(t, d, 2, 2, mode))(x)
         torch.testing.assert_close(batched, torch.stack([pad_axis(t, dim, 2, 2, mode) for t in x]))
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_no_grad_in_place_path_matches_autograd_path(dims: int) -> None:
+    """Without autograd the fast path reuses buffers in place (also what vmap and eval take); same values."""
+    from liftpool.constants import band_names
+    from liftpool.layers import LIFT_DOWN, LIFT_UP
+
+    torch.manual_seed(0)
+    down = LIFT_DOWN[dims](3, bands=band_names(dims)[0], return_details=True).eval()
+    up = LIFT_UP[dims](down)
+    x = torch.randn((2, 3) + (5, 6, 7)[:dims])
+    y, details = down(x)  # parameters require grad: the out-of-place path
+    rec = up(y, details)
+    with torch.no_grad():
+        y0, details0 = down(x)
+        rec0 = up(y0, details0)
+    torch.testing.assert_close(y0, y.detach(), rtol=0, atol=0)
+    torch.testing.assert_close(rec0, rec.detach(), rtol=0, atol=0)
+    torch.testing.assert_close(rec0, x, rtol=1e-5, atol=1e-5)

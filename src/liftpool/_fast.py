@@ -288,7 +288,8 @@ def _split_polyphase(x: Tensor, spatial_dims: int) -> tuple[Tensor, Tensor]:
     # (inductor with dynamic shapes cannot order a symbolic stride on a size-1 dim)
     ph = x.permute(0, 2, 3, 1)[:, rows[:, None, None, :], cols[:, :, None]]  # (N, h, w, j, i, C)
     e, o = ph.unbind(3)  # (N, h, w, i, C) each, interleaved in memory
-    return _channels_last_view(e.flatten(3)), _channels_last_view(o.flatten(3))
+    # dense copies: every later kernel (and its backward) runs several times slower on the interleaved views
+    return _channels_last_view(e.flatten(3).contiguous()), _channels_last_view(o.flatten(3).contiguous())
 
 
 def _merge_polyphase(e: Tensor, o: Tensor, size: Sequence[int]) -> Tensor:

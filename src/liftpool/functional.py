@@ -94,7 +94,7 @@ def _take_along(x: Tensor, dim: int, index: Tensor) -> Tensor:
     return x.permute(order).index_select(order.index(dim % x.ndim), index).permute(inverse)
 
 
-def _edge_index(n: int | Tensor, left: int, right: int, mode: str, device: torch.device) -> Tensor:
+def _edge_index(n: int, left: int, right: int, mode: str, device: torch.device) -> Tensor:
     """Indices (into an axis of length ``n``) of the ``left`` samples before and ``right`` after it.
 
     Written as tensor arithmetic on ``n``, with no Python branch on its value, so a traced or
@@ -161,7 +161,7 @@ def pad_axis(x: Tensor, dim: int, left: int, right: int, mode: str = "reflect") 
     return torch.cat(parts, dim=dim)
 
 
-def _phase_index(n: int | Tensor, phase: int, device: torch.device) -> Tensor:
+def _phase_index(n: int, phase: int, device: torch.device) -> Tensor:
     """Indices ``phase, phase + 2, ...`` of the ``ceil(n / 2)`` samples of one polyphase component.
 
     Clamped to the last sample, which extends an odd axis by one copy of its edge: shape

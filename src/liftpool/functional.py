@@ -26,7 +26,6 @@ crops it away.  The constraint terms of the paper for one 1D transform are
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
@@ -43,16 +42,16 @@ Steps = Sequence[tuple[Lifter, Lifter]]
 """A sequence of ``(P, U)`` pairs making up one 1D lifting transform."""
 
 __all__ = [
+    "Constraints",
     "Lifter",
     "Steps",
-    "Constraints",
-    "pad_axis",
-    "split",
-    "merge",
-    "lift_1d",
-    "unlift_1d",
     "decompose",
+    "lift_1d",
+    "merge",
+    "pad_axis",
     "reconstruct",
+    "split",
+    "unlift_1d",
 ]
 
 
@@ -69,6 +68,57 @@ def _check_dim(x: Tensor, dim: int) -> int:
     return dim - x.ndim if dim >= 0 else dim
 
 
+def _physical_order(x: Tensor) -> list[int]:
+    """The dims of ``x`` from the largest stride to the smallest (its memory order; ties keep dim order)."""
+    strides = x.stride()
+    # insertion sort with explicit comparisons: dynamo cannot trace sorted() on symbolic strides
+    order = list(range(x.ndim))
+    for i in range(1, x.ndim):
+        j = i
+        while j > 0 and strides[order[j - 1]] < strides[order[j]]:
+            order[j - 1], order[j] = order[j], order[j - 1]
+            j -= 1
+    return order
+
+
+def _take_along(x: Tensor, dim: int, index: Tensor) -> Tensor:
+    """``x.index_select(dim, index)`` laid out in memory like ``x`` (e.g. channels_last stays channels_last).
+
+    ``index_select`` writes a fresh row-major tensor; gathering on ``x`` permuted into its
+    memory order and permuting back keeps the layout, so a later ``cat`` with ``x`` (and the
+    backward of both) runs without mixed-layout copies.  Only strides are queried, which
+    works under ``torch.func.vmap`` too.
+    """
+    order = _physical_order(x)
+    inverse = [order.index(d) for d in range(x.ndim)]
+    return x.permute(order).index_select(order.index(dim % x.ndim), index).permute(inverse)
+
+
+def _edge_index(n: int, left: int, right: int, mode: str, device: torch.device) -> Tensor:
+    """Indices (into an axis of length ``n``) of the ``left`` samples before and ``right`` after it.
+
+    Written as tensor arithmetic on ``n``, with no Python branch on its value, so a traced or
+    exported graph (``torch.export``, ONNX, ``jit.trace``; ``n`` is then symbolic) serves every
+    length, including the short axes on which reflection falls back to replication.
+    """
+    i = torch.cat([torch.arange(-left, 0, device=device), torch.arange(right, device=device) + n])
+    last = n - 1
+    if mode == "circular":
+        # the length as a tensor: the dynamo ONNX exporter cannot translate remainder by a symbolic scalar
+        return torch.remainder(i, torch.zeros_like(i) + n)
+    replicate = torch.clamp(i, min=0)
+    replicate = torch.where(replicate > last, torch.zeros_like(i) + last, replicate)
+    if mode == "replicate":
+        return replicate
+    # reflect (mirror without repeating the edge): valid only when one reflection stays inside
+    # the axis, i.e. n > max(left, right); otherwise the whole axis is replicated
+    reflect = torch.where(i < 0, -i, i)
+    reflect = torch.where(reflect > last, 2 * last - reflect, reflect)
+    # a one-element comparison rather than a reduction (ONNX ReduceMin does not convert to opset 17)
+    fits = torch.arange(max(left, right), max(left, right) + 1, device=device) < n
+    return torch.where(fits, reflect, replicate)
+
+
 def pad_axis(x: Tensor, dim: int, left: int, right: int, mode: str = "reflect") -> Tensor:
     """Pad ``x`` along one axis only.
 
@@ -77,6 +127,12 @@ def pad_axis(x: Tensor, dim: int, left: int, right: int, mode: str = "reflect") 
     needs more samples than the pad width; where the axis is too short it falls
     back to ``replicate`` (so a 1x1 or 2x2 map never crashes).  Circular padding
     wraps around as often as needed.
+
+    The edge samples are gathered with index arithmetic on the axis length and
+    concatenated (``zeros`` uses a constant pad): one implementation for every
+    tensor rank and layout, whose backward compiles with inductor (unlike
+    ``replication_pad*d_backward``) and whose traced / exported graph (ONNX, with
+    dynamic sizes) is valid for every length.
 
     Examples:
         >>> x = torch.tensor([[[1.0, 2.0, 3.0]]])
@@ -92,47 +148,27 @@ def pad_axis(x: Tensor, dim: int, left: int, right: int, mode: str = "reflect") 
     if left == 0 and right == 0:
         return x
     dim = _check_dim(x, dim)
-    n = x.shape[dim]
-    if mode == "circular":
-        reps = 1 + 2 * math.ceil(max(left, right) / n)
-        if reps > 3:
-            x = torch.cat([x] * reps, dim=dim)
-            start = (reps // 2) * n - left
-            return x.narrow(dim, start, n + left + right)
-        parts = []
-        if left:
-            parts.append(x.narrow(dim, n - left, left))
-        parts.append(x)
-        if right:
-            parts.append(x.narrow(dim, 0, right))
-        return torch.cat(parts, dim=dim)
-    if mode == "reflect" and max(left, right) >= n:
-        mode = "replicate"
-    # F.pad takes (last_left, last_right, second_last_left, ...); reflect and
-    # replicate want a (batch, channel, *spatial) tensor with 1-3 spatial dims.
-    k = -dim
     if mode == "zeros":
+        k = -dim
         pad = [0, 0] * k
         pad[2 * k - 2], pad[2 * k - 1] = left, right
         return F.pad(x, pad, mode="constant", value=0.0)
-    if 3 <= x.ndim <= 5 and k <= x.ndim - 2:
-        pad = [0, 0] * (x.ndim - 2)
-        pad[2 * k - 2], pad[2 * k - 1] = left, right
-        return F.pad(x, pad, mode=mode)
-    if k > 3:
-        raise ValueError(f"cannot {mode}-pad along dim {dim}: at most the last 3 dims are supported")
-    shape = x.shape
-    y = x.reshape((-1, 1) + tuple(shape[x.ndim - k :]))
-    pad = [0, 0] * k
-    pad[2 * k - 2], pad[2 * k - 1] = left, right
-    y = F.pad(y, pad, mode=mode)
-    return y.reshape(tuple(shape[: x.ndim - k]) + tuple(y.shape[2:]))
+    edges = _take_along(x, dim, _edge_index(x.shape[dim], left, right, mode, x.device))
+    parts = [edges.narrow(dim, 0, left)] if left else []
+    parts.append(x)
+    if right:
+        parts.append(edges.narrow(dim, left, right))
+    return torch.cat(parts, dim=dim)
 
 
-def _take(x: Tensor, dim: int, start: int) -> Tensor:
-    index: list[slice] = [slice(None)] * x.ndim
-    index[dim] = slice(start, None, 2)
-    return x[tuple(index)]
+def _phase_index(n: int, phase: int, device: torch.device) -> Tensor:
+    """Indices ``phase, phase + 2, ...`` of the ``ceil(n / 2)`` samples of one polyphase component.
+
+    Clamped to the last sample, which extends an odd axis by one copy of its edge: shape
+    arithmetic, not a branch on the parity, so one traced graph serves every length.
+    """
+    h = (n + 1) // 2
+    return torch.clamp(torch.arange(h, device=device) * 2 + phase, max=n - 1)
 
 
 def split(x: Tensor, dim: int) -> tuple[Tensor, Tensor]:
@@ -147,11 +183,9 @@ def split(x: Tensor, dim: int) -> tuple[Tensor, Tensor]:
     """
     dim = _check_dim(x, dim)
     n = x.shape[dim]
-    if n < 1:
+    if isinstance(n, int) and n < 1:
         raise ValueError(f"cannot split an empty axis (dim {dim} has size 0)")
-    if n % 2:
-        x = torch.cat([x, x.narrow(dim, n - 1, 1)], dim=dim)
-    return _take(x, dim, 0), _take(x, dim, 1)
+    return _take_along(x, dim, _phase_index(n, 0, x.device)), _take_along(x, dim, _phase_index(n, 1, x.device))
 
 
 def merge(even: Tensor, odd: Tensor, dim: int, length: int | None = None) -> Tensor:
@@ -172,11 +206,14 @@ def merge(even: Tensor, odd: Tensor, dim: int, length: int | None = None) -> Ten
     shape = list(even.shape)
     shape[dim] = 2 * n
     y = y.reshape(shape)
-    if length is not None and length != 2 * n:
-        if length not in (2 * n - 1,):
-            raise ValueError(f"length={length} does not match halves of {n} samples (expected {2 * n - 1} or {2 * n})")
-        y = y.narrow(dim, 0, length)
-    return y
+    if length is None:
+        return y
+    if isinstance(length, int) and isinstance(n, int) and length not in (2 * n - 1, 2 * n):
+        raise ValueError(f"length={length} does not match halves of {n} samples (expected {2 * n - 1} or {2 * n})")
+    # a slice, not a branch on the parity: a traced graph crops (or not) for every size
+    index: list[slice] = [slice(None)] * y.ndim
+    index[dim] = slice(0, length)
+    return y[tuple(index)]
 
 
 def lift_1d(

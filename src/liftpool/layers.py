@@ -12,6 +12,7 @@ weight sharing.
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Sequence
 from typing import Any, ClassVar, Literal, NamedTuple, Union
 
@@ -124,6 +125,11 @@ BandSelection = Union[Literal["all"], str, Sequence[str]]
 _LAYER_IDS = itertools.count(1)
 #: attribute set on the first detail tensor a LiftDownPool returns: the id of that layer
 _OWNER_ATTR = "_liftpool_down_id"
+
+
+def _jit_tracing() -> bool:
+    jit: Any = torch.jit  # is_tracing is not re-exported in torch's stubs
+    return bool(jit.is_tracing())
 
 
 def _tracing() -> bool:
@@ -273,7 +279,15 @@ class LiftDownPoolNd(nn.Module):
     # ------------------------------------------------------------------ core
     def _check_input(self, x: Any, name: str = "x") -> None:
         cls = type(self).__name__
-        check_spatial_input(cls, x, channels=self.channels, spatial_dims=self.spatial_dims, name=name)
+        jit: Any = torch.jit  # is_tracing/TracerWarning are not re-exported in torch's stubs
+        if jit.is_tracing():
+            # sizes are traced values here: the checks still run on the example but do not enter
+            # the graph, so jit.trace's "might not generalize" warnings would be false alarms
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", jit.TracerWarning)
+                check_spatial_input(cls, x, channels=self.channels, spatial_dims=self.spatial_dims, name=name)
+        else:
+            check_spatial_input(cls, x, channels=self.channels, spatial_dims=self.spatial_dims, name=name)
         p = next(self.parameters(), None)
         if p is not None and x.dtype != p.dtype and not torch.is_autocast_enabled(x.device.type):
             raise TypeError(
@@ -308,7 +322,7 @@ class LiftDownPoolNd(nn.Module):
         """All sub-bands of ``x`` as a NamedTuple (``Bands{1,2,3}d``) with the input's spatial size."""
         self._check_input(x)
         bands, _ = self._decompose(x, False)
-        return self._bands_type(**bands, size=tuple(int(n) for n in x.shape[2:]))
+        return self._bands_type(**bands, size=_spatial_size(x))
 
     def reconstruct(self, bands: AnyBands) -> Tensor:
         """Exact inverse of :meth:`decompose`."""
@@ -330,7 +344,7 @@ class LiftDownPoolNd(nn.Module):
             self._constraints = cons
         if rest is None:
             return pooled
-        return pooled, self._tag(self._details_type(*rest, size=tuple(int(n) for n in x.shape[2:])))
+        return pooled, self._tag(self._details_type(*rest, size=_spatial_size(x)))
 
     def _tag(self, details: Any) -> Any:
         """Record this layer's id on the first detail tensor (a Python attribute: no copy, no
@@ -338,6 +352,9 @@ class LiftDownPoolNd(nn.Module):
         if not _tracing():
             setattr(details[0], _OWNER_ATTR, self._down_id)
         return details
+
+    def __prepare_scriptable__(self) -> nn.Module:
+        raise _not_scriptable(self)
 
     def __getstate__(self) -> dict[str, Any]:
         # The recorded constraint terms are graph tensors of the last forward; they are
@@ -374,11 +391,36 @@ class LiftDownPoolNd(nn.Module):
         return s
 
 
+def _not_scriptable(layer: nn.Module) -> RuntimeError:
+    """``torch.jit.script`` calls ``__prepare_scriptable__`` on every submodule before compiling it."""
+    return RuntimeError(
+        f"{type(layer).__name__} does not support torch.jit.script (TorchScript cannot compile its batched "
+        "fast path). Use torch.jit.trace(model.eval(), example) instead (the traced graph is valid for every "
+        "input size), or torch.export.export / torch.onnx.export / torch.compile."
+    )
+
+
+def _spatial_size(x: Tensor) -> tuple[int, ...]:
+    """The input size recorded in bands / details: ints in eager; kept symbolic under ``torch.export``,
+    ONNX export and ``jit.trace`` (not ``int()``-ed), so a traced graph crops to every input size."""
+    return tuple(x.shape[2:])
+
+
+def _is_size(n: Any) -> bool:
+    if isinstance(n, bool):
+        return False
+    # traced sizes are 0-dim integer tensors under jit.trace (and the legacy ONNX exporter)
+    return isinstance(n, (int, torch.SymInt)) or (_jit_tracing() and isinstance(n, Tensor) and n.ndim == 0)
+
+
 def _check_band_shapes(tensors: dict[str, Tensor], low: Tensor, size: Any, dims: int, what: str) -> None:
-    if not (
-        isinstance(size, (tuple, list, torch.Size)) and len(size) == dims and all(isinstance(n, int) for n in size)
-    ):
+    if not (isinstance(size, (tuple, list, torch.Size)) and len(size) == dims and all(_is_size(n) for n in size)):
         raise ValueError(f"{what}.size must be a tuple of {dims} ints (the input's spatial size), got {size!r}")
+    for n, t in tensors.items():
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{what}.{n} must be a tensor, got {type(t).__name__}")
+    if _jit_tracing():
+        return  # shapes are traced values here: comparing them would freeze the example's sizes
     expect = tuple((n + 1) // 2 for n in size)
     if tuple(low.shape[2:]) != expect:
         raise ValueError(
@@ -386,8 +428,6 @@ def _check_band_shapes(tensors: dict[str, Tensor], low: Tensor, size: Any, dims:
             f"(expected ceil(size/2) = {expect})"
         )
     for n, t in tensors.items():
-        if not isinstance(t, Tensor):
-            raise TypeError(f"{what}.{n} must be a tensor, got {type(t).__name__}")
         if t.shape != low.shape:
             raise ValueError(f"{what}.{n} has shape {tuple(t.shape)} but the low band has {tuple(low.shape)}")
 
@@ -405,6 +445,9 @@ class LiftUpPoolNd(nn.Module):
                 f"{type(self).__name__} needs the paired {self._down_type.__name__}, got {type(down).__name__}"
             )
         self.down = down
+
+    def __prepare_scriptable__(self) -> nn.Module:
+        raise _not_scriptable(self)
 
     def forward(self, y: Tensor, details: AnyDetails) -> Tensor:
         cls = type(self).__name__

@@ -35,7 +35,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import cast
 
 import torch
@@ -44,10 +44,10 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from ..constants import AXIS_ORDER, band_names
-from ..functional import Constraints, pad_axis
+from ..functional import Constraints, _phase_index, _take_along, pad_axis
 from ..lifters import LearnedLifter, LiftingTransform
 
-__all__ = ["fast_applicable", "fast_decompose", "fast_reconstruct", "fast_pool"]
+__all__ = ["fast_applicable", "fast_decompose", "fast_pool", "fast_reconstruct"]
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _CL = {4: torch.channels_last, 5: torch.channels_last_3d}
@@ -64,20 +64,30 @@ def fast_applicable(transforms: nn.ModuleList) -> bool:
 
 
 # ---------------------------------------------------------------- layout helpers
+# Layouts are read from strides and made by permute + contiguous rather than with
+# ``memory_format=`` queries and conversions, which torch.func.vmap does not support
+# ("querying is_contiguous inside of vmap"); the resulting strides are the same.
 def _is_channels_last(x: Tensor) -> bool:
-    return x.ndim in _CL and x.is_contiguous(memory_format=_CL[x.ndim]) and not x.is_contiguous()
+    """Whether a 4D/5D ``x`` is laid out channels-first-in-memory (channels_last) rather than contiguous."""
+    return x.ndim in _CL and x.stride(1) == 1 and not x.is_contiguous()
+
+
+def _to_cl(t: Tensor) -> Tensor:
+    """``t`` (4D/5D) in channels_last memory order; no copy when it already is."""
+    last = t.ndim - 1
+    return t.movedim(1, last).contiguous().movedim(last, 1)
 
 
 def _to_internal(x: Tensor, spatial_dims: int) -> tuple[Tensor, bool]:
     """``x`` as a 4D/5D channels_last tensor (1D inputs get a unit H axis); also whether ``x`` was channels_last."""
-    was_cl = x.ndim in _CL and x.is_contiguous(memory_format=_CL[x.ndim]) and not x.is_contiguous()
+    was_cl = _is_channels_last(x)
     if spatial_dims == 1:
         x = x.unsqueeze(-2)
-    return x.contiguous(memory_format=_CL[x.ndim]), was_cl
+    return _to_cl(x), was_cl
 
 
-def _grad_to(fmt: torch.memory_format) -> Callable[[Tensor], Tensor]:
-    return lambda g: g if g is None else g.contiguous(memory_format=fmt)
+def _grad_to_cl(g: Tensor) -> Tensor:
+    return g if g is None else _to_cl(g)
 
 
 def _grad_to_channels_last(t: Tensor) -> Tensor:
@@ -94,7 +104,7 @@ def _grad_to_channels_last(t: Tensor) -> Tensor:
         and not torch.jit.is_tracing()  # type: ignore[attr-defined,no-untyped-call]  # not re-exported in stubs
         and not torch.compiler.is_compiling()
     ):
-        t.register_hook(_grad_to(_CL[t.ndim]))  # type: ignore[no-untyped-call]  # untyped in torch's stubs
+        t.register_hook(_grad_to_cl)  # type: ignore[no-untyped-call]  # untyped in torch's stubs
     return t
 
 
@@ -104,7 +114,7 @@ def _to_external(t: Tensor, spatial_dims: int, channels_last: bool) -> Tensor:
     if spatial_dims == 1:
         return t.squeeze(-2).contiguous()
     if channels_last:
-        return t.contiguous(memory_format=_CL[t.ndim])
+        return _to_cl(t)
     return t.contiguous()
 
 
@@ -186,10 +196,12 @@ class _Lifter:
     @staticmethod
     def _combine(base: Tensor, sig: Tensor, alpha: float) -> Tensor:
         """``base + alpha * sig - alpha / 2`` (``alpha = +-2``); reuses ``sig``'s memory without autograd."""
-        if (torch.is_grad_enabled() and (base.requires_grad or sig.requires_grad)) or base.dtype != sig.dtype:
+        needs_grad = torch.is_grad_enabled() and (base.requires_grad or sig.requires_grad)
+        # a trace takes one path whatever the grad mode (jit.trace checks the graph under no_grad)
+        if needs_grad or base.dtype != sig.dtype or torch.jit.is_tracing():  # type: ignore[attr-defined,no-untyped-call]  # stubs
             out = torch.add(base, sig, alpha=alpha)
         else:
-            out = torch.add(base, sig, alpha=alpha, out=sig)
+            out = sig.mul_(alpha).add_(base)  # == base + alpha * sig (alpha = +-2 is exact); in sig's memory
         return out.sub_(alpha / 2)
 
     def predict(self, o: Tensor, e: Tensor, dim: int) -> Tensor:
@@ -224,24 +236,17 @@ def _lifters(transforms: nn.ModuleList, level: int) -> tuple[_Lifter, _Lifter]:
     return P, U
 
 
-def _extend_odd(x: Tensor, dim: int) -> Tensor:
-    """Append one copy of the last sample along ``dim`` (as :func:`liftpool.functional.split` does).
-
-    A ``cat`` rather than replicate padding: inductor's meta kernel of
-    ``replication_pad2d_backward`` disagrees with the eager strides (torch 2.14).
-    """
-    return torch.cat([x, x.narrow(dim, x.shape[dim] - 1, 1)], dim=dim)
-
-
 def _even_odd(b: Tensor, dim: int) -> tuple[Tensor, Tensor]:
+    """Even and odd samples along ``dim``, an odd axis extended by its edge sample (gathered, no parity branch)."""
     n = b.shape[dim]
-    if n % 2:
-        b = _extend_odd(b, dim)
-    if dim == -1:
-        return b[..., 0::2], b[..., 1::2]
-    if dim == -2:
-        return b[..., 0::2, :], b[..., 1::2, :]
-    return b[..., 0::2, :, :], b[..., 1::2, :, :]
+    return _take_along(b, dim, _phase_index(n, 0, b.device)), _take_along(b, dim, _phase_index(n, 1, b.device))
+
+
+def _channel_groups(t: Tensor, groups: int) -> list[Tensor]:
+    """``t.chunk(groups, dim=1)`` as slices: the dynamo ONNX exporter writes ``chunk`` as an
+    opset-18 ``Split`` that does not convert down to opset 17; ``Slice`` does."""
+    size = t.shape[1] // groups
+    return [t[:, g * size : (g + 1) * size] for g in range(groups)]
 
 
 def _mean_square(t: Tensor) -> Tensor:
@@ -261,7 +266,9 @@ def _add_constraints(
 
 def _channels_last_view(t: Tensor) -> Tensor:
     """``(N, *spatial, C)`` contiguous -> ``(N, C, *spatial)`` channels_last view."""
-    return t.movedim(-1, 1)
+    # positive dims: the legacy ONNX exporter writes a negative dim into Transpose's perm,
+    # which onnxruntime rejects ("Invalid attribute perm {0, -1, 1, 2}")
+    return t.movedim(t.ndim - 1, 1)
 
 
 def _split_polyphase(x: Tensor, spatial_dims: int) -> tuple[Tensor, Tensor]:
@@ -270,26 +277,28 @@ def _split_polyphase(x: Tensor, spatial_dims: int) -> tuple[Tensor, Tensor]:
     ``x`` is ``(N, C, H, W)`` (1D: ``(N, C, L)``), any memory format; odd axes are
     extended by one edge sample.  In 2D, channel group 0 holds the even rows and
     group 1 the odd rows, so the horizontal lifting step of both row phases is
-    one convolution call and the vertical step needs no strided slicing.  One copy;
-    its backward (``unbind`` -> ``stack``) is one copy too, without zero-filling.
+    one convolution call and the vertical step needs no strided slicing.
+
+    One gather (advanced indexing of the ``(N, *spatial, C)`` view with the phase indices
+    of :func:`liftpool.functional._phase_index`): the odd-size extension is index
+    arithmetic on the shape, not a branch on the parity, so a traced or exported graph
+    (ONNX with dynamic H/W, ``jit.trace``) serves every size; its backward compiles.
     """
-    n, c = x.shape[:2]
+    dev = x.device
     if spatial_dims == 1:
-        if x.shape[-1] % 2:
-            x = _extend_odd(x, -1)
-        lh = x.shape[-1] // 2
-        ph = x.reshape(n, c, lh, 2).permute(3, 0, 2, 1).contiguous()  # (j, N, l, C)
-        e, o = ph.unbind(0)
+        L = x.shape[-1]
+        cols = torch.stack([_phase_index(L, 0, dev), _phase_index(L, 1, dev)])  # (j, l)
+        e, o = x.permute(0, 2, 1)[:, cols].unbind(1)  # (N, j, l, C) -> (N, l, C)
         return _channels_last_view(e.unsqueeze(1)), _channels_last_view(o.unsqueeze(1))
     H, W = x.shape[-2:]
-    if H % 2:
-        x = _extend_odd(x, -2)
-    if W % 2:
-        x = _extend_odd(x, -1)
-    h, w = x.shape[-2] // 2, x.shape[-1] // 2
-    ph = x.reshape(n, c, h, 2, w, 2).permute(5, 0, 2, 4, 3, 1).contiguous()  # (j, N, h, w, i, C)
-    e, o = ph.unbind(0)
-    return _channels_last_view(e.reshape(n, h, w, 2 * c)), _channels_last_view(o.reshape(n, h, w, 2 * c))
+    rows = torch.stack([_phase_index(H, 0, dev), _phase_index(H, 1, dev)], dim=1)  # (h, i)
+    cols = torch.stack([_phase_index(W, 0, dev), _phase_index(W, 1, dev)], dim=1)  # (w, j)
+    # index shapes (h, 1, 1, i) and (w, j, 1) broadcast to (h, w, j, i); their strides are static
+    # (inductor with dynamic shapes cannot order a symbolic stride on a size-1 dim)
+    ph = x.permute(0, 2, 3, 1)[:, rows[:, None, None, :], cols[:, :, None]]  # (N, h, w, j, i, C)
+    e, o = ph.unbind(3)  # (N, h, w, i, C) each, interleaved in memory
+    # dense copies: every later kernel (and its backward) runs several times slower on the interleaved views
+    return _channels_last_view(e.flatten(3).contiguous()), _channels_last_view(o.flatten(3).contiguous())
 
 
 def _merge_polyphase(e: Tensor, o: Tensor, size: Sequence[int]) -> Tensor:
@@ -298,19 +307,15 @@ def _merge_polyphase(e: Tensor, o: Tensor, size: Sequence[int]) -> Tensor:
     _grad_to_channels_last(o)
     if len(size) == 1:
         n, c, _, lh = e.shape
-        y = torch.stack((e.squeeze(2), o.squeeze(2)), dim=-1).reshape(n, c, 2 * lh)
-        return y.narrow(-1, 0, size[0]) if size[0] != 2 * lh else y
+        y = torch.stack((e.squeeze(2), o.squeeze(2)), dim=3).reshape(n, c, 2 * lh)
+        return y[:, :, : size[0]]  # a slice, not a parity branch: crops an odd L, a no-op view otherwise
     n, c2, h, w = e.shape
     c = c2 // 2
     # (N, 2C, h, w) -> (N, i, C, h, w); stack columns -> (N, i, C, h, w, j)
-    y = torch.stack((e.unflatten(1, (2, c)), o.unflatten(1, (2, c))), dim=-1)  # type: ignore[no-untyped-call]  # stubs
+    y = torch.stack((e.unflatten(1, (2, c)), o.unflatten(1, (2, c))), dim=5)  # type: ignore[no-untyped-call]  # stubs
     y = y.permute(0, 2, 3, 1, 4, 5).reshape(n, c, 2 * h, 2 * w)
     H, W = size
-    if H != 2 * h:
-        y = y.narrow(-2, 0, H)
-    if W != 2 * w:
-        y = y.narrow(-1, 0, W)
-    return y
+    return y[:, :, :H, :W]  # slices, not parity branches: one traced graph crops odd sizes
 
 
 def _lift_2d(x: Tensor, transforms: nn.ModuleList, spatial_dims: int, constraints: bool):  # type: ignore[no-untyped-def]
@@ -326,21 +331,25 @@ def _lift_2d(x: Tensor, transforms: nn.ModuleList, spatial_dims: int, constraint
     s = U.update(e, d, -1)
     if constraints:
         ts, td = s - o, d
-        if spatial_dims == 2 and x.shape[-2] % 2:
-            # the literal step runs on the H unpadded rows: drop the duplicated last row
+        if spatial_dims == 2:
+            # the literal step runs on the H unpadded rows: the duplicated last row of an odd H
+            # (odd rows' group, last row) does not count; weighted by H % 2, not branched on
             H = x.shape[-2]
+            odd = H % 2
             numel = n * c * H * s.shape[-1]
             dup_s = ts[:, c:, -1:]
             dup_d = td[:, c:, -1:]
-            cu = (torch.linalg.vector_norm(ts).square() - torch.linalg.vector_norm(dup_s).square()) / max(numel, 1)
-            cp = (torch.linalg.vector_norm(td).square() - torch.linalg.vector_norm(dup_d).square()) / max(numel, 1)
+            # sum / max(numel, 1): the mean, and 0 (not NaN) for an empty batch
+            denom = max(numel, 1)
+            cu = (torch.linalg.vector_norm(ts).square() - odd * torch.linalg.vector_norm(dup_s).square()) / denom
+            cp = (torch.linalg.vector_norm(td).square() - odd * torch.linalg.vector_norm(dup_d).square()) / denom
         else:
             cu, cp = _mean_square(ts), _mean_square(td)
         acc = _add_constraints(acc, cu, cp)
     if spatial_dims == 2:
         # vertical step (level 1) on the bands (L, H) of the horizontal step, stacked
-        s_even, s_odd = s.chunk(2, dim=1)
-        d_even, d_odd = d.chunk(2, dim=1)
+        s_even, s_odd = _channel_groups(s, 2)
+        d_even, d_odd = _channel_groups(d, 2)
         e = torch.cat([s_even, d_even], dim=1)
         o = torch.cat([s_odd, d_odd], dim=1)
         P, U = _lifters(transforms, 1)
@@ -359,8 +368,8 @@ def _unlift_2d(s: Tensor, d: Tensor, size: Sequence[int], transforms: nn.ModuleL
         P, U = _lifters(transforms, 1)
         e = U.unupdate(s, d, -2)
         o = P.unpredict(d, e, -2)
-        e_s, e_d = e.chunk(2, dim=1)
-        o_s, o_d = o.chunk(2, dim=1)
+        e_s, e_d = _channel_groups(e, 2)
+        o_s, o_d = _channel_groups(o, 2)
         s = torch.cat([e_s, o_s], dim=1)
         d = torch.cat([e_d, o_d], dim=1)
     rows = 2 if spatial_dims == 2 else 1
@@ -438,7 +447,7 @@ def _pool_once(
     if len(chosen) == len(names):
         t = s + d
         groups = 2 ** (spatial_dims - 1)
-        parts = t.chunk(groups, dim=1) if groups > 1 else (t,)
+        parts = _channel_groups(t, groups)
         pooled = parts[0]
         for part in parts[1:]:
             pooled = pooled + part
@@ -542,7 +551,7 @@ def fast_reconstruct(bands: Mapping[str, Tensor], size: Sequence[int], transform
     """Same result as ``functional.reconstruct(bands, size, steps)`` for learned lifters."""
     spatial_dims = len(size)
     low = bands[band_names(spatial_dims)[0]]
-    cl = low.ndim in _CL and low.is_contiguous(memory_format=_CL[low.ndim]) and not low.is_contiguous()
+    cl = _is_channels_last(low)
     last = spatial_dims - 1
     prefixes = _level_prefixes(last)
 
@@ -553,12 +562,11 @@ def fast_reconstruct(bands: Mapping[str, Tensor], size: Sequence[int], transform
     d_parts = [internal(bands[p + "H"]) for p in prefixes]
     s = s_parts[0] if len(s_parts) == 1 else torch.cat(s_parts, dim=1)
     d = d_parts[0] if len(d_parts) == 1 else torch.cat(d_parts, dim=1)
-    fmt = _CL[s.ndim]
-    s = s.contiguous(memory_format=fmt)
-    d = d.contiguous(memory_format=fmt)
+    s = _to_cl(s)
+    d = _to_cl(d)
     if spatial_dims < 3:
         out = _unlift_2d(s, d, size, transforms)
-        return out.contiguous(memory_format=torch.channels_last) if cl and out.ndim == 4 else out.contiguous()
+        return _to_cl(out) if cl and out.ndim == 4 else out.contiguous()
     b = s
     for level in reversed(range(spatial_dims)):
         dim = AXIS_ORDER[level]
@@ -566,12 +574,12 @@ def fast_reconstruct(bands: Mapping[str, Tensor], size: Sequence[int], transform
         P, U = _lifters(transforms, level)
         e = U.unupdate(s, d, dim)
         o = P.unpredict(d, e, dim)
-        n = e.shape[dim]
         b = torch.stack((e, o), dim=dim).flatten(dim - 1, dim)
-        if length != 2 * n:
-            b = b.narrow(dim, 0, length)
+        crop: list[slice] = [slice(None)] * b.ndim
+        crop[dim] = slice(0, length)
+        b = b[tuple(crop)]  # a slice, not a parity branch
         if level:
             half = b.shape[1] // 2
-            s = b[:, :half].contiguous(memory_format=fmt)
-            d = b[:, half:].contiguous(memory_format=fmt)
+            s = _to_cl(b[:, :half])
+            d = _to_cl(b[:, half:])
     return _to_external(b, spatial_dims, cl)

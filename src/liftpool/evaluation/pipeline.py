@@ -205,6 +205,186 @@ def _first_pool_maps(model: nn.Module, x: torch.Tensor) -> tuple[Any, torch.Tens
     return cap, cap.output, None
 
 
+def _check_request(entries: Sequence[ModelEntry], opts: EvalOptions, task: str) -> tuple[str, ...]:
+    """The metrics to run; raises ``ValueError`` for a bad task, metric, label or CE baseline."""
+    if task not in ("classification", "segmentation"):
+        raise ValueError(f"task must be 'classification' or 'segmentation', got {task!r}")
+    allowed = CLASSIFICATION_METRICS if task == "classification" else SEGMENTATION_METRICS
+    metrics = tuple(opts.metrics) if opts.metrics else allowed
+    bad = [m for m in metrics if m not in allowed]
+    if bad:
+        raise ValueError(f"metrics {bad} do not apply to {task}; choose from {', '.join(allowed)}")
+    if not entries:
+        raise ValueError("no model to evaluate")
+    labels = [e.label for e in entries]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"model labels must be unique, got {labels}")
+    if opts.ce_baseline is not None and opts.ce_baseline not in labels:
+        raise ValueError(f"--ce-baseline {opts.ce_baseline!r} is not one of the evaluated labels {labels}")
+    return metrics
+
+
+@dataclasses.dataclass
+class _Eval:
+    """What every model of one :func:`evaluate_models` call is evaluated with."""
+
+    opts: EvalOptions
+    metrics: tuple[str, ...]
+    task: str
+    device: torch.device
+    ds: Dataset[Any]  # the evaluation images (after --max-images)
+    shift_dataset: Dataset[Any] | None
+    class_names: Sequence[str] | None
+    ignore_index: int | None
+    echo: Callable[[str], None]
+
+
+def _accuracy(ev: _Eval, label: str, net: nn.Module, row: dict[str, Any]) -> None:
+    opts = ev.opts
+    acc = evaluate_accuracy(net, _loader(ev.ds, opts), device=ev.device, progress=opts.progress)
+    row["accuracy"] = acc._asdict()
+    ev.echo(f"[{label}] top-1 error {100 * acc.top1_error:.2f} %, top-5 error {100 * acc.top5_error:.2f} %")
+
+
+def _shift(ev: _Eval, label: str, net: nn.Module, row: dict[str, Any]) -> None:
+    opts, device = ev.opts, ev.device
+    crop = opts.crop
+    max_shift = opts.max_shift
+    sds = ev.ds if ev.shift_dataset is None else _subset(ev.shift_dataset, opts.max_images, opts.seed)
+    if crop is None and max_shift is None:
+        side = min(sds[0][0].shape[-2:])
+        max_shift = max(1, side // 8)
+    sh = evaluate_shift_consistency(
+        net, _loader(sds, opts), max_shift=max_shift, crop=crop, pad_mode=opts.pad_mode,  # type: ignore[arg-type]
+        per_image=opts.per_image_shifts, seed=opts.seed, device=device, progress=opts.progress,
+    )  # fmt: skip
+    row["shift"] = sh._asdict()
+    ev.echo(
+        f"[{label}] shift consistency {100 * sh.consistency:.2f} %, accuracy on shifted crops "
+        f"{100 * sh.shifted_accuracy:.2f} %"
+    )
+
+
+def _corruption(ev: _Eval, e: ModelEntry, net: nn.Module, row: dict[str, Any]) -> None:
+    opts, device = ev.opts, ev.device
+    cds = _subset(ev.ds, opts.corruption_images, opts.seed + 1)
+    errs = evaluate_corruptions(
+        net, _loader(cds, opts), corruptions=opts.corruptions, severities=opts.severities,
+        seed=opts.seed, profile=opts.profile, device=device, progress=opts.progress,
+    )  # fmt: skip
+    clean = evaluate_accuracy(net, _loader(cds, opts), device=device).top1_error
+    n_classes = (e.config.get("model") or {}).get("num_classes")
+    scope = corruption_scope(errs, tuple(cds[0][0].shape[-2:]), opts.profile, n_classes)
+    summ = corruption_summary(errs, clean_error=clean, baseline=None if scope["alexnet_normalized"] else {})
+    row["corruption"] = {
+        **summ._asdict(),
+        **scope,
+        "severities": list(opts.severities),
+        "images": len(cds),  # type: ignore[arg-type]
+        "profile": opts.profile,
+        "normalization_note": "ce/mce: unnormalised mean top-1 error over severities ('mce' is an "
+        "mCE only when mce_complete: all 15 benchmark corruptions); ce_normalized/mce_normalized: "
+        "divided by AlexNet's published ImageNet-C errors (Hendrycks & Dietterich 2019), only for "
+        "ImageNet-sized 1000-class data (else null)",
+    }
+    ev.echo(
+        f"[{e.label}] {scope['mce_name']} unnormalised {100 * (summ.mce or 0):.2f} %"
+        + (f", AlexNet-normalised {100 * summ.mce_normalized:.2f} %" if summ.mce_normalized is not None else "")
+        + f", relative (unnormalised) {100 * (summ.relative_mce or 0):.2f} % "
+        f"(clean error on these {len(cds)} images {100 * clean:.2f} %)"  # type: ignore[arg-type]
+    )
+
+
+def _perturbation(ev: _Eval, label: str, net: nn.Module, row: dict[str, Any]) -> None:
+    opts = ev.opts
+    pds = _subset(ev.ds, opts.perturbation_images, opts.seed + 2)
+    fr = evaluate_perturbations(
+        net, _loader(pds, opts), perturbations=opts.perturbations, frames=opts.frames,
+        seed=opts.seed, device=ev.device, progress=opts.progress,
+    )  # fmt: skip
+    ps = perturbation_summary(fr)
+    row["perturbation"] = {**ps._asdict(), "frames": opts.frames, "images": len(pds)}  # type: ignore[arg-type]
+    ev.echo(f"[{label}] mFR (raw) {100 * (ps.mfr or 0):.2f} % over {len(fr)} perturbation types")
+
+
+def _segmentation(ev: _Eval, e: ModelEntry, net: nn.Module, row: dict[str, Any]) -> None:
+    num_classes = int((e.config.get("model") or {}).get("num_classes") or len(ev.class_names or []))
+    seg = evaluate_segmentation(
+        net,
+        _loader(ev.ds, ev.opts),
+        num_classes=num_classes,
+        ignore_index=ev.ignore_index,
+        device=ev.device,
+        progress=ev.opts.progress,
+    )
+    row["segmentation"] = {
+        **seg._asdict(),
+        "class_names": list(ev.class_names) if ev.class_names else None,
+        "ignore_index": ev.ignore_index,
+    }
+    ev.echo(f"[{e.label}] mIoU {100 * seg.miou:.2f} %, pixel accuracy {100 * seg.pixel_accuracy:.2f} %")
+
+
+def _evaluate_entry(ev: _Eval, e: ModelEntry) -> tuple[nn.Module, dict[str, Any]]:
+    """Wrap one model with its normalisation and run the requested metrics; returns (wrapped model, result row)."""
+    device, metrics = ev.device, ev.metrics
+    n_images = len(ev.ds)  # type: ignore[arg-type]
+    data = e.config.get("data") or {}
+    mean, std = data.get("mean") or (0.0, 0.0, 0.0), data.get("std") or (1.0, 1.0, 1.0)
+    net = Normalized(e.model, mean, std).to(device).eval()
+    row: dict[str, Any] = {
+        "label": e.label,
+        "checkpoint": e.path,
+        "model": e.config.get("model"),
+        "task": ev.task,
+        "images": n_images,
+        "normalization": {"mean": list(map(float, mean)), "std": list(map(float, std))},
+        "figures": [],
+    }
+    t0 = time.time()
+    ev.echo(f"[{e.label}] evaluating {n_images} images on {device} ({', '.join(m for m in metrics if m != 'figures')})")
+    if ev.task == "classification":
+        if "accuracy" in metrics:
+            _accuracy(ev, e.label, net, row)
+        if "shift" in metrics:
+            _shift(ev, e.label, net, row)
+        if "corruption" in metrics:
+            _corruption(ev, e, net, row)
+        if "perturbation" in metrics:
+            _perturbation(ev, e.label, net, row)
+    else:
+        _segmentation(ev, e, net, row)
+    row["seconds"] = round(time.time() - t0, 2)
+    return net, row
+
+
+def _normalise_by_baseline(rows: list[dict[str, Any]], baseline: str) -> None:
+    """Add CE/FR normalised by another evaluated model (e.g. the MaxPool network) to every row."""
+    base = next(r for r in rows if r["label"] == baseline)
+    for r in rows:
+        if "corruption" in r and "corruption" in base:
+            s = corruption_summary(
+                r["corruption"]["errors"],
+                clean_error=r["corruption"]["clean_error"],
+                baseline=base["corruption"]["errors"],
+                baseline_name=baseline,
+                baseline_clean_error=base["corruption"]["clean_error"],
+            )
+            r["corruption"]["vs_baseline"] = {
+                "baseline": baseline,
+                "ce_normalized": s.ce_normalized,
+                "mce_normalized": s.mce_normalized,
+                "relative_mce_normalized": s.relative_mce_normalized,
+            }
+        if "perturbation" in r and "perturbation" in base:
+            p = perturbation_summary(
+                r["perturbation"]["fr"], baseline=base["perturbation"]["fr"], baseline_name=baseline
+            )
+            r["perturbation"].update(
+                fr_normalized=p.fr_normalized, mfr_normalized=p.mfr_normalized, baseline=p.baseline
+            )
+
+
 def evaluate_models(
     entries: Sequence[ModelEntry],
     dataset: Dataset[Any],
@@ -224,152 +404,20 @@ def evaluate_models(
     ``shift_dataset`` (default ``dataset``) feeds the shift-consistency test, e.g. 256-pixel
     images for 224 crops."""
     opts = options or EvalOptions()
-    if task not in ("classification", "segmentation"):
-        raise ValueError(f"task must be 'classification' or 'segmentation', got {task!r}")
-    allowed = CLASSIFICATION_METRICS if task == "classification" else SEGMENTATION_METRICS
-    metrics = tuple(opts.metrics) if opts.metrics else allowed
-    bad = [m for m in metrics if m not in allowed]
-    if bad:
-        raise ValueError(f"metrics {bad} do not apply to {task}; choose from {', '.join(allowed)}")
-    if not entries:
-        raise ValueError("no model to evaluate")
-    labels = [e.label for e in entries]
-    if len(set(labels)) != len(labels):
-        raise ValueError(f"model labels must be unique, got {labels}")
-    if opts.ce_baseline is not None and opts.ce_baseline not in labels:
-        raise ValueError(f"--ce-baseline {opts.ce_baseline!r} is not one of the evaluated labels {labels}")
+    metrics = _check_request(entries, opts, task)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "figures").mkdir(exist_ok=True)
     device = torch.device(opts.device)
     ds = _subset(dataset, opts.max_images, opts.seed)
-    n_images = len(ds)  # type: ignore[arg-type]
+    ev = _Eval(opts, metrics, task, device, ds, shift_dataset, class_names, ignore_index, echo)
     rows: list[dict[str, Any]] = []
     wrapped: dict[str, nn.Module] = {}
     for e in entries:
-        data = e.config.get("data") or {}
-        mean, std = data.get("mean") or (0.0, 0.0, 0.0), data.get("std") or (1.0, 1.0, 1.0)
-        net = Normalized(e.model, mean, std).to(device).eval()
-        wrapped[e.label] = net
-        row: dict[str, Any] = {
-            "label": e.label,
-            "checkpoint": e.path,
-            "model": e.config.get("model"),
-            "task": task,
-            "images": n_images,
-            "normalization": {"mean": list(map(float, mean)), "std": list(map(float, std))},
-            "figures": [],
-        }
-        t0 = time.time()
-        echo(
-            f"[{e.label}] evaluating {n_images} images on {device} ({', '.join(m for m in metrics if m != 'figures')})"
-        )
-        if task == "classification":
-            if "accuracy" in metrics:
-                acc = evaluate_accuracy(net, _loader(ds, opts), device=device, progress=opts.progress)
-                row["accuracy"] = acc._asdict()
-                echo(f"[{e.label}] top-1 error {100 * acc.top1_error:.2f} %, top-5 error {100 * acc.top5_error:.2f} %")
-            if "shift" in metrics:
-                crop = opts.crop
-                max_shift = opts.max_shift
-                sds = ds if shift_dataset is None else _subset(shift_dataset, opts.max_images, opts.seed)
-                if crop is None and max_shift is None:
-                    side = min(sds[0][0].shape[-2:])
-                    max_shift = max(1, side // 8)
-                sh = evaluate_shift_consistency(
-                    net, _loader(sds, opts), max_shift=max_shift, crop=crop, pad_mode=opts.pad_mode,  # type: ignore[arg-type]
-                    per_image=opts.per_image_shifts, seed=opts.seed, device=device, progress=opts.progress,
-                )  # fmt: skip
-                row["shift"] = sh._asdict()
-                echo(
-                    f"[{e.label}] shift consistency {100 * sh.consistency:.2f} %, accuracy on shifted crops "
-                    f"{100 * sh.shifted_accuracy:.2f} %"
-                )
-            if "corruption" in metrics:
-                cds = _subset(ds, opts.corruption_images, opts.seed + 1)
-                errs = evaluate_corruptions(
-                    net, _loader(cds, opts), corruptions=opts.corruptions, severities=opts.severities,
-                    seed=opts.seed, profile=opts.profile, device=device, progress=opts.progress,
-                )  # fmt: skip
-                clean = evaluate_accuracy(net, _loader(cds, opts), device=device).top1_error
-                n_classes = (e.config.get("model") or {}).get("num_classes")
-                scope = corruption_scope(errs, tuple(cds[0][0].shape[-2:]), opts.profile, n_classes)
-                summ = corruption_summary(errs, clean_error=clean, baseline=None if scope["alexnet_normalized"] else {})
-                row["corruption"] = {
-                    **summ._asdict(),
-                    **scope,
-                    "severities": list(opts.severities),
-                    "images": len(cds),  # type: ignore[arg-type]
-                    "profile": opts.profile,
-                    "normalization_note": "ce/mce: unnormalised mean top-1 error over severities ('mce' is an "
-                    "mCE only when mce_complete: all 15 benchmark corruptions); ce_normalized/mce_normalized: "
-                    "divided by AlexNet's published ImageNet-C errors (Hendrycks & Dietterich 2019), only for "
-                    "ImageNet-sized 1000-class data (else null)",
-                }
-                echo(
-                    f"[{e.label}] {scope['mce_name']} unnormalised {100 * (summ.mce or 0):.2f} %"
-                    + (
-                        f", AlexNet-normalised {100 * summ.mce_normalized:.2f} %"
-                        if summ.mce_normalized is not None
-                        else ""
-                    )
-                    + f", relative (unnormalised) {100 * (summ.relative_mce or 0):.2f} % "
-                    f"(clean error on these {len(cds)} images {100 * clean:.2f} %)"  # type: ignore[arg-type]
-                )
-            if "perturbation" in metrics:
-                pds = _subset(ds, opts.perturbation_images, opts.seed + 2)
-                fr = evaluate_perturbations(
-                    net, _loader(pds, opts), perturbations=opts.perturbations, frames=opts.frames,
-                    seed=opts.seed, device=device, progress=opts.progress,
-                )  # fmt: skip
-                ps = perturbation_summary(fr)
-                row["perturbation"] = {**ps._asdict(), "frames": opts.frames, "images": len(pds)}  # type: ignore[arg-type]
-                echo(f"[{e.label}] mFR (raw) {100 * (ps.mfr or 0):.2f} % over {len(fr)} perturbation types")
-        else:
-            num_classes = int((e.config.get("model") or {}).get("num_classes") or len(class_names or []))
-            seg = evaluate_segmentation(
-                net,
-                _loader(ds, opts),
-                num_classes=num_classes,
-                ignore_index=ignore_index,
-                device=device,
-                progress=opts.progress,
-            )
-            row["segmentation"] = {
-                **seg._asdict(),
-                "class_names": list(class_names) if class_names else None,
-                "ignore_index": ignore_index,
-            }
-            echo(f"[{e.label}] mIoU {100 * seg.miou:.2f} %, pixel accuracy {100 * seg.pixel_accuracy:.2f} %")
-        row["seconds"] = round(time.time() - t0, 2)
+        wrapped[e.label], row = _evaluate_entry(ev, e)
         rows.append(row)
-
-    # normalisation by another evaluated model (e.g. the MaxPool network)
     if opts.ce_baseline is not None:
-        base = next(r for r in rows if r["label"] == opts.ce_baseline)
-        for r in rows:
-            if "corruption" in r and "corruption" in base:
-                s = corruption_summary(
-                    r["corruption"]["errors"],
-                    clean_error=r["corruption"]["clean_error"],
-                    baseline=base["corruption"]["errors"],
-                    baseline_name=opts.ce_baseline,
-                    baseline_clean_error=base["corruption"]["clean_error"],
-                )
-                r["corruption"]["vs_baseline"] = {
-                    "baseline": opts.ce_baseline,
-                    "ce_normalized": s.ce_normalized,
-                    "mce_normalized": s.mce_normalized,
-                    "relative_mce_normalized": s.relative_mce_normalized,
-                }
-            if "perturbation" in r and "perturbation" in base:
-                p = perturbation_summary(
-                    r["perturbation"]["fr"], baseline=base["perturbation"]["fr"], baseline_name=opts.ce_baseline
-                )
-                r["perturbation"].update(
-                    fr_normalized=p.fr_normalized, mfr_normalized=p.mfr_normalized, baseline=p.baseline
-                )
-
+        _normalise_by_baseline(rows, opts.ce_baseline)
     if "figures" in metrics:
         figs = _figures(
             entries, wrapped, ds, rows, out / "figures", opts, task, class_names, ignore_index, device, echo

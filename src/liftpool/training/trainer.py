@@ -466,28 +466,32 @@ def train(cfg: TrainConfig, *, given: Mapping[str, Any] | None = None) -> dict[s
         D.cleanup(info)
 
 
-def _train(cfg: TrainConfig, info: D.DistInfo, given: Mapping[str, Any]) -> dict[str, Any]:
-    t_start = time.time()
-    resume_ckpt = None
-    wall_before = 0.0  # wall time of the run's earlier part(s), when resuming
-    if cfg.resume:
-        ckpt_path = checkpoint_path_for_resume(cfg)
-        resume_ckpt = load_checkpoint(ckpt_path, map_location="cpu")
-        stored = resume_ckpt["config"].get("train")
-        if not isinstance(stored, dict):
-            raise ValueError(f"checkpoint {str(ckpt_path)!r} has no stored training config; cannot resume")
-        now = {**given, "resume": cfg.resume}
-        if cfg.out is not None:
-            now["out"] = cfg.out
-        cfg = merge_resume_config(stored, now)
-        if resume_ckpt.get("world_size", 1) != info.world_size:
-            raise ValueError(
-                f"checkpoint was written by {resume_ckpt.get('world_size', 1)} process(es); resume with the same "
-                "number "
-                f"(got {info.world_size}) to continue exactly"
-            )
-    else:
-        cfg = apply_pool_defaults(cfg)  # also for TrainConfig objects that skipped resolve_config
+def _resolve_config(
+    cfg: TrainConfig, info: D.DistInfo, given: Mapping[str, Any]
+) -> tuple[TrainConfig, dict[str, Any] | None]:
+    """The config to run (with ``--resume``: the checkpoint's, merged with ``given``) and the checkpoint."""
+    if not cfg.resume:
+        return apply_pool_defaults(cfg), None  # also for TrainConfig objects that skipped resolve_config
+    ckpt_path = checkpoint_path_for_resume(cfg)
+    resume_ckpt = load_checkpoint(ckpt_path, map_location="cpu")
+    stored = resume_ckpt["config"].get("train")
+    if not isinstance(stored, dict):
+        raise ValueError(f"checkpoint {str(ckpt_path)!r} has no stored training config; cannot resume")
+    now = {**given, "resume": cfg.resume}
+    if cfg.out is not None:
+        now["out"] = cfg.out
+    cfg = merge_resume_config(stored, now)
+    if resume_ckpt.get("world_size", 1) != info.world_size:
+        raise ValueError(
+            f"checkpoint was written by {resume_ckpt.get('world_size', 1)} process(es); resume with the same "
+            "number "
+            f"(got {info.world_size}) to continue exactly"
+        )
+    return cfg, resume_ckpt
+
+
+def _set_determinism(cfg: TrainConfig, info: D.DistInfo) -> None:
+    """The process-wide deterministic / cudnn switches for this run (``train`` restores them)."""
     if cfg.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -496,12 +500,9 @@ def _train(cfg: TrainConfig, info: D.DistInfo, given: Mapping[str, Any]) -> dict
     elif info.device.type == "cuda":
         torch.backends.cudnn.benchmark = True
 
-    pf = preflight(cfg, info, resume_ckpt)
-    D.barrier()  # every rank has checked the output folder before rank 0 writes to it
-    out: Path = pf.out
-    task: str = pf.task
-    device = info.device
-    main = info.is_main
+
+def _prepare_out_dir(cfg: TrainConfig, out: Path, main: bool) -> Path:
+    """Create ``out/checkpoints`` and, with ``--overwrite`` (not resuming), remove the old outputs (rank 0)."""
     ckpt_dir = out / "checkpoints"
     if main:
         ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -509,283 +510,465 @@ def _train(cfg: TrainConfig, info: D.DistInfo, given: Mapping[str, Any]) -> dict
             for name in OUTPUT_FILES:
                 with contextlib.suppress(FileNotFoundError):
                     (out / name).unlink()
-    log = RunLog(out / "train.log" if main else None, echo=main)
-    writer = None
+    return ckpt_dir
+
+
+def _place_model(model: nn.Module, cfg: TrainConfig, info: D.DistInfo) -> nn.Module:
+    """``model`` with SyncBatchNorm (``--sync-bn`` under DDP), on the device in the configured memory format."""
+    if cfg.sync_bn and info.distributed:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # type: ignore[no-untyped-call]  # torch stubs
+    mf = torch.channels_last if cfg.channels_last else torch.preserve_format
+    model.to(device=info.device, memory_format=mf)  # type: ignore[call-overload]  # both at once works at runtime
+    return model
+
+
+def _make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> tuple[torch.optim.Optimizer, Any]:
+    """The optimizer over the trainable parameters and the AMP grad scaler (enabled for ``--amp`` on CUDA)."""
+    decay = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        optimizer: torch.optim.Optimizer = torch.optim.SGD(
+            decay,
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            weight_decay=cfg.weight_decay,
+            nesterov=cfg.nesterov and cfg.momentum > 0,
+        )
+    else:
+        optimizer = torch.optim.AdamW(decay, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and device.type == "cuda")
+    return optimizer, scaler
+
+
+@dataclass
+class _Progress:
+    """What a checkpoint carries from one part of a run to the next."""
+
+    start_epoch: int
+    global_step: int
+    history: list[dict[str, Any]]
+    wall_before: float  # wall time of the run's earlier part(s), when resuming
+    best: dict[str, Any]
+
+
+def _restore_or_seed(
+    cfg: TrainConfig,
+    info: D.DistInfo,
+    resume_ckpt: Mapping[str, Any] | None,
+    optimizer: torch.optim.Optimizer,
+    scaler: Any,
+    log: RunLog,
+) -> _Progress:
+    """Resuming: load optimizer/scaler/RNG state and the counters from the checkpoint.
+    Otherwise: log the versions and seed this rank."""
+    best: dict[str, Any] = {"metric": None, "mode": "max", "value": None, "epoch": None}
+    if resume_ckpt is None:
+        log(f"liftpool {__version__}, torch {torch.__version__}, device {info.device}, {info.world_size} process(es)")
+        _seed_all(cfg.seed + info.rank)
+        return _Progress(start_epoch=0, global_step=0, history=[], wall_before=0.0, best=best)
+    optimizer.load_state_dict(resume_ckpt["optimizer_state"])
+    if resume_ckpt.get("scaler_state") and scaler.is_enabled():
+        scaler.load_state_dict(resume_ckpt["scaler_state"])
+    start_epoch = int(resume_ckpt["epoch"])
+    global_step = int(resume_ckpt.get("global_step", 0))
+    history = list(resume_ckpt.get("history", []))
+    # older checkpoints have no wall time: the epochs' own times are the best estimate
+    wall_before = float(resume_ckpt.get("wall_time_s", sum(float(r.get("epoch_time_s", 0.0)) for r in history)))
+    best = dict(resume_ckpt.get("best", best))
+    states = resume_ckpt.get("rng_states") or []
+    if len(states) > info.rank:
+        _set_rng_state(states[info.rank], info.device)
+    log(f"resumed from {checkpoint_path_for_resume(cfg)} after epoch {start_epoch} (global step {global_step})")
+    return _Progress(start_epoch, global_step, history, wall_before, best)
+
+
+def _wrap_ddp(model: nn.Module, cfg: TrainConfig, info: D.DistInfo) -> nn.Module:
+    """``model`` in DistributedDataParallel under torchrun, else ``model`` itself."""
+    if not info.distributed:
+        return model
+    device = info.device
+    return nn.parallel.DistributedDataParallel(
+        model,
+        device_ids=[device.index] if device.type == "cuda" else None,
+        find_unused_parameters=cfg.find_unused_parameters,
+    )
+
+
+@dataclass
+class _Loaders:
+    sampler: EpochDistributedSampler
+    train: DataLoader[Any]
+    val: DataLoader[Any]
+    per_rank: int  # training batch per process
+    iters: int  # training iterations per epoch (after --limit-train-batches)
+    val_iters: int  # validation iterations per epoch (after --limit-val-batches)
+
+
+def _make_loaders(cfg: TrainConfig, info: D.DistInfo, pf: Preflight) -> _Loaders:
+    """This rank's training loader (seeded, epoch-shuffled shard) and validation loader (fixed shard)."""
+    device = info.device
+    train_set = SeededDataset(pf.data.train, cfg.seed)
+    sampler = EpochDistributedSampler(
+        train_set, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=cfg.seed, drop_last=False
+    )
+    per_rank = cfg.batch_size // info.world_size
+    lkw: dict[str, Any] = {"num_workers": pf.workers, "pin_memory": device.type == "cuda"}
+    if pf.workers > 0:
+        lkw.update(persistent_workers=True, prefetch_factor=4)
+    train_loader = DataLoader(
+        train_set,
+        batch_size=per_rank,
+        sampler=sampler,
+        drop_last=True,
+        generator=torch.Generator().manual_seed(cfg.seed),
+        **lkw,
+    )
+    val_order = None
+    if cfg.limit_val_batches:  # a fixed random subset rather than the first (often single-class) files
+        val_order = torch.randperm(_len(pf.data.val), generator=torch.Generator().manual_seed(cfg.seed)).tolist()
+    val_loader = DataLoader(
+        pf.data.val,
+        batch_size=max(1, pf.val_batch_size // info.world_size),
+        sampler=ShardSampler(_len(pf.data.val), info.rank, info.world_size, order=val_order),
+        generator=torch.Generator().manual_seed(cfg.seed),
+        **lkw,
+    )
+    iters = len(train_loader) if cfg.limit_train_batches is None else min(len(train_loader), cfg.limit_train_batches)
+    val_iters = len(val_loader) if cfg.limit_val_batches is None else min(len(val_loader), cfg.limit_val_batches)
+    return _Loaders(sampler, train_loader, val_loader, per_rank, iters, val_iters)
+
+
+def _make_criterion(cfg: TrainConfig, pf: Preflight, device: torch.device) -> nn.Module:
+    """Cross-entropy with label smoothing; for segmentation also the ignore index and any class weights."""
+    if pf.task != "segmentation":
+        return nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    ignore = pf.data_info.get("ignore_index")
+    weight = None
+    if pf.data_info.get("class_weights"):
+        weight = torch.tensor(pf.data_info["class_weights"], dtype=torch.float32, device=device)
+    assert ignore is not None  # segmentation datasets always define their ignore index
+    return nn.CrossEntropyLoss(weight=weight, ignore_index=ignore, label_smoothing=cfg.label_smoothing)
+
+
+def _best_metric(task: str, val_iters: int) -> tuple[str, str]:
+    """The metric that picks ``best.pt`` and whether higher (``"max"``) or lower is better."""
+    if val_iters == 0:
+        return "train_loss", "min"
+    return ("val_miou" if task == "segmentation" else "val_acc"), "max"
+
+
+def _open_tensorboard(out: Path, log: RunLog) -> Any:
+    """A tensorboard ``SummaryWriter`` under ``out/tensorboard``, or ``None`` (logged) without tensorboard."""
     try:
-        config = {"model": pf.spec, "task": task, "data": pf.data_info, "train": cfg.to_dict()}
+        from torch.utils.tensorboard import SummaryWriter
+
+        return SummaryWriter(str(out / "tensorboard"))
+    except ImportError:
+        log("--tensorboard: the tensorboard package is not installed; logging to CSV only")
+        return None
+
+
+def _log_start(log: RunLog, cfg: TrainConfig, pf: Preflight, n_params: int, loaders: _Loaders) -> None:
+    """The model, data and schedule lines at the start of a fresh run."""
+    log(
+        f"model {cfg.model} pool={cfg.pool} pool_kwargs={cfg.model_kwargs.get('pool_kwargs') or {}} "
+        f"({n_params:,} parameters, {pf.n_lift} LiftDownPool layers, "
+        f"lambda_u={cfg.lambda_u} lambda_p={cfg.lambda_p}, constraints {'on' if cfg.constraints else 'off'})"
+    )
+    log(
+        f"data {cfg.dataset} at {pf.data_info['root']}: {_len(pf.data.train)} train / {_len(pf.data.val)} val "
+        f"({pf.data_info['val_split']}), {pf.data_info['num_classes']} classes, augment={pf.data_info['augment']}, "
+        f"workers={pf.workers}"
+    )
+    log(
+        f"{cfg.epochs} epochs x {loaders.iters} iterations, global batch {cfg.batch_size} "
+        f"({loaders.per_rank}/process), "
+        f"{cfg.optimizer} lr={cfg.lr} schedule={cfg.schedule}, amp={cfg.amp}, channels_last={cfg.channels_last}"
+    )
+
+
+@dataclass
+class _Run:
+    """The state of a training run once everything is set up."""
+
+    cfg: TrainConfig
+    info: D.DistInfo
+    pf: Preflight
+    log: RunLog
+    writer: Any  # tensorboard SummaryWriter or None
+    config: dict[str, Any]  # what config.json and the checkpoints store
+    ckpt_dir: Path
+    ddp_model: nn.Module  # what the training step calls
+    bare: nn.Module  # the model without its DDP wrapper
+    optimizer: torch.optim.Optimizer
+    scaler: Any
+    criterion: nn.Module
+    loaders: _Loaders
+    progress: _Progress
+    metric_name: str
+    best_mode: str
+    n_params: int
+    t_start: float
+    show_progress: bool  # progress bars (rank 0 with --progress)
+    tty: bool  # stderr is a terminal (else a line every ~quarter epoch)
+
+    @property
+    def device(self) -> torch.device:
+        return self.info.device
+
+    @property
+    def seg(self) -> bool:
+        return self.pf.task == "segmentation"
+
+    @property
+    def ignore(self) -> int | None:
+        return self.pf.data_info.get("ignore_index") if self.seg else None
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.pf.data_info["num_classes"])
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.cfg.channels_last else torch.preserve_format
+
+
+def _train_step(run: _Run, x: Tensor, y: Tensor, epoch: int, i: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Forward, loss, backward and optimizer step on one batch; returns (task loss, lifting loss, logits, target)."""
+    cfg, device = run.cfg, run.device
+    x = x.to(device, non_blocking=True, memory_format=run.memory_format)
+    y = y.to(device, non_blocking=True)
+    with _autocast(device, cfg.amp):
+        logits = _match_size(_logits(run.ddp_model(x)), y)
+        task_loss = run.criterion(logits.float(), y)
+        lift = lifting_loss(run.bare) if run.pf.n_lift else torch.zeros((), device=device)
+        loss = task_loss + lift if cfg.constraints else task_loss
+    if not torch.isfinite(loss):
+        raise FloatingPointError(
+            f"non-finite loss {float(loss)} at epoch {epoch + 1}, iteration {i + 1}; lower --lr or disable --amp"
+        )
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.progress.global_step += 1
+    return task_loss, lift, logits, y
+
+
+def _train_epoch(run: _Run, epoch: int, t0: float) -> dict[str, Any]:
+    """One pass over this rank's training shard; returns the epoch's row with the training columns."""
+    cfg, iters = run.cfg, run.loaders.iters
+    run.loaders.sampler.set_epoch(epoch)
+    run.ddp_model.train()
+    acc = _Accum(run.device, run.num_classes, run.seg)
+    lr_sum = 0.0
+    log_every = max(1, math.ceil(iters / 4))
+    bar = _progress(
+        _loader_iter(run.loaders.train, cfg.limit_train_batches),
+        iters,
+        f"epoch {epoch + 1}/{cfg.epochs} train",
+        run.show_progress,
+    )
+    for i, (x, y) in enumerate(bar):
+        lr = cfg.lr * lr_factor(cfg, epoch + i / iters)
+        lr_sum += lr
+        for g in run.optimizer.param_groups:
+            g["lr"] = lr
+        task_loss, lift, logits, y = _train_step(run, x, y, epoch, i)
+        acc.add(task_loss, lift, y.shape[0], logits, y, run.ignore)
+        if run.show_progress and i % 10 == 0 and hasattr(bar, "set_postfix"):
+            bar.set_postfix(loss=f"{float(task_loss.detach()):.3f}", lr=f"{lr:.3g}")
+        if run.info.is_main and not run.tty and (i + 1) % log_every == 0 and i + 1 < iters:
+            # no progress bar in a log file: a line every ~quarter epoch instead
+            el = time.time() - t0
+            eta = _eta(el, i + 1, iters, cfg.epochs - epoch - 1, run.progress.history)
+            run.log(f"epoch {epoch + 1}/{cfg.epochs} iteration {i + 1}/{iters} "
+                    f"loss={float(task_loss.detach()):.4g} "
+                    f"lr={lr:.4g} ({(i + 1) / el:.2f} it/s, {eta})")  # fmt: skip
+    tr = acc.reduce()
+    row: dict[str, Any] = {
+        "epoch": epoch + 1,
+        "lr": lr_sum / max(iters, 1),
+        "train_loss": tr["loss"],
+        "train_lift_loss": tr["lift_loss"],
+    }
+    if run.seg:
+        row.update(train_miou=tr["miou"], train_pixel_acc=tr["pixel_acc"])
+    else:
+        row.update(train_acc=tr["acc"])
+    return row
+
+
+def _validate(run: _Run, epoch: int) -> dict[str, Any]:
+    """The validation columns of the epoch's row."""
+    cfg = run.cfg
+    va = evaluate(
+        run.bare,
+        run.loaders.val,
+        run.device,
+        run.num_classes,
+        run.ignore,
+        amp=cfg.amp,
+        channels_last=cfg.channels_last,
+        limit=cfg.limit_val_batches,
+        progress=run.show_progress,
+        desc=f"epoch {epoch + 1}/{cfg.epochs} val",
+    )
+    if run.seg:
+        return {
+            "val_loss": va["loss"],
+            "val_miou": va["miou"],
+            "val_pixel_acc": va["pixel_acc"],
+            "val_mean_acc": va["mean_acc"],
+        }
+    return {"val_loss": va["loss"], "val_acc": va["acc"], "val_top5": va["top5"]}
+
+
+def _update_best(run: _Run, row: Mapping[str, Any]) -> bool:
+    """Record ``row`` as the best epoch if its metric improved; returns whether it did."""
+    best = run.progress.best
+    value = row.get(run.metric_name)
+    improved = (
+        value is not None
+        and not (isinstance(value, float) and math.isnan(value))
+        and (best["value"] is None or (value > best["value"] if run.best_mode == "max" else value < best["value"]))
+    )
+    if improved:
+        best.update(value=value, epoch=row["epoch"])
+    return improved
+
+
+def _save_epoch(run: _Run, epoch: int, row: Mapping[str, Any], improved: bool, rng: list[Any]) -> None:
+    """Rank 0's outputs after an epoch: last.pt (and best.pt), metrics.csv, curves.png, tensorboard, the log line."""
+    cfg, out, history = run.cfg, run.pf.out, run.progress.history
+    state = {
+        "epoch": epoch + 1,
+        "global_step": run.progress.global_step,
+        "optimizer_state": run.optimizer.state_dict(),
+        "scaler_state": run.scaler.state_dict() if run.scaler.is_enabled() else None,
+        "rng_states": rng,
+        "world_size": run.info.world_size,
+        "history": history,
+        "best": dict(run.progress.best),
+        "wall_time_s": run.progress.wall_before + time.time() - run.t_start,
+    }
+    save_checkpoint(run.ckpt_dir / "last.pt", model=run.bare, config=run.config, **state)
+    if improved:
+        with open(run.ckpt_dir / "last.pt", "rb") as src, atomic_open(run.ckpt_dir / "best.pt", "wb") as dst:
+            shutil.copyfileobj(src, dst)
+    _write_csv(out / "metrics.csv", run.pf.task, history)
+    if cfg.plot:
+        _plot(out / "curves.png", run.pf.task, history, f"{cfg.model} pool={cfg.pool} on {cfg.dataset}")
+    if run.writer is not None:
+        for k, v in row.items():
+            if k != "epoch" and isinstance(v, (int, float)):
+                run.writer.add_scalar(k, v, epoch + 1)
+        run.writer.flush()
+    left = cfg.epochs - epoch - 1
+    eta = f" ETA {_hms(row['epoch_time_s'] * left)}" if left > 0 else ""
+    run.log(f"epoch {epoch + 1}/{cfg.epochs} {_fmt(row)}" + (" (best)" if improved else "") + eta)
+
+
+def _run_epoch(run: _Run, epoch: int) -> None:
+    """Train one epoch, validate, track the best metric and (rank 0) write the epoch's outputs."""
+    t0 = time.time()
+    row = _train_epoch(run, epoch, t0)
+    train_time = time.time() - t0
+    if run.loaders.val_iters > 0:
+        row.update(_validate(run, epoch))
+    row["epoch_time_s"] = time.time() - t0
+    row["train_samples_per_s"] = run.loaders.iters * run.cfg.batch_size / max(train_time, 1e-9)
+    run.progress.history.append(row)
+    improved = _update_best(run, row)
+    rng = D.all_gather_objects(_rng_state(run.device))
+    if run.info.is_main:
+        _save_epoch(run, epoch, row, improved, rng)
+    D.barrier()
+
+
+def _summary(run: _Run, resumed: bool) -> dict[str, Any]:
+    """What ``summary.json`` holds (and ``train`` returns)."""
+    p, pf, info = run.progress, run.pf, run.info
+    return {
+        "status": "completed",
+        "epochs": run.cfg.epochs,
+        "completed_epochs": len(p.history),
+        "global_step": p.global_step,
+        "best": p.best,
+        "final": p.history[-1] if p.history else None,
+        "wall_time_s": p.wall_before + time.time() - run.t_start,  # the whole run, resumed parts included
+        "wall_time_this_process_s": time.time() - run.t_start,
+        "model": pf.spec,
+        "parameters": run.n_params,
+        "lift_layers": pf.n_lift,
+        "task": pf.task,
+        "data": {k: v for k, v in pf.data_info.items() if k != "class_names"},
+        "device": str(info.device),
+        "world_size": info.world_size,
+        "torch_version": torch.__version__,
+        "liftpool_version": __version__,
+        "checkpoints": {"last": str(run.ckpt_dir / "last.pt"), "best": str(run.ckpt_dir / "best.pt")},
+        "resumed": resumed,
+        "out": str(pf.out),
+    }
+
+
+def _train(cfg: TrainConfig, info: D.DistInfo, given: Mapping[str, Any]) -> dict[str, Any]:
+    t_start = time.time()
+    cfg, resume_ckpt = _resolve_config(cfg, info, given)
+    _set_determinism(cfg, info)
+    pf = preflight(cfg, info, resume_ckpt)
+    D.barrier()  # every rank has checked the output folder before rank 0 writes to it
+    out, main = pf.out, info.is_main
+    ckpt_dir = _prepare_out_dir(cfg, out, main)
+    log = RunLog(out / "train.log" if main else None, echo=main)
+    writer: Any = None
+    try:
+        config = {"model": pf.spec, "task": pf.task, "data": pf.data_info, "train": cfg.to_dict()}
         if main:
             atomic_write_json(out / "config.json", config)
-        model: nn.Module = pf.model
-        n_params = sum(p.numel() for p in model.parameters())
-        if cfg.sync_bn and info.distributed:
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # type: ignore[no-untyped-call]  # torch stubs
-        mf = torch.channels_last if cfg.channels_last else torch.preserve_format
-        model.to(device=device, memory_format=mf)  # type: ignore[call-overload]  # both at once works at runtime
-
-        decay = [p for p in model.parameters() if p.requires_grad]
-        if cfg.optimizer == "sgd":
-            optimizer: torch.optim.Optimizer = torch.optim.SGD(
-                decay,
-                lr=cfg.lr,
-                momentum=cfg.momentum,
-                weight_decay=cfg.weight_decay,
-                nesterov=cfg.nesterov and cfg.momentum > 0,
-            )
-        else:
-            optimizer = torch.optim.AdamW(decay, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and device.type == "cuda")
-
-        start_epoch, global_step = 0, 0
-        history: list[dict[str, Any]] = []
-        best_mode = "max"
-        best: dict[str, Any] = {"metric": None, "mode": best_mode, "value": None, "epoch": None}
-        if resume_ckpt is not None:
-            optimizer.load_state_dict(resume_ckpt["optimizer_state"])
-            if resume_ckpt.get("scaler_state") and scaler.is_enabled():
-                scaler.load_state_dict(resume_ckpt["scaler_state"])
-            start_epoch = int(resume_ckpt["epoch"])
-            global_step = int(resume_ckpt.get("global_step", 0))
-            history = list(resume_ckpt.get("history", []))
-            # older checkpoints have no wall time: the epochs' own times are the best estimate
-            wall_before = float(resume_ckpt.get("wall_time_s", sum(float(r.get("epoch_time_s", 0.0)) for r in history)))
-            best = dict(resume_ckpt.get("best", best))
-            states = resume_ckpt.get("rng_states") or []
-            if len(states) > info.rank:
-                _set_rng_state(states[info.rank], device)
-            log(f"resumed from {checkpoint_path_for_resume(cfg)} after epoch {start_epoch} (global step {global_step})")
-        else:
-            log(f"liftpool {__version__}, torch {torch.__version__}, device {device}, {info.world_size} process(es)")
-            _seed_all(cfg.seed + info.rank)
-
-        ddp_model: nn.Module = model
-        if info.distributed:
-            ddp_model = nn.parallel.DistributedDataParallel(
-                model,
-                device_ids=[device.index] if device.type == "cuda" else None,
-                find_unused_parameters=cfg.find_unused_parameters,
-            )
-
-        # ------------------------------------------------------------------ data
-        seg = task == "segmentation"
-        ignore = pf.data_info.get("ignore_index") if seg else None
-        train_set = SeededDataset(pf.data.train, cfg.seed)
-        sampler = EpochDistributedSampler(
-            train_set, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=cfg.seed, drop_last=False
-        )
-        per_rank = cfg.batch_size // info.world_size
-        lkw: dict[str, Any] = {"num_workers": pf.workers, "pin_memory": device.type == "cuda"}
-        if pf.workers > 0:
-            lkw.update(persistent_workers=True, prefetch_factor=4)
-        train_loader = DataLoader(
-            train_set,
-            batch_size=per_rank,
-            sampler=sampler,
-            drop_last=True,
-            generator=torch.Generator().manual_seed(cfg.seed),
-            **lkw,
-        )
-        val_order = None
-        if cfg.limit_val_batches:  # a fixed random subset rather than the first (often single-class) files
-            val_order = torch.randperm(_len(pf.data.val), generator=torch.Generator().manual_seed(cfg.seed)).tolist()
-        val_loader = DataLoader(
-            pf.data.val,
-            batch_size=max(1, pf.val_batch_size // info.world_size),
-            sampler=ShardSampler(_len(pf.data.val), info.rank, info.world_size, order=val_order),
-            generator=torch.Generator().manual_seed(cfg.seed),
-            **lkw,
-        )
-        iters = (
-            len(train_loader) if cfg.limit_train_batches is None else min(len(train_loader), cfg.limit_train_batches)
-        )
-        val_iters = len(val_loader) if cfg.limit_val_batches is None else min(len(val_loader), cfg.limit_val_batches)
-        weight = None
-        if seg and pf.data_info.get("class_weights"):
-            weight = torch.tensor(pf.data_info["class_weights"], dtype=torch.float32, device=device)
-        if seg:
-            assert ignore is not None  # segmentation datasets always define their ignore index
-            criterion = nn.CrossEntropyLoss(weight=weight, ignore_index=ignore, label_smoothing=cfg.label_smoothing)
-        else:
-            criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-        num_classes = pf.data_info["num_classes"]
-        metric_name = "val_miou" if seg else "val_acc"
-        if val_iters == 0:
-            metric_name, best_mode = "train_loss", "min"
-        best["metric"], best["mode"] = metric_name, best_mode
-
+        n_params = sum(p.numel() for p in pf.model.parameters())
+        model = _place_model(pf.model, cfg, info)
+        optimizer, scaler = _make_optimizer(model, cfg, info.device)
+        progress = _restore_or_seed(cfg, info, resume_ckpt, optimizer, scaler, log)
+        ddp_model = _wrap_ddp(model, cfg, info)
+        loaders = _make_loaders(cfg, info, pf)
+        criterion = _make_criterion(cfg, pf, info.device)
+        metric_name, best_mode = _best_metric(pf.task, loaders.val_iters)
+        progress.best["metric"], progress.best["mode"] = metric_name, best_mode
         if main and cfg.tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                writer = SummaryWriter(str(out / "tensorboard"))
-            except ImportError:
-                log("--tensorboard: the tensorboard package is not installed; logging to CSV only")
-
+            writer = _open_tensorboard(out, log)
         if resume_ckpt is None:
-            log(
-                f"model {cfg.model} pool={cfg.pool} pool_kwargs={cfg.model_kwargs.get('pool_kwargs') or {}} "
-                f"({n_params:,} parameters, {pf.n_lift} LiftDownPool layers, "
-                f"lambda_u={cfg.lambda_u} lambda_p={cfg.lambda_p}, constraints {'on' if cfg.constraints else 'off'})"
-            )
-            log(
-                f"data {cfg.dataset} at {pf.data_info['root']}: {_len(pf.data.train)} train / {_len(pf.data.val)} val "
-                f"({pf.data_info['val_split']}), {num_classes} classes, augment={pf.data_info['augment']}, "
-                f"workers={pf.workers}"
-            )
-            log(
-                f"{cfg.epochs} epochs x {iters} iterations, global batch {cfg.batch_size} ({per_rank}/process), "
-                f"{cfg.optimizer} lr={cfg.lr} schedule={cfg.schedule}, amp={cfg.amp}, channels_last={cfg.channels_last}"
-            )
-        bare = unwrap_model(ddp_model)
-        progress = cfg.progress and main
-        tty = sys.stderr.isatty()
-        log_every = max(1, math.ceil(iters / 4))
-
-        for epoch in range(start_epoch, cfg.epochs):
-            t0 = time.time()
-            sampler.set_epoch(epoch)
-            ddp_model.train()
-            acc = _Accum(device, num_classes, seg)
-            lr_sum = 0.0
-            bar = _progress(
-                _loader_iter(train_loader, cfg.limit_train_batches),
-                iters,
-                f"epoch {epoch + 1}/{cfg.epochs} train",
-                progress,
-            )
-            for i, (x, y) in enumerate(bar):
-                lr = cfg.lr * lr_factor(cfg, epoch + i / iters)
-                lr_sum += lr
-                for g in optimizer.param_groups:
-                    g["lr"] = lr
-                x = x.to(device, non_blocking=True, memory_format=mf)
-                y = y.to(device, non_blocking=True)
-                with _autocast(device, cfg.amp):
-                    logits = _match_size(_logits(ddp_model(x)), y)
-                    task_loss = criterion(logits.float(), y)
-                    lift = lifting_loss(bare) if pf.n_lift else torch.zeros((), device=device)
-                    loss = task_loss + lift if cfg.constraints else task_loss
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"non-finite loss {float(loss)} at epoch {epoch + 1}, iteration {i + 1}; lower --lr or "
-                        "disable --amp"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                global_step += 1
-                acc.add(task_loss, lift, y.shape[0], logits, y, ignore)
-                if progress and i % 10 == 0 and hasattr(bar, "set_postfix"):
-                    bar.set_postfix(loss=f"{float(task_loss.detach()):.3f}", lr=f"{lr:.3g}")
-                if main and not tty and (i + 1) % log_every == 0 and i + 1 < iters:
-                    # no progress bar in a log file: a line every ~quarter epoch instead
-                    el = time.time() - t0
-                    eta = _eta(el, i + 1, iters, cfg.epochs - epoch - 1, history)
-                    log(f"epoch {epoch + 1}/{cfg.epochs} iteration {i + 1}/{iters} "
-                        f"loss={float(task_loss.detach()):.4g} "
-                        f"lr={lr:.4g} ({(i + 1) / el:.2f} it/s, {eta})")  # fmt: skip
-            tr = acc.reduce()
-            train_time = time.time() - t0
-            row: dict[str, Any] = {
-                "epoch": epoch + 1,
-                "lr": lr_sum / max(iters, 1),
-                "train_loss": tr["loss"],
-                "train_lift_loss": tr["lift_loss"],
-            }
-            if seg:
-                row.update(train_miou=tr["miou"], train_pixel_acc=tr["pixel_acc"])
-            else:
-                row.update(train_acc=tr["acc"])
-
-            if val_iters > 0:
-                va = evaluate(
-                    bare,
-                    val_loader,
-                    device,
-                    num_classes,
-                    ignore,
-                    amp=cfg.amp,
-                    channels_last=cfg.channels_last,
-                    limit=cfg.limit_val_batches,
-                    progress=progress,
-                    desc=f"epoch {epoch + 1}/{cfg.epochs} val",
-                )
-                if seg:
-                    row.update(
-                        val_loss=va["loss"],
-                        val_miou=va["miou"],
-                        val_pixel_acc=va["pixel_acc"],
-                        val_mean_acc=va["mean_acc"],
-                    )
-                else:
-                    row.update(val_loss=va["loss"], val_acc=va["acc"], val_top5=va["top5"])
-            row["epoch_time_s"] = time.time() - t0
-            row["train_samples_per_s"] = iters * cfg.batch_size / max(train_time, 1e-9)
-            history.append(row)
-
-            value = row.get(metric_name)
-            improved = value is not None and not (isinstance(value, float) and math.isnan(value)) and (
-                best["value"] is None or (value > best["value"] if best_mode == "max" else value < best["value"])
-            )
-            if improved:
-                best.update(value=value, epoch=epoch + 1)
-            rng = D.all_gather_objects(_rng_state(device))
-            if main:
-                state = {
-                    "epoch": epoch + 1,
-                    "global_step": global_step,
-                    "optimizer_state": optimizer.state_dict(),
-                    "scaler_state": scaler.state_dict() if scaler.is_enabled() else None,
-                    "rng_states": rng,
-                    "world_size": info.world_size,
-                    "history": history,
-                    "best": dict(best),
-                    "wall_time_s": wall_before + time.time() - t_start,
-                }
-                save_checkpoint(ckpt_dir / "last.pt", model=bare, config=config, **state)
-                if improved:
-                    with open(ckpt_dir / "last.pt", "rb") as src, atomic_open(ckpt_dir / "best.pt", "wb") as dst:
-                        shutil.copyfileobj(src, dst)
-                _write_csv(out / "metrics.csv", task, history)
-                if cfg.plot:
-                    _plot(out / "curves.png", task, history, f"{cfg.model} pool={cfg.pool} on {cfg.dataset}")
-                if writer is not None:
-                    for k, v in row.items():
-                        if k != "epoch" and isinstance(v, (int, float)):
-                            writer.add_scalar(k, v, epoch + 1)
-                    writer.flush()
-                left = cfg.epochs - epoch - 1
-                eta = f" ETA {_hms(row['epoch_time_s'] * left)}" if left > 0 else ""
-                log(f"epoch {epoch + 1}/{cfg.epochs} {_fmt(row)}" + (" (best)" if improved else "") + eta)
-            D.barrier()
-
-        summary = {
-            "status": "completed",
-            "epochs": cfg.epochs,
-            "completed_epochs": len(history),
-            "global_step": global_step,
-            "best": best,
-            "final": history[-1] if history else None,
-            "wall_time_s": wall_before + time.time() - t_start,  # the whole run, resumed parts included
-            "wall_time_this_process_s": time.time() - t_start,
-            "model": pf.spec,
-            "parameters": n_params,
-            "lift_layers": pf.n_lift,
-            "task": task,
-            "data": {k: v for k, v in pf.data_info.items() if k != "class_names"},
-            "device": str(device),
-            "world_size": info.world_size,
-            "torch_version": torch.__version__,
-            "liftpool_version": __version__,
-            "checkpoints": {"last": str(ckpt_dir / "last.pt"), "best": str(ckpt_dir / "best.pt")},
-            "resumed": resume_ckpt is not None,
-            "out": str(out),
-        }
+            _log_start(log, cfg, pf, n_params, loaders)
+        run = _Run(
+            cfg=cfg,
+            info=info,
+            pf=pf,
+            log=log,
+            writer=writer,
+            config=config,
+            ckpt_dir=ckpt_dir,
+            ddp_model=ddp_model,
+            bare=unwrap_model(ddp_model),
+            optimizer=optimizer,
+            scaler=scaler,
+            criterion=criterion,
+            loaders=loaders,
+            progress=progress,
+            metric_name=metric_name,
+            best_mode=best_mode,
+            n_params=n_params,
+            t_start=t_start,
+            show_progress=cfg.progress and main,
+            tty=sys.stderr.isatty(),
+        )
+        for epoch in range(progress.start_epoch, cfg.epochs):
+            _run_epoch(run, epoch)
+        summary = _summary(run, resumed=resume_ckpt is not None)
         if main:
             atomic_write_json(out / "summary.json", summary)
             log(
-                f"done in {summary['wall_time_s']:.1f} s; best {metric_name} = {best['value']} at epoch "
-                f"{best['epoch']}; outputs in {out}"
+                f"done in {summary['wall_time_s']:.1f} s; best {metric_name} = {progress.best['value']} at epoch "
+                f"{progress.best['epoch']}; outputs in {out}"
             )
         return summary
     finally:

@@ -76,8 +76,18 @@ DEFAULT_BACKEND: str = _env_backend()
 _warned_native: set[str] = set()
 
 
+def _functorch_wrapped(x: Tensor) -> bool:
+    """``x`` is a torch.func (vmap/grad/jvp) wrapper tensor."""
+    check = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor", None)
+    return bool(check(x)) if check is not None else False
+
+
 def _native_ready(x: Tensor, transforms: nn.ModuleList, spatial_dims: int) -> str | None:
     """``None`` when the native kernel can run this call, else why not."""
+    if _functorch_wrapped(x):
+        return "torch.func transforms (vmap, grad, ...) run the eager kernel (the native op has no batching rule)"
+    if native._tracing_or_exporting():
+        return "jit tracing/scripting and ONNX export take the eager composite of ATen ops"
     if not native.applicable(x, transforms, spatial_dims):
         return (
             "it covers LiftDownPool2d with learned P/U and groups=(C, C) on CPU tensors "

@@ -108,8 +108,20 @@ def applicable(x: Tensor, transforms: nn.ModuleList, spatial_dims: int) -> bool:
     return True
 
 
+def _params(transforms: nn.ModuleList) -> list[Tensor]:
+    """The op's ``params``: per transform, for P then U, ``weight``, ``bias``, ``pw_weight``, ``pw_bias``."""
+    out: list[Tensor] = []
+    for p_u in _lifters(transforms):
+        for m in p_u:
+            out += [m.weight, m.bias, m.pw_weight, m.pw_bias]
+    return out
+
+
 def _pack(transforms: nn.ModuleList) -> Tensor:
-    """``(T, 2, C, K + 3)``: per transform and lifter (P, U), per channel: taps, bias, 1x1 weight, 1x1 bias."""
+    """``(T, 2, C, K + 3)``: per transform and lifter (P, U), per channel: taps, bias, 1x1 weight, 1x1 bias.
+
+    The layout the C++ kernel packs :func:`_params` into (kept for tests and inspection).
+    """
     rows = []
     for p_u in _lifters(transforms):
         pair = []
@@ -159,12 +171,14 @@ def pool(
     if layout not in (None, 1, 2):
         raise ValueError(f"liftpool native: layout must be None, 1 or 2, got {layout!r}")
     first = _lifters(transforms)[0][0]
-    params = _pack(transforms)
-    out_dtype = _result_dtype(x, params.dtype)
+    params = _params(transforms)
+    out_dtype = _result_dtype(x, params[0].dtype)
     compute = torch.float64 if out_dtype == torch.float64 else torch.float32
     channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-    xc = x.to(compute).contiguous()
-    pc = params.to(compute)
+    xc = x if x.dtype == compute else x.to(compute)
+    if not xc.is_contiguous():
+        xc = xc.contiguous()
+    pc = params if params[0].dtype == compute else [p.to(compute) for p in params]
     mask = 0
     for b in bands:
         mask |= 1 << _BAND_ORDER.index(b)
@@ -178,6 +192,10 @@ def pool(
         bool(details),
         _layout(xc) if layout is None else layout,
     )
+
+    if out_dtype == compute and not channels_last:  # the common case: the op's outputs as they are
+        rest = list(det.unbind(0)) if details else None
+        return out, rest, Constraints(cons[0], cons[1]) if constraints else None
 
     def ext(t: Tensor) -> Tensor:
         t = t.to(out_dtype)

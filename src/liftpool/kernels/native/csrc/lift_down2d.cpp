@@ -16,6 +16,7 @@
 
 #include <array>
 #include <optional>
+#include <vector>
 
 #include "lift_steps.h"
 
@@ -541,6 +542,92 @@ std::vector<at::Tensor> down2d_backward(const at::Tensor& x_in, const at::Tensor
   return {gx, gp64.to(x.scalar_type())};
 }
 
+// ---------------------------------------------------------------- parameter lists (no packing in Python)
+// The ops take the lifters' own tensors, 4 per lifter (weight (C, 1, K), bias (C), pw_weight (C, 1), pw_bias (C)),
+// P then U per transform: 8 (shared) or 24 tensors.  Packing them here, without autograd, replaces a chain of
+// cat/stack calls (and their backward) per layer call.
+at::Tensor pack_params(const std::vector<at::Tensor>& ps, const at::Tensor& x) {
+  TORCH_CHECK(ps.size() == 8 || ps.size() == 24,
+              "liftpool native: params must be 8 or 24 tensors (weight, bias, pw_weight, pw_bias per P/U lifter), got ",
+              ps.size());
+  TORCH_CHECK(x.dim() == 4, "liftpool native: x must be (N, C, H, W), got shape ", x.sizes());
+  const int64_t T = static_cast<int64_t>(ps.size()) / 8;
+  TORCH_CHECK(ps[0].dim() == 3 && ps[0].size(1) == 1, "liftpool native: lifter weight must be (C, 1, K), got shape ",
+              ps[0].sizes());
+  const int64_t C = ps[0].size(0), K = ps[0].size(2), K3 = K + 3;
+  TORCH_CHECK(C == x.size(1), "liftpool native: params have ", C, " channels, x has ", x.size(1));
+  for (const at::Tensor& p : ps) {
+    TORCH_CHECK(p.scalar_type() == x.scalar_type(), "liftpool native: params dtype ", p.scalar_type(),
+                " differs from x dtype ", x.scalar_type());
+    TORCH_CHECK(p.device().is_cpu(), "liftpool native: CPU tensors only");
+  }
+  at::Tensor packed = at::empty({T, 2, C, K3}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "liftpool_pack_params", [&] {
+    using S = scalar_t;
+    S* out = packed.data_ptr<S>();
+    for (int64_t l = 0; l < 2 * T; ++l) {
+      const at::Tensor w = ps[4 * l].contiguous(), b = ps[4 * l + 1].contiguous(), pw = ps[4 * l + 2].contiguous(),
+                       pb = ps[4 * l + 3].contiguous();
+      TORCH_CHECK(w.numel() == C * K && b.numel() == C && pw.numel() == C && pb.numel() == C,
+                  "liftpool native: lifter ", l, " parameter shapes ", w.sizes(), ", ", b.sizes(), ", ", pw.sizes(),
+                  ", ", pb.sizes(), " do not match C=", C, ", K=", K);
+      const S *wp = w.data_ptr<S>(), *bp = b.data_ptr<S>(), *pwp = pw.data_ptr<S>(), *pbp = pb.data_ptr<S>();
+      for (int64_t c = 0; c < C; ++c) {
+        S* row = out + (l * C + c) * K3;
+        for (int64_t k = 0; k < K; ++k) row[k] = wp[c * K + k];
+        row[K] = bp[c];
+        row[K + 1] = pwp[c];
+        row[K + 2] = pbp[c];
+      }
+    }
+  });
+  return packed;
+}
+
+std::vector<at::Tensor> down2d_forward_list(const at::Tensor& x, const std::vector<at::Tensor>& params, int64_t padding,
+                                            int64_t band_mask, double scale, bool constraints, bool details,
+                                            int64_t layout) {
+  return down2d_forward(x, pack_params(params, x), padding, band_mask, scale, constraints, details, layout);
+}
+
+// Returns [grad_x, grad of every tensor of params (their shapes, x's dtype)].
+std::vector<at::Tensor> down2d_backward_list(const at::Tensor& x, const std::vector<at::Tensor>& params,
+                                             const std::optional<at::Tensor>& grad_out,
+                                             const std::optional<at::Tensor>& grad_details,
+                                             const at::Tensor& grad_cons, int64_t padding, int64_t band_mask,
+                                             double scale, int64_t layout) {
+  const at::Tensor packed = pack_params(params, x);
+  std::vector<at::Tensor> r =
+      down2d_backward(x, packed, grad_out, grad_details, grad_cons, padding, band_mask, scale, layout);
+  const at::Tensor gp = r[1].contiguous();
+  const int64_t T2 = packed.size(0) * 2, C = packed.size(2), K3 = packed.size(3), K = K3 - 3;
+  std::vector<at::Tensor> res;
+  res.reserve(1 + params.size());
+  res.push_back(r[0]);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "liftpool_unpack_grads", [&] {
+    using S = scalar_t;
+    const S* src = gp.data_ptr<S>();
+    for (int64_t l = 0; l < T2; ++l) {
+      at::Tensor gw = at::empty(params[4 * l].sizes(), x.options()), gb = at::empty(params[4 * l + 1].sizes(), x.options()),
+                 gpw = at::empty(params[4 * l + 2].sizes(), x.options()),
+                 gpb = at::empty(params[4 * l + 3].sizes(), x.options());
+      S *wp = gw.data_ptr<S>(), *bp = gb.data_ptr<S>(), *pwp = gpw.data_ptr<S>(), *pbp = gpb.data_ptr<S>();
+      for (int64_t c = 0; c < C; ++c) {
+        const S* row = src + (l * C + c) * K3;
+        for (int64_t k = 0; k < K; ++k) wp[c * K + k] = row[k];
+        bp[c] = row[K];
+        pwp[c] = row[K + 1];
+        pbp[c] = row[K + 2];
+      }
+      res.push_back(gw);
+      res.push_back(gb);
+      res.push_back(gpw);
+      res.push_back(gpb);
+    }
+  });
+  return res;
+}
+
 // fp32 tanh approximation on a tensor (for the accuracy test)
 at::Tensor tanh_float(const at::Tensor& v) {
   TORCH_CHECK(v.scalar_type() == at::kFloat, "tanh_float: float32 tensor expected");
@@ -566,5 +653,12 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::arg("x"), py::arg("params"), py::arg("grad_out"), py::arg("grad_details"), py::arg("grad_cons"),
         py::arg("padding"), py::arg("bands"), py::arg("scale"), py::arg("layout"),
         py::call_guard<py::gil_scoped_release>());
+  m.def("down2d_forward_list", &liftpool::down2d_forward_list, "fused forward, parameters as the lifters' tensors",
+        py::arg("x"), py::arg("params"), py::arg("padding"), py::arg("bands"), py::arg("scale"),
+        py::arg("constraints"), py::arg("details"), py::arg("layout"), py::call_guard<py::gil_scoped_release>());
+  m.def("down2d_backward_list", &liftpool::down2d_backward_list,
+        "fused backward, parameters as the lifters' tensors: [grad_x, grad per parameter tensor]", py::arg("x"),
+        py::arg("params"), py::arg("grad_out"), py::arg("grad_details"), py::arg("grad_cons"), py::arg("padding"),
+        py::arg("bands"), py::arg("scale"), py::arg("layout"), py::call_guard<py::gil_scoped_release>());
   m.def("tanh_float", &liftpool::tanh_float, "the kernel's float32 tanh approximation", py::arg("v"));
 }

@@ -238,6 +238,40 @@ def test_gradcheck(H: int, W: int, padding: int, layout: int) -> None:
     assert torch.autograd.gradcheck(f, (x, *params), eps=1e-6, atol=1e-8, rtol=1e-6)
 
 
+@pytest.mark.parametrize(("H", "W", "layout"), [(3, 4, 1), (2, 2, 2), (5, 3, 2)])
+def test_gradcheck_through_pool(H: int, W: int, layout: int) -> None:
+    """float64 gradcheck of ``native.pool`` itself (its eager autograd path, not the registered op)."""
+    layer = LiftDownPool2d(2, 3, share_weights=H != 3).double()
+    params = list(layer.parameters())
+
+    def f(x: torch.Tensor, *ps: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        assert all(p is q for p, q in zip(ps, params))
+        out, det, cons = native.pool(x, layer.transforms, 2, ("LL", "HH"), 0.75, True, True, layout=layout)
+        assert det is not None and cons is not None
+        return (out, *det, cons.c_u, cons.c_p)
+
+    x = torch.randn(3, 2, H, W, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(f, (x, *params), eps=1e-6, atol=1e-8, rtol=1e-6)
+
+
+def test_no_double_backward() -> None:
+    """The backward is not differentiable: asking for a second derivative raises (never silently wrong)."""
+    layer = LiftDownPool2d(2).double()
+    x = torch.randn(2, 2, 4, 4, dtype=torch.float64, requires_grad=True)
+    out, _, _ = native.pool(x, layer.transforms, 2, layer.bands, layer.scale, False, False)
+    (gx,) = torch.autograd.grad(out.sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError):
+        gx.sum().backward()
+
+
+@pytest.mark.parametrize(("H", "W"), [(2, 2), (3, 4), (8, 7)])
+def test_large_batch_small_maps(H: int, W: int) -> None:
+    """Batches over one item's image group (up to 64 images at 2x2) with a partial last group, float64."""
+    layer = LiftDownPool2d(2, share_weights=False).double()
+    x = torch.randn(70, 2, H, W, dtype=torch.float64)
+    _compare(layer, x, 1e-12, layout=2)
+
+
 def test_opcheck() -> None:
     layer = LiftDownPool2d(3, 3, share_weights=False).double()
     params = _params(layer)

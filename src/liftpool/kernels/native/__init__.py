@@ -137,6 +137,33 @@ def _pack(transforms: nn.ModuleList) -> Tensor:
     return torch.stack(rows)
 
 
+_PADDING = {"reflect": 0, "replicate": 1, "zeros": 2, "circular": 3}
+
+
+class _Down2d(torch.autograd.Function):
+    """Eager autograd of ``liftpool::down2d`` (the op's own formula, see :mod:`.ops`), called directly."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, args: tuple[Any, ...], *params: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        out, det, cons = ops._ext().down2d_forward_list(x, list(params), *args)
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(x, *params)
+        ctx.args = args
+        return out, det, cons
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable  # type: ignore[untyped-decorator]  # no double backward (as the op)
+    def backward(ctx: Any, g_out: Tensor | None, g_det: Tensor | None, g_cons: Tensor | None) -> tuple[Any, ...]:
+        x, *params = ctx.saved_tensors
+        padding, mask, scale, _constraints, details, layout = ctx.args
+        if g_cons is None:
+            g_cons = x.new_zeros((2,))
+        grads = ops._ext().down2d_backward_list(
+            x, params, g_out, g_det if details else None, g_cons, padding, mask, scale, layout
+        )
+        return (grads[0], None, *grads[1:])
+
+
 def _result_dtype(x: Tensor, param_dtype: torch.dtype) -> torch.dtype:
     """The dtype the eager path returns (autocast: its conv runs in low precision, the rest promotes)."""
     return torch.promote_types(x.dtype, param_dtype)
@@ -182,16 +209,22 @@ def pool(
     mask = 0
     for b in bands:
         mask |= 1 << _BAND_ORDER.index(b)
-    out, det, cons = torch.ops.liftpool.down2d(
-        xc,
-        pc,
-        {"reflect": 0, "replicate": 1, "zeros": 2, "circular": 3}[first.padding_mode],
+    args = (
+        _PADDING[first.padding_mode],
         mask,
         float(scale),
         bool(constraints),
         bool(details),
         _layout(xc) if layout is None else layout,
     )
+    if torch.compiler.is_compiling():  # the registered op: one node in the compiled graph
+        out, det, cons = torch.ops.liftpool.down2d(xc, pc, *args)
+    elif torch.is_grad_enabled() and (xc.requires_grad or any(p.requires_grad for p in pc)):
+        # eager autograd: the same C++ functions and backward formula as the op's, without the custom_op
+        # Python dispatch layers (their cost is the kernel's own at 2x2 maps)
+        out, det, cons = _Down2d.apply(xc, args, *pc)
+    else:
+        out, det, cons = ops._ext().down2d_forward_list(xc, pc, *args)
 
     if out_dtype == compute and not channels_last:  # the common case: the op's outputs as they are
         rest = list(det.unbind(0)) if details else None

@@ -280,7 +280,9 @@ def test_opcheck() -> None:
         args = _op_args(x, params, 0, 15, details, layout)
         torch.library.opcheck(torch.ops.liftpool.down2d.default, args)
         xg = x.clone().requires_grad_(True)
-        torch.library.opcheck(torch.ops.liftpool.down2d.default, (xg, [p.clone().requires_grad_(True) for p in params], *args[2:]))
+        torch.library.opcheck(
+            torch.ops.liftpool.down2d.default, (xg, [p.clone().requires_grad_(True) for p in params], *args[2:])
+        )
         h, w = (H + 1) // 2, (W + 1) // 2
         gout = torch.randn(2, 3, h, w, dtype=torch.float64)
         gdet = torch.randn(3, 2, 3, h, w, dtype=torch.float64) if details else None

@@ -152,7 +152,7 @@ class _Down2d(torch.autograd.Function):
         return out, det, cons
 
     @staticmethod
-    @torch.autograd.function.once_differentiable  # type: ignore[untyped-decorator]  # no double backward (as the op)
+    @torch.autograd.function.once_differentiable  # no double backward (as the op)
     def backward(ctx: Any, g_out: Tensor | None, g_det: Tensor | None, g_cons: Tensor | None) -> tuple[Any, ...]:
         x, *params = ctx.saved_tensors
         padding, mask, scale, _constraints, details, layout = ctx.args

@@ -9,13 +9,16 @@
 lifter (``weight (C, 1, K)``, ``bias (C,)``, ``pw_weight (C, 1)``, ``pw_bias (C,)``), ``P`` then ``U``
 per transform: 8 (one shared pair) or 24 (3 pairs in the order of the 1D transforms), in ``x``'s
 dtype.  Passing them unpacked (the kernel packs them in C++) saves a chain of ``cat``/``stack``
-calls and their backward on every layer call.  ``padding`` indexes :data:`PADDING_CODES`; ``bands`` is a bit mask (LL=1, LH=2, HL=4,
-HH=8); ``layout`` 1 = plane, 2 = images innermost.  ``details`` is ``(3, N, C, h, w)`` (LH, HL, HH)
-when asked for, else an empty tensor; ``constraints`` is ``(c_u, c_p)`` (zeros when not asked for).
+calls and their backward on every layer call.  ``padding`` indexes :data:`PADDING_CODES`;
+``bands`` is a bit mask (LL=1, LH=2, HL=4, HH=8); ``layout`` 1 = plane, 2 = images innermost.
+``details`` is ``(3, N, C, h, w)`` (LH, HL, HH) when asked for, else an empty tensor; ``constraints``
+is ``(c_u, c_p)`` (zeros when not asked for).
 
 Both ops have fake (meta) implementations and the forward has an autograd formula that calls the
 backward op, so ``torch.compile(fullgraph=True)`` keeps them in one graph.  The backward op is not
 itself differentiable (no double backward).  The compiled module is loaded on the first real call.
+In eager mode :func:`liftpool.kernels.native.pool` calls the same C++ functions through a plain
+``torch.autograd.Function`` (cheaper than the custom-op dispatch); under ``torch.compile``, these ops.
 """
 
 from __future__ import annotations

@@ -214,13 +214,14 @@ def test_autocast(dtype: torch.dtype) -> None:
 
 # ---------------------------------------------------------------------- autograd properties
 def _op_args(
-    x: torch.Tensor, params: torch.Tensor, padding: int, bands: int, details: bool, layout: int
+    x: torch.Tensor, params: list[torch.Tensor], padding: int, bands: int, details: bool, layout: int
 ) -> tuple[Any, ...]:
     return (x, params, padding, bands, 0.75, True, details, layout)
 
 
-def _params(layer: LiftDownPool2d) -> torch.Tensor:
-    return native._pack(layer.transforms).detach()
+def _params(layer: LiftDownPool2d) -> list[torch.Tensor]:
+    """The op's parameter list (the lifters' tensors), detached copies."""
+    return [p.detach().clone() for p in native._params(layer.transforms)]
 
 
 @pytest.mark.parametrize(
@@ -229,12 +230,46 @@ def _params(layer: LiftDownPool2d) -> torch.Tensor:
 def test_gradcheck(H: int, W: int, padding: int, layout: int) -> None:
     layer = LiftDownPool2d(2, 3, share_weights=(H + W) % 2 == 0).double()
     x = torch.randn(3, 2, H, W, dtype=torch.float64, requires_grad=True)
-    params = _params(layer).requires_grad_(True)
+    params = [p.requires_grad_(True) for p in _params(layer)]
 
-    def f(x: torch.Tensor, params: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return torch.ops.liftpool.down2d(*_op_args(x, params, padding, 11, True, layout))  # type: ignore[no-any-return]
+    def f(x: torch.Tensor, *params: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return torch.ops.liftpool.down2d(*_op_args(x, list(params), padding, 11, True, layout))  # type: ignore[no-any-return]
 
-    assert torch.autograd.gradcheck(f, (x, params), eps=1e-6, atol=1e-8, rtol=1e-6)
+    assert torch.autograd.gradcheck(f, (x, *params), eps=1e-6, atol=1e-8, rtol=1e-6)
+
+
+@pytest.mark.parametrize(("H", "W", "layout"), [(3, 4, 1), (2, 2, 2), (5, 3, 2)])
+def test_gradcheck_through_pool(H: int, W: int, layout: int) -> None:
+    """float64 gradcheck of ``native.pool`` itself (its eager autograd path, not the registered op)."""
+    layer = LiftDownPool2d(2, 3, share_weights=H != 3).double()
+    params = list(layer.parameters())
+
+    def f(x: torch.Tensor, *ps: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        assert all(p is q for p, q in zip(ps, params))
+        out, det, cons = native.pool(x, layer.transforms, 2, ("LL", "HH"), 0.75, True, True, layout=layout)
+        assert det is not None and cons is not None
+        return (out, *det, cons.c_u, cons.c_p)
+
+    x = torch.randn(3, 2, H, W, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(f, (x, *params), eps=1e-6, atol=1e-8, rtol=1e-6)
+
+
+def test_no_double_backward() -> None:
+    """The backward is not differentiable: asking for a second derivative raises (never silently wrong)."""
+    layer = LiftDownPool2d(2).double()
+    x = torch.randn(2, 2, 4, 4, dtype=torch.float64, requires_grad=True)
+    out, _, _ = native.pool(x, layer.transforms, 2, layer.bands, layer.scale, False, False)
+    (gx,) = torch.autograd.grad(out.sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError):
+        gx.sum().backward()  # type: ignore[no-untyped-call]  # torch stub of Tensor.backward is untyped
+
+
+@pytest.mark.parametrize(("H", "W"), [(2, 2), (3, 4), (8, 7)])
+def test_large_batch_small_maps(H: int, W: int) -> None:
+    """Batches over one item's image group (up to 64 images at 2x2) with a partial last group, float64."""
+    layer = LiftDownPool2d(2, share_weights=False).double()
+    x = torch.randn(70, 2, H, W, dtype=torch.float64)
+    _compare(layer, x, 1e-12, layout=2)
 
 
 def test_opcheck() -> None:
@@ -245,7 +280,9 @@ def test_opcheck() -> None:
         args = _op_args(x, params, 0, 15, details, layout)
         torch.library.opcheck(torch.ops.liftpool.down2d.default, args)
         xg = x.clone().requires_grad_(True)
-        torch.library.opcheck(torch.ops.liftpool.down2d.default, (xg, params.clone().requires_grad_(True), *args[2:]))
+        torch.library.opcheck(
+            torch.ops.liftpool.down2d.default, (xg, [p.clone().requires_grad_(True) for p in params], *args[2:])
+        )
         h, w = (H + 1) // 2, (W + 1) // 2
         gout = torch.randn(2, 3, h, w, dtype=torch.float64)
         gdet = torch.randn(3, 2, 3, h, w, dtype=torch.float64) if details else None
@@ -371,6 +408,8 @@ def test_bad_arguments_raise_clear_errors() -> None:
         torch.ops.liftpool.down2d(torch.randn(2, 3, 8, 8), p, 0, 15, 1.0, True, False, 1)
     with pytest.raises(RuntimeError, match="dtype"):
         torch.ops.liftpool.down2d(x.double(), p, 0, 15, 1.0, True, False, 1)
+    with pytest.raises(RuntimeError, match="8 or 24"):
+        torch.ops.liftpool.down2d(x, p[:4], 0, 15, 1.0, True, False, 1)
 
 
 def test_failed_build_warns_once_and_reports(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -108,8 +108,20 @@ def applicable(x: Tensor, transforms: nn.ModuleList, spatial_dims: int) -> bool:
     return True
 
 
+def _params(transforms: nn.ModuleList) -> list[Tensor]:
+    """The op's ``params``: per transform, for P then U, ``weight``, ``bias``, ``pw_weight``, ``pw_bias``."""
+    out: list[Tensor] = []
+    for p_u in _lifters(transforms):
+        for m in p_u:
+            out += [m.weight, m.bias, m.pw_weight, m.pw_bias]
+    return out
+
+
 def _pack(transforms: nn.ModuleList) -> Tensor:
-    """``(T, 2, C, K + 3)``: per transform and lifter (P, U), per channel: taps, bias, 1x1 weight, 1x1 bias."""
+    """``(T, 2, C, K + 3)``: per transform and lifter (P, U), per channel: taps, bias, 1x1 weight, 1x1 bias.
+
+    The layout the C++ kernel packs :func:`_params` into (kept for tests and inspection).
+    """
     rows = []
     for p_u in _lifters(transforms):
         pair = []
@@ -123,6 +135,33 @@ def _pack(transforms: nn.ModuleList) -> Tensor:
             )
         rows.append(torch.stack(pair))
     return torch.stack(rows)
+
+
+_PADDING = {"reflect": 0, "replicate": 1, "zeros": 2, "circular": 3}
+
+
+class _Down2d(torch.autograd.Function):
+    """Eager autograd of ``liftpool::down2d`` (the op's own formula, see :mod:`.ops`), called directly."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, args: tuple[Any, ...], *params: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        out, det, cons = ops._ext().down2d_forward_list(x, list(params), *args)
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(x, *params)
+        ctx.args = args
+        return out, det, cons
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable  # no double backward (as the op)
+    def backward(ctx: Any, g_out: Tensor | None, g_det: Tensor | None, g_cons: Tensor | None) -> tuple[Any, ...]:
+        x, *params = ctx.saved_tensors
+        padding, mask, scale, _constraints, details, layout = ctx.args
+        if g_cons is None:
+            g_cons = x.new_zeros((2,))
+        grads = ops._ext().down2d_backward_list(
+            x, params, g_out, g_det if details else None, g_cons, padding, mask, scale, layout
+        )
+        return (grads[0], None, *grads[1:])
 
 
 def _result_dtype(x: Tensor, param_dtype: torch.dtype) -> torch.dtype:
@@ -159,25 +198,37 @@ def pool(
     if layout not in (None, 1, 2):
         raise ValueError(f"liftpool native: layout must be None, 1 or 2, got {layout!r}")
     first = _lifters(transforms)[0][0]
-    params = _pack(transforms)
-    out_dtype = _result_dtype(x, params.dtype)
+    params = _params(transforms)
+    out_dtype = _result_dtype(x, params[0].dtype)
     compute = torch.float64 if out_dtype == torch.float64 else torch.float32
     channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-    xc = x.to(compute).contiguous()
-    pc = params.to(compute)
+    xc = x if x.dtype == compute else x.to(compute)
+    if not xc.is_contiguous():
+        xc = xc.contiguous()
+    pc = params if params[0].dtype == compute else [p.to(compute) for p in params]
     mask = 0
     for b in bands:
         mask |= 1 << _BAND_ORDER.index(b)
-    out, det, cons = torch.ops.liftpool.down2d(
-        xc,
-        pc,
-        {"reflect": 0, "replicate": 1, "zeros": 2, "circular": 3}[first.padding_mode],
+    args = (
+        _PADDING[first.padding_mode],
         mask,
         float(scale),
         bool(constraints),
         bool(details),
         _layout(xc) if layout is None else layout,
     )
+    if torch.compiler.is_compiling():  # the registered op: one node in the compiled graph
+        out, det, cons = torch.ops.liftpool.down2d(xc, pc, *args)
+    elif torch.is_grad_enabled() and (xc.requires_grad or any(p.requires_grad for p in pc)):
+        # eager autograd: the same C++ functions and backward formula as the op's, without the custom_op
+        # Python dispatch layers (their cost is the kernel's own at 2x2 maps)
+        out, det, cons = _Down2d.apply(xc, args, *pc)
+    else:
+        out, det, cons = ops._ext().down2d_forward_list(xc, pc, *args)
+
+    if out_dtype == compute and not channels_last:  # the common case: the op's outputs as they are
+        rest = list(det.unbind(0)) if details else None
+        return out, rest, Constraints(cons[0], cons[1]) if constraints else None
 
     def ext(t: Tensor) -> Tensor:
         t = t.to(out_dtype)

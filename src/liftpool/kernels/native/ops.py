@@ -3,17 +3,22 @@
 * ``liftpool::down2d(x, params, padding, bands, scale, constraints, details, layout)
   -> (pooled, details, constraints)``
 * ``liftpool::down2d_backward(x, params, grad_pooled?, grad_details?, grad_constraints, padding, bands,
-  scale, layout) -> (grad_x, grad_params)``
+  scale, layout) -> [grad_x, grad of every tensor of params]``
 
-``x`` is ``(N, C, H, W)`` float32/float64; ``params`` is ``(T, 2, C, K + 3)`` (``T`` = 1 shared or 3
-``(P, U)`` pairs in the order of the 1D transforms; per channel: ``K`` taps, bias, 1x1 weight,
-1x1 bias); ``padding`` indexes :data:`PADDING_CODES`; ``bands`` is a bit mask (LL=1, LH=2, HL=4,
-HH=8); ``layout`` 1 = plane, 2 = images innermost.  ``details`` is ``(3, N, C, h, w)`` (LH, HL, HH)
-when asked for, else an empty tensor; ``constraints`` is ``(c_u, c_p)`` (zeros when not asked for).
+``x`` is ``(N, C, H, W)`` float32/float64; ``params`` is the list of the lifters' own tensors, 4 per
+lifter (``weight (C, 1, K)``, ``bias (C,)``, ``pw_weight (C, 1)``, ``pw_bias (C,)``), ``P`` then ``U``
+per transform: 8 (one shared pair) or 24 (3 pairs in the order of the 1D transforms), in ``x``'s
+dtype.  Passing them unpacked (the kernel packs them in C++) saves a chain of ``cat``/``stack``
+calls and their backward on every layer call.  ``padding`` indexes :data:`PADDING_CODES`;
+``bands`` is a bit mask (LL=1, LH=2, HL=4, HH=8); ``layout`` 1 = plane, 2 = images innermost.
+``details`` is ``(3, N, C, h, w)`` (LH, HL, HH) when asked for, else an empty tensor; ``constraints``
+is ``(c_u, c_p)`` (zeros when not asked for).
 
 Both ops have fake (meta) implementations and the forward has an autograd formula that calls the
 backward op, so ``torch.compile(fullgraph=True)`` keeps them in one graph.  The backward op is not
 itself differentiable (no double backward).  The compiled module is loaded on the first real call.
+In eager mode :func:`liftpool.kernels.native.pool` calls the same C++ functions through a plain
+``torch.autograd.Function`` (cheaper than the custom-op dispatch); under ``torch.compile``, these ops.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ def _ext() -> Any:
 @torch.library.custom_op("liftpool::down2d", mutates_args=())
 def down2d(
     x: Tensor,
-    params: Tensor,
+    params: list[Tensor],
     padding: int,
     bands: int,
     scale: float,
@@ -46,14 +51,14 @@ def down2d(
     details: bool,
     layout: int,
 ) -> tuple[Tensor, Tensor, Tensor]:
-    out, det, cons = _ext().down2d_forward(x, params, padding, bands, scale, constraints, details, layout)
+    out, det, cons = _ext().down2d_forward_list(x, params, padding, bands, scale, constraints, details, layout)
     return out, det, cons
 
 
 @down2d.register_fake
 def _down2d_fake(
     x: Tensor,
-    params: Tensor,
+    params: list[Tensor],
     padding: int,
     bands: int,
     scale: float,
@@ -71,7 +76,7 @@ def _down2d_fake(
 @torch.library.custom_op("liftpool::down2d_backward", mutates_args=())
 def down2d_backward(
     x: Tensor,
-    params: Tensor,
+    params: list[Tensor],
     grad_out: Optional[Tensor],  # noqa: UP045 (custom_op parses the annotation; Python 3.9)
     grad_details: Optional[Tensor],  # noqa: UP045
     grad_cons: Tensor,
@@ -79,15 +84,17 @@ def down2d_backward(
     bands: int,
     scale: float,
     layout: int,
-) -> tuple[Tensor, Tensor]:
-    gx, gp = _ext().down2d_backward(x, params, grad_out, grad_details, grad_cons, padding, bands, scale, layout)
-    return gx, gp
+) -> list[Tensor]:
+    grads: list[Tensor] = _ext().down2d_backward_list(
+        x, params, grad_out, grad_details, grad_cons, padding, bands, scale, layout
+    )
+    return grads
 
 
 @down2d_backward.register_fake
 def _down2d_backward_fake(
     x: Tensor,
-    params: Tensor,
+    params: list[Tensor],
     grad_out: Optional[Tensor],  # noqa: UP045 (custom_op parses the annotation; Python 3.9)
     grad_details: Optional[Tensor],  # noqa: UP045
     grad_cons: Tensor,
@@ -95,27 +102,27 @@ def _down2d_backward_fake(
     bands: int,
     scale: float,
     layout: int,
-) -> tuple[Tensor, Tensor]:
-    return torch.empty_like(x, memory_format=torch.contiguous_format), torch.empty_like(
-        params, memory_format=torch.contiguous_format
-    )
+) -> list[Tensor]:
+    return [torch.empty_like(x, memory_format=torch.contiguous_format)] + [
+        torch.empty_like(p, memory_format=torch.contiguous_format) for p in params
+    ]
 
 
 def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
     x, params, padding, bands, scale, _constraints, details, layout = inputs
-    ctx.save_for_backward(x, params)
+    ctx.save_for_backward(x, *params)
     ctx.args = (padding, bands, scale, layout, details)
 
 
 def _backward(ctx: Any, grad_out: Tensor | None, grad_det: Tensor | None, grad_cons: Tensor | None) -> tuple[Any, ...]:
-    x, params = ctx.saved_tensors
+    x, *params = ctx.saved_tensors
     padding, bands, scale, layout, details = ctx.args
     if grad_cons is None:
         grad_cons = x.new_zeros((2,))
-    gx, gp = down2d_backward(
+    grads = down2d_backward(
         x, params, grad_out, grad_det if details else None, grad_cons, padding, bands, scale, layout
     )
-    return gx, gp, None, None, None, None, None, None
+    return grads[0], grads[1:], None, None, None, None, None, None
 
 
 down2d.register_autograd(_backward, setup_context=_setup_context)

@@ -14,19 +14,22 @@
 #include <ATen/Parallel.h>
 #include <torch/extension.h>
 
+#include <algorithm>
 #include <array>
 #include <optional>
+#include <vector>
 
 #include "lift_steps.h"
 
 namespace liftpool {
 namespace {
 
-constexpr int64_t kGroup = 8;  // images per item in the images-innermost layout
+constexpr int64_t kGroup = 8;  // fewest images per item in the images-innermost layout
 constexpr int kBandLL = 1, kBandLH = 2, kBandHL = 4, kBandHH = 8;
 
 struct Geometry {
   int64_t N, C, H, W, h, w, K, p, T;  // T: number of (P, U) pairs (1 shared or 3)
+  int64_t grp = kGroup;                // images per item in the images-innermost layout
   int mode;
   int64_t nparam() const { return T * 2 * (K + 3); }
   // transform of the horizontal step, the vertical step on L and the vertical step on H
@@ -229,7 +232,7 @@ struct GroupWork {
   Accumulators<T> acc;
 
   GroupWork(const Geometry& geo, bool backward) : g(geo) {
-    const int64_t H = g.H, W = g.W, h = g.h, w = g.w, p = g.p, GM = kGroup;
+    const int64_t H = g.H, W = g.W, h = g.h, w = g.w, p = g.p, GM = g.grp;
     wp = w + 2 * p;
     keep = backward ? 1 : 0;
     pad_table(idx_w, w, p, g.mode);
@@ -351,18 +354,35 @@ Bands bands_of(int64_t mask, double scale) {
   return Bands{static_cast<int>(mask), scale};
 }
 
-int64_t groups_of(int64_t N) { return (N + kGroup - 1) / kGroup; }
+// Images per item of the images-innermost layout: enough that a row of the vertical steps (w * G lanes)
+// is at least kGroupLanes long (per-item and per-row fixed costs dominate 2x2 and 4x4 maps), never more
+// images than the batch has (rounded up to kGroup).  A function of the shape only, so results are the
+// same for any thread count.
+// Measured (fwd+bwd / MaxPool2d, 1 thread, N=64, alternating processes on a shared machine; ranges of 2-4 runs):
+// lanes 8 (the former fixed 8 images): 2x2 5.4-6.2, 4x4 5.0-5.3, 8x8 2.4-3.1; lanes 32: 2.9-4.0, 3.2-4.6,
+// 2.0-3.2; lanes 64: 2.6-4.3, 2.4-4.6, 2.1-2.8.
+constexpr int64_t kGroupLanes = 64;
+
+int64_t group_size(int64_t N, int64_t w) {
+  int64_t want = (kGroupLanes + w - 1) / w;
+  want = std::max<int64_t>(kGroup, (want + kGroup - 1) / kGroup * kGroup);
+  const int64_t batch = (N + kGroup - 1) / kGroup * kGroup;
+  return std::min({want, batch, int64_t(64)});
+}
+
+int64_t groups_of(const Geometry& g) { return (g.N + g.grp - 1) / g.grp; }
 
 std::vector<at::Tensor> down2d_forward(const at::Tensor& x_in, const at::Tensor& params_in, int64_t padding,
                                        int64_t band_mask, double scale, bool constraints, bool details,
                                        int64_t layout) {
-  const Geometry g = geometry_of(x_in, params_in, padding);
+  Geometry g = geometry_of(x_in, params_in, padding);
+  g.grp = group_size(g.N, g.w);
   const Bands bands = bands_of(band_mask, scale);
   TORCH_CHECK(layout == 1 || layout == 2, "liftpool native: layout must be 1 (plane) or 2 (images innermost)");
   const at::Tensor x = x_in.contiguous(), params = params_in.contiguous();
   at::Tensor out = at::empty({g.N, g.C, g.h, g.w}, x.options());
   at::Tensor det = details ? at::empty({3, g.N, g.C, g.h, g.w}, x.options()) : at::empty({0}, x.options());
-  const int64_t items = layout == 1 ? g.N * g.C : g.C * groups_of(g.N);
+  const int64_t items = layout == 1 ? g.N * g.C : g.C * groups_of(g);
   at::Tensor part = at::zeros({items, 4}, x.options().dtype(at::kDouble));
   const int64_t hw = g.h * g.w, HW = g.H * g.W, plane_out = g.N * g.C * hw;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "liftpool_down2d_forward", [&] {
@@ -388,12 +408,12 @@ std::vector<at::Tensor> down2d_forward(const at::Tensor& x_in, const at::Tensor&
         }
       });
     } else {
-      const int64_t ng = groups_of(g.N);
+      const int64_t ng = groups_of(g);
       at::parallel_for(0, items, 1, [&](int64_t b0, int64_t b1) {
         GroupWork<T> ws(g, false);
         for (int64_t it = b0; it < b1; ++it) {
-          const int64_t c = it / ng, n0 = (it % ng) * kGroup;
-          ws.G = std::min(kGroup, g.N - n0);
+          const int64_t c = it / ng, n0 = (it % ng) * g.grp;
+          ws.G = std::min(g.grp, g.N - n0);
           ws.acc.zero();
           ws.gather(xp + (n0 * g.C + c) * HW, g.C * HW, HW, ws.X.data());
           ws.horizontal_forward(pp, c);
@@ -435,7 +455,8 @@ std::vector<at::Tensor> down2d_backward(const at::Tensor& x_in, const at::Tensor
                                         const std::optional<at::Tensor>& grad_out,
                                         const std::optional<at::Tensor>& grad_details, const at::Tensor& grad_cons,
                                         int64_t padding, int64_t band_mask, double scale, int64_t layout) {
-  const Geometry g = geometry_of(x_in, params_in, padding);
+  Geometry g = geometry_of(x_in, params_in, padding);
+  g.grp = group_size(g.N, g.w);
   const Bands bands = bands_of(band_mask, scale);
   TORCH_CHECK(layout == 1 || layout == 2, "liftpool native: layout must be 1 (plane) or 2 (images innermost)");
   const at::Tensor x = x_in.contiguous(), params = params_in.contiguous();
@@ -456,7 +477,7 @@ std::vector<at::Tensor> down2d_backward(const at::Tensor& x_in, const at::Tensor
   const double gcu = gc.data_ptr<double>()[0], gcp = gc.data_ptr<double>()[1];
   const double nh = static_cast<double>(g.N * g.C * g.H * g.w), nv = static_cast<double>(g.N * g.C * hw);
   at::Tensor gx = at::empty_like(x);
-  const int64_t ng = groups_of(g.N);
+  const int64_t ng = groups_of(g);
   const int64_t items = layout == 1 ? g.N * g.C : g.C * ng;
   const int64_t np = g.nparam();
   at::Tensor part = at::empty({items, np}, x.options().dtype(at::kDouble));
@@ -487,8 +508,8 @@ std::vector<at::Tensor> down2d_backward(const at::Tensor& x_in, const at::Tensor
       at::parallel_for(0, items, 1, [&](int64_t b0, int64_t b1) {
         GroupWork<T> ws(g, true);
         for (int64_t it = b0; it < b1; ++it) {
-          const int64_t c = it / ng, n0 = (it % ng) * kGroup;
-          const int64_t G = std::min(kGroup, g.N - n0), wG = g.w * G, first = n0 * g.C + c;
+          const int64_t c = it / ng, n0 = (it % ng) * g.grp;
+          const int64_t G = std::min(g.grp, g.N - n0), wG = g.w * G, first = n0 * g.C + c;
           ws.G = G;
           ws.acc.zero();
           ws.gather(xp + first * HW, g.C * HW, HW, ws.X.data());
@@ -541,6 +562,92 @@ std::vector<at::Tensor> down2d_backward(const at::Tensor& x_in, const at::Tensor
   return {gx, gp64.to(x.scalar_type())};
 }
 
+// ---------------------------------------------------------------- parameter lists (no packing in Python)
+// The ops take the lifters' own tensors, 4 per lifter (weight (C, 1, K), bias (C), pw_weight (C, 1), pw_bias (C)),
+// P then U per transform: 8 (shared) or 24 tensors.  Packing them here, without autograd, replaces a chain of
+// cat/stack calls (and their backward) per layer call.
+at::Tensor pack_params(const std::vector<at::Tensor>& ps, const at::Tensor& x) {
+  TORCH_CHECK(ps.size() == 8 || ps.size() == 24,
+              "liftpool native: params must be 8 or 24 tensors (weight, bias, pw_weight, pw_bias per P/U lifter), got ",
+              ps.size());
+  TORCH_CHECK(x.dim() == 4, "liftpool native: x must be (N, C, H, W), got shape ", x.sizes());
+  const int64_t T = static_cast<int64_t>(ps.size()) / 8;
+  TORCH_CHECK(ps[0].dim() == 3 && ps[0].size(1) == 1, "liftpool native: lifter weight must be (C, 1, K), got shape ",
+              ps[0].sizes());
+  const int64_t C = ps[0].size(0), K = ps[0].size(2), K3 = K + 3;
+  TORCH_CHECK(C == x.size(1), "liftpool native: params have ", C, " channels, x has ", x.size(1));
+  for (const at::Tensor& p : ps) {
+    TORCH_CHECK(p.scalar_type() == x.scalar_type(), "liftpool native: params dtype ", p.scalar_type(),
+                " differs from x dtype ", x.scalar_type());
+    TORCH_CHECK(p.device().is_cpu(), "liftpool native: CPU tensors only");
+  }
+  at::Tensor packed = at::empty({T, 2, C, K3}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "liftpool_pack_params", [&] {
+    using S = scalar_t;
+    S* out = packed.data_ptr<S>();
+    for (int64_t l = 0; l < 2 * T; ++l) {
+      const at::Tensor w = ps[4 * l].contiguous(), b = ps[4 * l + 1].contiguous(), pw = ps[4 * l + 2].contiguous(),
+                       pb = ps[4 * l + 3].contiguous();
+      TORCH_CHECK(w.numel() == C * K && b.numel() == C && pw.numel() == C && pb.numel() == C,
+                  "liftpool native: lifter ", l, " parameter shapes ", w.sizes(), ", ", b.sizes(), ", ", pw.sizes(),
+                  ", ", pb.sizes(), " do not match C=", C, ", K=", K);
+      const S *wp = w.data_ptr<S>(), *bp = b.data_ptr<S>(), *pwp = pw.data_ptr<S>(), *pbp = pb.data_ptr<S>();
+      for (int64_t c = 0; c < C; ++c) {
+        S* row = out + (l * C + c) * K3;
+        for (int64_t k = 0; k < K; ++k) row[k] = wp[c * K + k];
+        row[K] = bp[c];
+        row[K + 1] = pwp[c];
+        row[K + 2] = pbp[c];
+      }
+    }
+  });
+  return packed;
+}
+
+std::vector<at::Tensor> down2d_forward_list(const at::Tensor& x, const std::vector<at::Tensor>& params, int64_t padding,
+                                            int64_t band_mask, double scale, bool constraints, bool details,
+                                            int64_t layout) {
+  return down2d_forward(x, pack_params(params, x), padding, band_mask, scale, constraints, details, layout);
+}
+
+// Returns [grad_x, grad of every tensor of params (their shapes, x's dtype)].
+std::vector<at::Tensor> down2d_backward_list(const at::Tensor& x, const std::vector<at::Tensor>& params,
+                                             const std::optional<at::Tensor>& grad_out,
+                                             const std::optional<at::Tensor>& grad_details,
+                                             const at::Tensor& grad_cons, int64_t padding, int64_t band_mask,
+                                             double scale, int64_t layout) {
+  const at::Tensor packed = pack_params(params, x);
+  std::vector<at::Tensor> r =
+      down2d_backward(x, packed, grad_out, grad_details, grad_cons, padding, band_mask, scale, layout);
+  const at::Tensor gp = r[1].contiguous();
+  const int64_t T2 = packed.size(0) * 2, C = packed.size(2), K3 = packed.size(3), K = K3 - 3;
+  std::vector<at::Tensor> res;
+  res.reserve(1 + params.size());
+  res.push_back(r[0]);
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "liftpool_unpack_grads", [&] {
+    using S = scalar_t;
+    const S* src = gp.data_ptr<S>();
+    for (int64_t l = 0; l < T2; ++l) {
+      at::Tensor gw = at::empty(params[4 * l].sizes(), x.options()), gb = at::empty(params[4 * l + 1].sizes(), x.options()),
+                 gpw = at::empty(params[4 * l + 2].sizes(), x.options()),
+                 gpb = at::empty(params[4 * l + 3].sizes(), x.options());
+      S *wp = gw.data_ptr<S>(), *bp = gb.data_ptr<S>(), *pwp = gpw.data_ptr<S>(), *pbp = gpb.data_ptr<S>();
+      for (int64_t c = 0; c < C; ++c) {
+        const S* row = src + (l * C + c) * K3;
+        for (int64_t k = 0; k < K; ++k) wp[c * K + k] = row[k];
+        bp[c] = row[K];
+        pwp[c] = row[K + 1];
+        pbp[c] = row[K + 2];
+      }
+      res.push_back(gw);
+      res.push_back(gb);
+      res.push_back(gpw);
+      res.push_back(gpb);
+    }
+  });
+  return res;
+}
+
 // fp32 tanh approximation on a tensor (for the accuracy test)
 at::Tensor tanh_float(const at::Tensor& v) {
   TORCH_CHECK(v.scalar_type() == at::kFloat, "tanh_float: float32 tensor expected");
@@ -566,5 +673,12 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::arg("x"), py::arg("params"), py::arg("grad_out"), py::arg("grad_details"), py::arg("grad_cons"),
         py::arg("padding"), py::arg("bands"), py::arg("scale"), py::arg("layout"),
         py::call_guard<py::gil_scoped_release>());
+  m.def("down2d_forward_list", &liftpool::down2d_forward_list, "fused forward, parameters as the lifters' tensors",
+        py::arg("x"), py::arg("params"), py::arg("padding"), py::arg("bands"), py::arg("scale"),
+        py::arg("constraints"), py::arg("details"), py::arg("layout"), py::call_guard<py::gil_scoped_release>());
+  m.def("down2d_backward_list", &liftpool::down2d_backward_list,
+        "fused backward, parameters as the lifters' tensors: [grad_x, grad per parameter tensor]", py::arg("x"),
+        py::arg("params"), py::arg("grad_out"), py::arg("grad_details"), py::arg("grad_cons"), py::arg("padding"),
+        py::arg("bands"), py::arg("scale"), py::arg("layout"), py::call_guard<py::gil_scoped_release>());
   m.def("tanh_float", &liftpool::tanh_float, "the kernel's float32 tanh approximation", py::arg("v"));
 }

@@ -50,7 +50,8 @@ def test_bench_cli_writes_table_json_and_plots(tmp_path):
     assert len(layer) == 2 * len(bench.LAYER_METHODS)
     assert all(r["fwd_ms"] > 0 and r["fwdbwd_ms"] > 0 for r in layer)
     lift = next(r for r in layer if r["method"] == "lift" and r["config"]["format"] == "contiguous")
-    assert lift["saved_mb"] > 0 and lift["peak_mb"] > 0
+    # the native layer keeps only x and the parameters for backward (excluded by saved_bytes)
+    assert lift["saved_mb"] >= 0 and lift["peak_mb"] > 0
     assert {r["method"] for r in rows if r["section"] == "up"} == {"max_unpool", "lift_up"}
     assert [r["method"] for r in rows if r["section"] == "net"] == ["max", "lift", "lift_ref"]
     scale = [r for r in rows if r["section"] == "scale"]

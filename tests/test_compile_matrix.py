@@ -88,7 +88,9 @@ def _check_compiled_matches_eager(model: nn.Module, shapes: Sequence[tuple[int, 
 def test_compile_small_maps_replicate() -> None:
     """The issue's repro (4x4 and 3x3 maps, replicate padding) and odd sizes, one compiled function."""
     shapes = [(4, C, 4, 4), (2, C, 3, 3), (3, C, 6, 5)]  # sizes 1..9, all modes: the slow matrix
-    _check_compiled_matches_eager(LiftDownPool2d(C, 3, padding_mode="replicate"), shapes)
+    # backend="eager": the ATen composite (whose edge extension inductor must compile); the default
+    # native kernel is one opaque custom op under compile (tests/native covers it)
+    _check_compiled_matches_eager(LiftDownPool2d(C, 3, padding_mode="replicate", backend="eager"), shapes)
 
 
 @pytest.mark.slow

@@ -84,7 +84,7 @@ def _functorch_wrapped(x: Tensor) -> bool:
 
 def _native_ready(x: Tensor, transforms: nn.ModuleList, spatial_dims: int) -> str | None:
     """``None`` when the native kernel can run this call, else why not."""
-    if _functorch_wrapped(x):
+    if not torch.compiler.is_compiling() and _functorch_wrapped(x):
         return "torch.func transforms (vmap, grad, ...) run the eager kernel (the native op has no batching rule)"
     if native._tracing_or_exporting():
         return "jit tracing/scripting and ONNX export take the eager composite of ATen ops"

@@ -16,7 +16,6 @@ same function ``LiftDownPool2d.forward`` calls), the native case ``liftpool.kern
 from __future__ import annotations
 
 import argparse
-import importlib
 import statistics
 import time
 from collections.abc import Callable
@@ -27,24 +26,11 @@ import torch.nn.functional as F
 
 from liftpool import LiftDownPool2d
 from liftpool.kernels import native
+from liftpool.kernels.eager import fast_pool as eager_fast_pool
 
 TARGET = [(32, 64, 56, 56)]
 SMALL = [(64, 16, 32, 32), (64, 32, 16, 16), (64, 64, 8, 8), (64, 128, 4, 4), (64, 128, 2, 2)]
 
-
-def eager_pool() -> Callable[..., Any]:
-    for name, attr in (
-        ("liftpool.kernels.eager", "fast_pool"),
-        ("liftpool.kernels.eager", "pool"),
-        ("liftpool._fast", "fast_pool"),
-    ):
-        try:
-            mod = importlib.import_module(name)
-        except ImportError:
-            continue
-        if hasattr(mod, attr):
-            return getattr(mod, attr)  # type: ignore[no-any-return]
-    raise ImportError("no eager pool function found")
 
 
 def blur_kernel(c: int) -> torch.Tensor:
@@ -56,7 +42,7 @@ def blur_kernel(c: int) -> torch.Tensor:
 def cases_for(shape: tuple[int, int, int, int]) -> tuple[dict[str, Callable[[], None]], dict[str, Callable[[], None]]]:
     _, c, h, w = shape
     layer = LiftDownPool2d(c).train()
-    eager = eager_pool()
+    eager = eager_fast_pool
     x = torch.randn(shape, requires_grad=True)
     xe = x.detach()
     bk = blur_kernel(c)

@@ -8,7 +8,6 @@ a compiler with a failing build makes the tests fail.
 
 from __future__ import annotations
 
-import importlib
 import itertools
 import warnings
 from collections.abc import Callable
@@ -19,6 +18,7 @@ import torch
 
 from liftpool import LiftDownPool2d, LiftUpPool2d
 from liftpool.kernels import native
+from liftpool.kernels.eager import fast_pool as eager_pool
 from liftpool.kernels.native import _build
 from liftpool.layers import Details2d
 
@@ -32,23 +32,7 @@ BANDS = ("LL", "LH", "HL", "HH")
 PADDINGS: tuple[Any, ...] = ("reflect", "replicate", "zeros", "circular")
 
 
-def _eager_pool() -> Callable[..., Any]:
-    """The eager path's pool function (``liftpool.kernels.eager`` once it exists, else ``liftpool._fast``)."""
-    for name, attr in (
-        ("liftpool.kernels.eager", "fast_pool"),
-        ("liftpool.kernels.eager", "pool"),
-        ("liftpool._fast", "fast_pool"),
-    ):
-        try:
-            mod = importlib.import_module(name)
-        except ImportError:
-            continue
-        if hasattr(mod, attr):
-            return getattr(mod, attr)  # type: ignore[no-any-return]
-    raise ImportError("no eager pool function found")
 
-
-eager_pool = _eager_pool()
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -3,9 +3,9 @@
 Layers (:mod:`liftpool.layers`) call :func:`pool`, :func:`decompose` and :func:`reconstruct`
 and never a kernel module directly.  There are three kernels:
 
-* **native** (:mod:`liftpool.kernels.native`): one fused C++ kernel per plane for the learned
-  LiftDownPool2d on CPU (forward and backward, registered as ``torch.library`` custom ops);
-  compiled on first use, the default wherever it applies;
+* **native** (:mod:`liftpool.kernels.native`): fused C++ kernels, one work item per plane, for
+  the learned LiftDownPool2d and LiftUpPool2d on CPU (forward and backward, registered as
+  ``torch.library`` custom ops); compiled on first use, the default wherever it applies;
 * **eager** (:mod:`liftpool.kernels.eager`): the batched channels_last path for learned
   predictor/updater pairs (one ``(P, U)`` pair per transform, no final scaling);
 * **literal** (:mod:`liftpool.functional`): every 1D lifting step on its own, used for the
@@ -90,7 +90,7 @@ def _native_ready(x: Tensor, transforms: nn.ModuleList, spatial_dims: int) -> st
         return "jit tracing/scripting and ONNX export take the eager composite of ATen ops"
     if not native.applicable(x, transforms, spatial_dims):
         return (
-            "it covers LiftDownPool2d with learned P/U and groups=(C, C) on CPU tensors "
+            "it covers LiftDownPool2d/LiftUpPool2d with learned P/U and groups=(C, C) on non-empty CPU tensors "
             "(not while tracing or exporting)"
         )
     if torch.compiler.is_compiling():
@@ -182,9 +182,13 @@ def decompose(
     x: Tensor, transforms: nn.ModuleList, spatial_dims: int, constraints: bool, backend: str = "auto"
 ) -> tuple[dict[str, Tensor], Constraints | None]:
     """All ``2**spatial_dims`` sub-bands of ``x`` by name, and the constraint terms when ``constraints``."""
-    if backend == "literal":
-        return literal_decompose(x, transforms, spatial_dims, constraints)
-    if uses_eager(transforms):
+    kernel = selected(x, transforms, spatial_dims, backend)
+    if kernel == "native":
+        names = band_names(spatial_dims)
+        low, rest, cons = native.pool(x, transforms, spatial_dims, names[:1], 1.0, constraints, True)
+        assert rest is not None
+        return dict(zip(names, [low, *rest])), cons
+    if kernel == "eager":
         return eager.fast_decompose(x, transforms, spatial_dims, constraints)
     return literal_decompose(x, transforms, spatial_dims, constraints)
 
@@ -193,9 +197,11 @@ def reconstruct(
     bands: Mapping[str, Tensor], size: Sequence[int], transforms: nn.ModuleList, backend: str = "auto"
 ) -> Tensor:
     """Exact inverse of :func:`decompose`: the input of spatial size ``size`` from all its bands."""
-    if backend == "literal":
-        return literal_reconstruct(bands, size, transforms)
-    if uses_eager(transforms):
+    spatial_dims = len(size)
+    kernel = selected(bands[band_names(spatial_dims)[0]], transforms, spatial_dims, backend)
+    if kernel == "native":
+        return native.reconstruct(bands, size, transforms)
+    if kernel == "eager":
         return eager.fast_reconstruct(bands, size, transforms)
     return literal_reconstruct(bands, size, transforms)
 

@@ -1,12 +1,14 @@
-"""Native CPU backend of LiftDownPool2d with learned P/U (one fused C++ kernel, forward and backward).
+"""Native CPU backend of the learned LiftDownPool / LiftUpPool in 1D and 2D (fused C++ kernels).
 
 The API the kernel dispatch point calls:
 
 * :func:`available` — the extension is built and loaded (builds it on the first call); never raises.
-* :func:`applicable` — this call can run natively (CPU, 2D, learned P/U with ``groups == (C, C)``,
+* :func:`applicable` — this call can run natively (CPU, 1D or 2D, learned P/U with ``groups == (C, C)``,
   one ``(P, U)`` pair per transform, float32/float64/bfloat16/float16, not tracing or exporting).
 * :func:`pool` — the same contract as the eager ``fast_pool``: ``(pooled, details or None,
   Constraints or None)`` with the same autograd behaviour w.r.t. ``x`` and every P/U parameter.
+* :func:`reconstruct` — the same contract as the eager ``fast_reconstruct`` (LiftUpPool), with
+  gradients w.r.t. every band and every P/U parameter.
 * :func:`build_info` — state, compiler flags, cache directory, build time, error.
 
 Precision: float32 and float64 are computed in their own type; bfloat16/float16 inputs (and
@@ -16,7 +18,7 @@ channels_last input is copied to NCHW inside (the outputs are returned channels_
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import torch
@@ -27,7 +29,7 @@ from liftpool.lifters import LearnedLifter, LiftingTransform
 
 from . import _build, ops  # noqa: F401  (ops registers the torch.library ops)
 
-__all__ = ["NB_MAX_WIDTH", "SUPPORTED_DTYPES", "applicable", "available", "build_info", "pool"]
+__all__ = ["NB_MAX_WIDTH", "SUPPORTED_DTYPES", "applicable", "available", "build_info", "pool", "reconstruct"]
 
 #: Input dtypes the native path accepts (bfloat16/float16 are computed in float32).
 SUPPORTED_DTYPES: tuple[torch.dtype, ...] = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
@@ -37,6 +39,9 @@ SUPPORTED_DTYPES: tuple[torch.dtype, ...] = (torch.float32, torch.float64, torch
 NB_MAX_WIDTH: int = 24
 NB_MIN_BATCH: int = 2
 _BAND_ORDER = ("LL", "LH", "HL", "HH")
+_BANDS: dict[int, tuple[str, ...]] = {1: ("L", "H"), 2: _BAND_ORDER}
+#: Spatial dims the native kernels cover.
+SPATIAL_DIMS: tuple[int, ...] = (1, 2)
 
 
 def available() -> bool:
@@ -86,13 +91,15 @@ def _lifters(transforms: nn.ModuleList) -> list[tuple[LearnedLifter, LearnedLift
 
 def applicable(x: Tensor, transforms: nn.ModuleList, spatial_dims: int) -> bool:
     """True when :func:`pool` handles this call (it does not build or load anything)."""
-    if spatial_dims != 2 or not isinstance(x, Tensor) or x.ndim != 4 or x.device.type != "cpu":
+    if spatial_dims not in SPATIAL_DIMS or not isinstance(x, Tensor) or x.ndim != spatial_dims + 2:
+        return False
+    if x.device.type != "cpu":
         return False
     if x.dtype not in SUPPORTED_DTYPES or x.numel() == 0:
         return False
     if _tracing_or_exporting():
         return False
-    if len(transforms) not in (1, 3):
+    if len(transforms) not in ((1, 3) if spatial_dims == 2 else (1,)):
         return False
     first = transforms[0]
     if not isinstance(first, LiftingTransform) or len(first.P) != 1 or not isinstance(first.P[0], LearnedLifter):
@@ -140,12 +147,19 @@ def _pack(transforms: nn.ModuleList) -> Tensor:
 _PADDING = {"reflect": 0, "replicate": 1, "zeros": 2, "circular": 3}
 
 
-class _Down2d(torch.autograd.Function):
-    """Eager autograd of ``liftpool::down2d`` (the op's own formula, see :mod:`.ops`), called directly."""
+def _down_forward(dims: int, x: Tensor, params: list[Tensor], args: tuple[Any, ...]) -> list[Tensor]:
+    ext = ops._ext()
+    if dims == 2:
+        return ext.down2d_forward_list(x, params, *args)
+    return ext.down1d_forward_list(x, params, *args)
+
+
+class _Down(torch.autograd.Function):
+    """Eager autograd of ``liftpool::down{1,2}d`` (the ops' own formula, see :mod:`.ops`), called directly."""
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, args: tuple[Any, ...], *params: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        out, det, cons = ops._ext().down2d_forward_list(x, list(params), *args)
+        out, det, cons = _down_forward(x.ndim - 2, x, list(params), args)
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(x, *params)
         ctx.args = args
@@ -155,12 +169,12 @@ class _Down2d(torch.autograd.Function):
     @torch.autograd.function.once_differentiable  # no double backward (as the op)
     def backward(ctx: Any, g_out: Tensor | None, g_det: Tensor | None, g_cons: Tensor | None) -> tuple[Any, ...]:
         x, *params = ctx.saved_tensors
-        padding, mask, scale, _constraints, details, layout = ctx.args
+        padding, mask, scale, _constraints, details, *layout = ctx.args
         if g_cons is None:
             g_cons = x.new_zeros((2,))
-        grads = ops._ext().down2d_backward_list(
-            x, params, g_out, g_det if details else None, g_cons, padding, mask, scale, layout
-        )
+        ext = ops._ext()
+        fn = ext.down2d_backward_list if x.ndim == 4 else ext.down1d_backward_list
+        grads = fn(x, params, g_out, g_det if details else None, g_cons, padding, mask, scale, *layout)
         return (grads[0], None, *grads[1:])
 
 
@@ -169,9 +183,17 @@ def _result_dtype(x: Tensor, param_dtype: torch.dtype) -> torch.dtype:
     return torch.promote_types(x.dtype, param_dtype)
 
 
-def _layout(x: Tensor) -> int:
-    n, _, _, w = x.shape
-    return 2 if w <= NB_MAX_WIDTH and n >= NB_MIN_BATCH else 1
+def _layout(n: int, width: int) -> int:
+    """1 (plane) or 2 (images innermost) for a 2D call on ``n`` images of input width ``width``."""
+    return 2 if width <= NB_MAX_WIDTH and n >= NB_MIN_BATCH else 1
+
+
+def _is_channels_last(t: Tensor) -> bool:
+    return t.ndim == 4 and t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+
+
+def _padding_code(transforms: nn.ModuleList) -> int:
+    return _PADDING[_lifters(transforms)[0][0].padding_mode]
 
 
 def pool(
@@ -185,55 +207,132 @@ def pool(
     *,
     layout: int | None = None,
 ) -> tuple[Tensor, list[Tensor] | None, Constraints | None]:
-    """The pooled output (sum of ``bands`` times ``scale``), the details (LH, HL, HH) if asked, the constraints.
+    """The pooled output (sum of ``bands`` times ``scale``), the details if asked, the constraints.
 
-    Same contract as the eager ``fast_pool``; call only when :func:`applicable` is true.
-    ``layout`` forces 1 (plane) or 2 (images innermost) instead of the shape rule.
+    Same contract as the eager ``fast_pool``; call only when :func:`applicable` is true.  The details are
+    every band but the all-low one (2D: LH, HL, HH; 1D: H).  ``layout`` (2D only) forces 1 (plane) or
+    2 (images innermost) instead of the shape rule.
     """
-    if spatial_dims != 2:
-        raise ValueError(f"liftpool native: spatial_dims must be 2, got {spatial_dims}")
-    unknown = [b for b in bands if b not in _BAND_ORDER]
+    if spatial_dims not in SPATIAL_DIMS:
+        raise ValueError(f"liftpool native: spatial_dims must be one of {SPATIAL_DIMS}, got {spatial_dims}")
+    order = _BANDS[spatial_dims]
+    unknown = [b for b in bands if b not in order]
     if unknown or not bands:
-        raise ValueError(f"liftpool native: bands must be a non-empty subset of {_BAND_ORDER}, got {tuple(bands)}")
+        raise ValueError(f"liftpool native: bands must be a non-empty subset of {order}, got {tuple(bands)}")
     if layout not in (None, 1, 2):
         raise ValueError(f"liftpool native: layout must be None, 1 or 2, got {layout!r}")
-    first = _lifters(transforms)[0][0]
     params = _params(transforms)
     out_dtype = _result_dtype(x, params[0].dtype)
     compute = torch.float64 if out_dtype == torch.float64 else torch.float32
-    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    channels_last = _is_channels_last(x)
     xc = x if x.dtype == compute else x.to(compute)
     if not xc.is_contiguous():
         xc = xc.contiguous()
     pc = params if params[0].dtype == compute else [p.to(compute) for p in params]
     mask = 0
     for b in bands:
-        mask |= 1 << _BAND_ORDER.index(b)
-    args = (
-        _PADDING[first.padding_mode],
-        mask,
-        float(scale),
-        bool(constraints),
-        bool(details),
-        _layout(xc) if layout is None else layout,
-    )
+        mask |= 1 << order.index(b)
+    args: tuple[Any, ...] = (_padding_code(transforms), mask, float(scale), bool(constraints), bool(details))
+    if spatial_dims == 2:
+        args += (_layout(xc.shape[0], xc.shape[-1]) if layout is None else layout,)
     if torch.compiler.is_compiling():  # the registered op: one node in the compiled graph
-        out, det, cons = torch.ops.liftpool.down2d(xc, pc, *args)
+        op = torch.ops.liftpool.down2d if spatial_dims == 2 else torch.ops.liftpool.down1d
+        out, det, cons = op(xc, pc, *args)
     elif torch.is_grad_enabled() and (xc.requires_grad or any(p.requires_grad for p in pc)):
         # eager autograd: the same C++ functions and backward formula as the op's, without the custom_op
         # Python dispatch layers (their cost is the kernel's own at 2x2 maps)
-        out, det, cons = _Down2d.apply(xc, args, *pc)
+        out, det, cons = _Down.apply(xc, args, *pc)
     else:
-        out, det, cons = ops._ext().down2d_forward_list(xc, pc, *args)
+        out, det, cons = _down_forward(spatial_dims, xc, pc, args)
+
+    def split(d: Tensor) -> list[Tensor]:
+        return list(d.unbind(0)) if spatial_dims == 2 else [d]
 
     if out_dtype == compute and not channels_last:  # the common case: the op's outputs as they are
-        rest = list(det.unbind(0)) if details else None
+        rest = split(det) if details else None
         return out, rest, Constraints(cons[0], cons[1]) if constraints else None
 
     def ext(t: Tensor) -> Tensor:
         t = t.to(out_dtype)
         return t.contiguous(memory_format=torch.channels_last) if channels_last else t
 
-    rest = [ext(t) for t in det.unbind(0)] if details else None
+    rest = [ext(t) for t in split(det)] if details else None
     c = Constraints(cons[0].to(out_dtype), cons[1].to(out_dtype)) if constraints else None
     return ext(out), rest, c
+
+
+def _up_forward(bands: list[Tensor], params: list[Tensor], args: tuple[Any, ...]) -> Tensor:
+    ext = ops._ext()
+    if len(bands) == 4:
+        return ext.up2d_forward_list(bands, params, *args)
+    return ext.up1d_forward_list(bands, params, *args)
+
+
+class _Up(torch.autograd.Function):
+    """Eager autograd of ``liftpool::up{1,2}d`` (the ops' own formula, see :mod:`.ops`), called directly."""
+
+    @staticmethod
+    def forward(ctx: Any, nbands: int, args: tuple[Any, ...], *tensors: Tensor) -> Tensor:
+        out = _up_forward(list(tensors[:nbands]), list(tensors[nbands:]), args)
+        ctx.save_for_backward(*tensors)
+        ctx.nbands = nbands
+        ctx.args = args
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable  # no double backward (as the op)
+    def backward(ctx: Any, g_x: Tensor) -> tuple[Any, ...]:
+        saved, nb = ctx.saved_tensors, ctx.nbands
+        ext = ops._ext()
+        if nb == 4:
+            _h, _w, padding, layout = ctx.args
+            grads = ext.up2d_backward_list(list(saved[:nb]), list(saved[nb:]), g_x, padding, layout)
+        else:
+            _l, padding = ctx.args
+            grads = ext.up1d_backward_list(list(saved[:nb]), list(saved[nb:]), g_x, padding)
+        return (None, None, *grads)
+
+
+def reconstruct(
+    bands: Mapping[str, Tensor], size: Sequence[int], transforms: nn.ModuleList, *, layout: int | None = None
+) -> Tensor:
+    """The input of spatial size ``size`` from all its bands (LiftUpPool); the exact inverse of :func:`pool`.
+
+    Same contract as the eager ``fast_reconstruct``; call only when :func:`applicable` is true for the
+    low band.  ``layout`` (2D only) forces 1 (plane) or 2 (images innermost) instead of the shape rule.
+    """
+    dims = len(size)
+    if dims not in SPATIAL_DIMS:
+        raise ValueError(f"liftpool native: size must have 1 or 2 entries, got {tuple(size)}")
+    order = _BANDS[dims]
+    missing = [b for b in order if b not in bands]
+    if missing:
+        raise ValueError(f"liftpool native: bands must hold {order}, missing {tuple(missing)}")
+    if layout not in (None, 1, 2):
+        raise ValueError(f"liftpool native: layout must be None, 1 or 2, got {layout!r}")
+    params = _params(transforms)
+    low = bands[order[0]]
+    out_dtype = params[0].dtype
+    for b in order:
+        out_dtype = torch.promote_types(out_dtype, bands[b].dtype)
+    compute = torch.float64 if out_dtype == torch.float64 else torch.float32
+    channels_last = _is_channels_last(low)
+    ts = [bands[b] if bands[b].dtype == compute else bands[b].to(compute) for b in order]
+    ts = [t if t.is_contiguous() else t.contiguous() for t in ts]
+    pc = params if params[0].dtype == compute else [p.to(compute) for p in params]
+    padding = _padding_code(transforms)
+    args: tuple[Any, ...]
+    if dims == 2:
+        lay = _layout(low.shape[0], size[1]) if layout is None else layout
+        args = (size[0], size[1], padding, lay)
+    else:
+        args = (size[0], padding)
+    if torch.compiler.is_compiling():
+        out = torch.ops.liftpool.up2d(ts, pc, *args) if dims == 2 else torch.ops.liftpool.up1d(ts, pc, *args)
+    elif torch.is_grad_enabled() and any(t.requires_grad for t in (*ts, *pc)):
+        out = _Up.apply(len(ts), args, *ts, *pc)
+    else:
+        out = _up_forward(ts, pc, args)
+    if out.dtype != out_dtype:
+        out = out.to(out_dtype)
+    return out.contiguous(memory_format=torch.channels_last) if channels_last else out

@@ -5,6 +5,14 @@
 * ``liftpool::down2d_backward(x, params, grad_pooled?, grad_details?, grad_constraints, padding, bands,
   scale, layout) -> [grad_x, grad of every tensor of params]``
 
+* ``liftpool::up2d(bands, params, H, W, padding, layout) -> x``: the inverse (LiftUpPool2d) of the four
+  bands ``[LL, LH, HL, HH]`` (each ``(N, C, ceil(H / 2), ceil(W / 2))``) to ``x`` of size ``(H, W)``
+* ``liftpool::up2d_backward(bands, params, grad_x, padding, layout) -> [grad per band, grad of every
+  tensor of params]``
+
+* ``liftpool::down1d`` / ``down1d_backward`` / ``up1d`` / ``up1d_backward``: the same for 1D
+  (``x`` is ``(N, C, L)``, bands ``[L, H]``, details ``(N, C, ceil(L / 2))``, no ``layout``)
+
 ``x`` is ``(N, C, H, W)`` float32/float64; ``params`` is the list of the lifters' own tensors, 4 per
 lifter (``weight (C, 1, K)``, ``bias (C,)``, ``pw_weight (C, 1)``, ``pw_bias (C,)``), ``P`` then ``U``
 per transform: 8 (one shared pair) or 24 (3 pairs in the order of the 1D transforms), in ``x``'s
@@ -30,7 +38,18 @@ from torch import Tensor
 
 from . import _build
 
-__all__ = ["BAND_BITS", "PADDING_CODES", "down2d", "down2d_backward"]
+__all__ = [
+    "BAND_BITS",
+    "PADDING_CODES",
+    "down1d",
+    "down1d_backward",
+    "down2d",
+    "down2d_backward",
+    "up1d",
+    "up1d_backward",
+    "up2d",
+    "up2d_backward",
+]
 
 PADDING_CODES: dict[str, int] = {"reflect": 0, "replicate": 1, "zeros": 2, "circular": 3}
 BAND_BITS: dict[str, int] = {"LL": 1, "LH": 2, "HL": 4, "HH": 8}
@@ -126,3 +145,158 @@ def _backward(ctx: Any, grad_out: Tensor | None, grad_det: Tensor | None, grad_c
 
 
 down2d.register_autograd(_backward, setup_context=_setup_context)
+
+
+@torch.library.custom_op("liftpool::up2d", mutates_args=())
+def up2d(bands: list[Tensor], params: list[Tensor], H: int, W: int, padding: int, layout: int) -> Tensor:
+    x: Tensor = _ext().up2d_forward_list(bands, params, H, W, padding, layout)
+    return x
+
+
+@up2d.register_fake
+def _up2d_fake(bands: list[Tensor], params: list[Tensor], H: int, W: int, padding: int, layout: int) -> Tensor:
+    n, c = bands[0].shape[:2]
+    return bands[0].new_empty((n, c, H, W))
+
+
+@torch.library.custom_op("liftpool::up2d_backward", mutates_args=())
+def up2d_backward(bands: list[Tensor], params: list[Tensor], grad_x: Tensor, padding: int, layout: int) -> list[Tensor]:
+    grads: list[Tensor] = _ext().up2d_backward_list(bands, params, grad_x, padding, layout)
+    return grads
+
+
+@up2d_backward.register_fake
+def _up2d_backward_fake(
+    bands: list[Tensor], params: list[Tensor], grad_x: Tensor, padding: int, layout: int
+) -> list[Tensor]:
+    return [torch.empty_like(b, memory_format=torch.contiguous_format) for b in bands] + [
+        torch.empty_like(p, memory_format=torch.contiguous_format) for p in params
+    ]
+
+
+def _up_setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+    bands, params, _h, _w, padding, layout = inputs
+    ctx.save_for_backward(*bands, *params)
+    ctx.args = (len(bands), padding, layout)
+
+
+def _up_backward(ctx: Any, grad_x: Tensor) -> tuple[Any, ...]:
+    nb, padding, layout = ctx.args
+    saved = ctx.saved_tensors
+    grads = up2d_backward(list(saved[:nb]), list(saved[nb:]), grad_x, padding, layout)
+    return grads[:nb], grads[nb:], None, None, None, None
+
+
+up2d.register_autograd(_up_backward, setup_context=_up_setup_context)
+
+
+@torch.library.custom_op("liftpool::down1d", mutates_args=())
+def down1d(
+    x: Tensor, params: list[Tensor], padding: int, bands: int, scale: float, constraints: bool, details: bool
+) -> tuple[Tensor, Tensor, Tensor]:
+    out, det, cons = _ext().down1d_forward_list(x, params, padding, bands, scale, constraints, details)
+    return out, det, cons
+
+
+@down1d.register_fake
+def _down1d_fake(
+    x: Tensor, params: list[Tensor], padding: int, bands: int, scale: float, constraints: bool, details: bool
+) -> tuple[Tensor, Tensor, Tensor]:
+    n, c, length = x.shape
+    out = x.new_empty((n, c, (length + 1) // 2))
+    det = x.new_empty((n, c, (length + 1) // 2)) if details else x.new_empty((0,))
+    return out, det, x.new_empty((2,))
+
+
+@torch.library.custom_op("liftpool::down1d_backward", mutates_args=())
+def down1d_backward(
+    x: Tensor,
+    params: list[Tensor],
+    grad_out: Optional[Tensor],  # noqa: UP045 (custom_op parses the annotation; Python 3.9)
+    grad_details: Optional[Tensor],  # noqa: UP045
+    grad_cons: Tensor,
+    padding: int,
+    bands: int,
+    scale: float,
+) -> list[Tensor]:
+    grads: list[Tensor] = _ext().down1d_backward_list(
+        x, params, grad_out, grad_details, grad_cons, padding, bands, scale
+    )
+    return grads
+
+
+@down1d_backward.register_fake
+def _down1d_backward_fake(
+    x: Tensor,
+    params: list[Tensor],
+    grad_out: Optional[Tensor],  # noqa: UP045 (custom_op parses the annotation; Python 3.9)
+    grad_details: Optional[Tensor],  # noqa: UP045
+    grad_cons: Tensor,
+    padding: int,
+    bands: int,
+    scale: float,
+) -> list[Tensor]:
+    return [torch.empty_like(x, memory_format=torch.contiguous_format)] + [
+        torch.empty_like(p, memory_format=torch.contiguous_format) for p in params
+    ]
+
+
+def _setup_context_1d(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+    x, params, padding, bands, scale, _constraints, details = inputs
+    ctx.save_for_backward(x, *params)
+    ctx.args = (padding, bands, scale, details)
+
+
+def _backward_1d(
+    ctx: Any, grad_out: Tensor | None, grad_det: Tensor | None, grad_cons: Tensor | None
+) -> tuple[Any, ...]:
+    x, *params = ctx.saved_tensors
+    padding, bands, scale, details = ctx.args
+    if grad_cons is None:
+        grad_cons = x.new_zeros((2,))
+    grads = down1d_backward(x, params, grad_out, grad_det if details else None, grad_cons, padding, bands, scale)
+    return grads[0], grads[1:], None, None, None, None, None
+
+
+down1d.register_autograd(_backward_1d, setup_context=_setup_context_1d)
+
+
+@torch.library.custom_op("liftpool::up1d", mutates_args=())
+def up1d(bands: list[Tensor], params: list[Tensor], L: int, padding: int) -> Tensor:
+    x: Tensor = _ext().up1d_forward_list(bands, params, L, padding)
+    return x
+
+
+@up1d.register_fake
+def _up1d_fake(bands: list[Tensor], params: list[Tensor], L: int, padding: int) -> Tensor:
+    n, c = bands[0].shape[:2]
+    return bands[0].new_empty((n, c, L))
+
+
+@torch.library.custom_op("liftpool::up1d_backward", mutates_args=())
+def up1d_backward(bands: list[Tensor], params: list[Tensor], grad_x: Tensor, padding: int) -> list[Tensor]:
+    grads: list[Tensor] = _ext().up1d_backward_list(bands, params, grad_x, padding)
+    return grads
+
+
+@up1d_backward.register_fake
+def _up1d_backward_fake(bands: list[Tensor], params: list[Tensor], grad_x: Tensor, padding: int) -> list[Tensor]:
+    return [torch.empty_like(b, memory_format=torch.contiguous_format) for b in bands] + [
+        torch.empty_like(p, memory_format=torch.contiguous_format) for p in params
+    ]
+
+
+def _up1d_setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+    bands, params, _length, padding = inputs
+    ctx.save_for_backward(*bands, *params)
+    ctx.args = (len(bands), padding)
+
+
+def _up1d_backward(ctx: Any, grad_x: Tensor) -> tuple[Any, ...]:
+    nb, padding = ctx.args
+    saved = ctx.saved_tensors
+    grads = up1d_backward(list(saved[:nb]), list(saved[nb:]), grad_x, padding)
+    return grads[:nb], grads[nb:], None, None
+
+
+up1d.register_autograd(_up1d_backward, setup_context=_up1d_setup_context)

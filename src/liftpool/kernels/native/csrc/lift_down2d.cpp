@@ -11,89 +11,12 @@
 // runs the vertical backward right after each vertical recompute, then the horizontal backward.
 // Parameter gradients: per-lane partial sums per item, reduced over lanes and then over items in a
 // fixed order in double, so the result is the same bits for any thread count and run to run.
-#include <ATen/Parallel.h>
-#include <torch/extension.h>
-
-#include <algorithm>
-#include <array>
-#include <optional>
-#include <vector>
-
-#include "lift_steps.h"
+#include "lift_common.h"
+#include "lift_ops.h"
 
 namespace liftpool {
 namespace {
 
-constexpr int64_t kGroup = 8;  // fewest images per item in the images-innermost layout
-constexpr int kBandLL = 1, kBandLH = 2, kBandHL = 4, kBandHH = 8;
-
-struct Geometry {
-  int64_t N, C, H, W, h, w, K, p, T;  // T: number of (P, U) pairs (1 shared or 3)
-  int64_t grp = kGroup;                // images per item in the images-innermost layout
-  int mode;
-  int64_t nparam() const { return T * 2 * (K + 3); }
-  // transform of the horizontal step, the vertical step on L and the vertical step on H
-  int64_t th() const { return 0; }
-  int64_t tvl() const { return T == 1 ? 0 : 1; }
-  int64_t tvh() const { return T == 1 ? 0 : 2; }
-};
-
-template <typename T>
-Lifter<T> lifter_of(const T* params, const Geometry& g, int64_t t, int64_t which, int64_t c) {
-  const T* q = params + ((t * 2 + which) * g.C + c) * (g.K + 3);
-  return Lifter<T>{q, q[g.K], q[g.K + 1], q[g.K + 2]};
-}
-
-// Chosen bands and output coefficients of one call.
-struct Bands {
-  int mask;
-  double scale;
-  bool has(int b) const { return (mask & b) != 0; }
-};
-
-// pooled = scale * sum of the chosen bands (in the order LL, LH, HL, HH, as the eager path adds).
-template <typename T>
-inline void write_pooled(const std::array<const T*, 4>& band, int64_t count, int64_t stride, const Bands& bands,
-                         T* __restrict out) {
-  bool first = true;
-  for (int b = 0; b < 4; ++b) {
-    if (!bands.has(1 << b)) continue;
-    const T* __restrict src = band[b];
-    if (first) {
-      for (int64_t q = 0; q < count; ++q) out[q] = src[q * stride];
-      first = false;
-    } else {
-      for (int64_t q = 0; q < count; ++q) out[q] += src[q * stride];
-    }
-  }
-  if (bands.scale != 1.0) {
-    const T s = static_cast<T>(bands.scale);
-    for (int64_t q = 0; q < count; ++q) out[q] *= s;
-  }
-}
-
-// Per-item lane accumulators: nparam parameter slots then 4 constraint slots (u_h, p_h, u_v, p_v).
-template <typename T>
-struct Accumulators {
-  std::vector<T> buf;
-  int64_t stride = 0, nslot = 0, K = 0;
-  void init(int64_t nparam, int64_t lanes, int64_t K_) {
-    stride = lanes;
-    nslot = nparam + 4;
-    K = K_;
-    buf.assign(static_cast<size_t>(nslot * stride), T(0));
-  }
-  void zero() { std::fill(buf.begin(), buf.end(), T(0)); }
-  T* slot(int64_t s) { return buf.data() + s * stride; }
-  GradSlots<T> lifter(int64_t t, int64_t which) { return GradSlots<T>{slot((t * 2 + which) * (K + 3)), stride, K}; }
-  T* cons(int64_t k) { return slot(nslot - 4 + k); }
-  double sum(int64_t s) {
-    double acc = 0.0;
-    const T* a = slot(s);
-    for (int64_t j = 0; j < stride; ++j) acc += static_cast<double>(a[j]);
-    return acc;
-  }
-};
 
 // Gradients of the four bands of one item from the pooled gradient and the detail gradients.
 struct BandGrads {
@@ -318,59 +241,7 @@ struct GroupWork {
   }
 };
 
-// ---------------------------------------------------------------------------------- entry points
-Geometry geometry_of(const at::Tensor& x, const at::Tensor& params, int64_t padding) {
-  TORCH_CHECK(x.dim() == 4, "liftpool native: x must be (N, C, H, W), got shape ", x.sizes());
-  TORCH_CHECK(params.dim() == 4 && params.size(1) == 2 && params.size(3) >= 4,
-              "liftpool native: params must be (T, 2, C, K + 3), got shape ", params.sizes());
-  TORCH_CHECK(params.size(0) == 1 || params.size(0) == 3, "liftpool native: params must hold 1 or 3 (P, U) pairs, got ",
-              params.size(0));
-  TORCH_CHECK(params.size(2) == x.size(1), "liftpool native: params has ", params.size(2), " channels, x has ",
-              x.size(1));
-  TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
-              "liftpool native: x must be float32 or float64, got ", x.scalar_type());
-  TORCH_CHECK(params.scalar_type() == x.scalar_type(), "liftpool native: params dtype ", params.scalar_type(),
-              " differs from x dtype ", x.scalar_type());
-  TORCH_CHECK(!x.is_cuda() && x.device().is_cpu() && params.device().is_cpu(), "liftpool native: CPU tensors only");
-  TORCH_CHECK(padding >= 0 && padding <= 3, "liftpool native: padding must be 0..3, got ", padding);
-  Geometry g;
-  g.N = x.size(0);
-  g.C = x.size(1);
-  g.H = x.size(2);
-  g.W = x.size(3);
-  TORCH_CHECK(g.H >= 1 && g.W >= 1, "liftpool native: empty spatial axis, shape ", x.sizes());
-  g.h = (g.H + 1) / 2;
-  g.w = (g.W + 1) / 2;
-  g.K = params.size(3) - 3;
-  TORCH_CHECK(g.K % 2 == 1, "liftpool native: kernel_size must be odd, got ", g.K);
-  g.p = g.K / 2;
-  g.T = params.size(0);
-  g.mode = static_cast<int>(padding);
-  return g;
-}
-
-Bands bands_of(int64_t mask, double scale) {
-  TORCH_CHECK(mask >= 1 && mask <= 15, "liftpool native: band mask must be 1..15, got ", mask);
-  return Bands{static_cast<int>(mask), scale};
-}
-
-// Images per item of the images-innermost layout: enough that a row of the vertical steps (w * G lanes)
-// is at least kGroupLanes long (per-item and per-row fixed costs dominate 2x2 and 4x4 maps), never more
-// images than the batch has (rounded up to kGroup).  A function of the shape only, so results are the
-// same for any thread count.
-// Measured (fwd+bwd / MaxPool2d, 1 thread, N=64, alternating processes on a shared machine; ranges of 2-4 runs):
-// lanes 8 (the former fixed 8 images): 2x2 5.4-6.2, 4x4 5.0-5.3, 8x8 2.4-3.1; lanes 32: 2.9-4.0, 3.2-4.6,
-// 2.0-3.2; lanes 64: 2.6-4.3, 2.4-4.6, 2.1-2.8.
-constexpr int64_t kGroupLanes = 64;
-
-int64_t group_size(int64_t N, int64_t w) {
-  int64_t want = (kGroupLanes + w - 1) / w;
-  want = std::max<int64_t>(kGroup, (want + kGroup - 1) / kGroup * kGroup);
-  const int64_t batch = (N + kGroup - 1) / kGroup * kGroup;
-  return std::min({want, batch, int64_t(64)});
-}
-
-int64_t groups_of(const Geometry& g) { return (g.N + g.grp - 1) / g.grp; }
+}  // namespace
 
 std::vector<at::Tensor> down2d_forward(const at::Tensor& x_in, const at::Tensor& params_in, int64_t padding,
                                        int64_t band_mask, double scale, bool constraints, bool details,
@@ -562,48 +433,6 @@ std::vector<at::Tensor> down2d_backward(const at::Tensor& x_in, const at::Tensor
   return {gx, gp64.to(x.scalar_type())};
 }
 
-// ---------------------------------------------------------------- parameter lists (no packing in Python)
-// The ops take the lifters' own tensors, 4 per lifter (weight (C, 1, K), bias (C), pw_weight (C, 1), pw_bias (C)),
-// P then U per transform: 8 (shared) or 24 tensors.  Packing them here, without autograd, replaces a chain of
-// cat/stack calls (and their backward) per layer call.
-at::Tensor pack_params(const std::vector<at::Tensor>& ps, const at::Tensor& x) {
-  TORCH_CHECK(ps.size() == 8 || ps.size() == 24,
-              "liftpool native: params must be 8 or 24 tensors (weight, bias, pw_weight, pw_bias per P/U lifter), got ",
-              ps.size());
-  TORCH_CHECK(x.dim() == 4, "liftpool native: x must be (N, C, H, W), got shape ", x.sizes());
-  const int64_t T = static_cast<int64_t>(ps.size()) / 8;
-  TORCH_CHECK(ps[0].dim() == 3 && ps[0].size(1) == 1, "liftpool native: lifter weight must be (C, 1, K), got shape ",
-              ps[0].sizes());
-  const int64_t C = ps[0].size(0), K = ps[0].size(2), K3 = K + 3;
-  TORCH_CHECK(C == x.size(1), "liftpool native: params have ", C, " channels, x has ", x.size(1));
-  for (const at::Tensor& p : ps) {
-    TORCH_CHECK(p.scalar_type() == x.scalar_type(), "liftpool native: params dtype ", p.scalar_type(),
-                " differs from x dtype ", x.scalar_type());
-    TORCH_CHECK(p.device().is_cpu(), "liftpool native: CPU tensors only");
-  }
-  at::Tensor packed = at::empty({T, 2, C, K3}, x.options());
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "liftpool_pack_params", [&] {
-    using S = scalar_t;
-    S* out = packed.data_ptr<S>();
-    for (int64_t l = 0; l < 2 * T; ++l) {
-      const at::Tensor w = ps[4 * l].contiguous(), b = ps[4 * l + 1].contiguous(), pw = ps[4 * l + 2].contiguous(),
-                       pb = ps[4 * l + 3].contiguous();
-      TORCH_CHECK(w.numel() == C * K && b.numel() == C && pw.numel() == C && pb.numel() == C,
-                  "liftpool native: lifter ", l, " parameter shapes ", w.sizes(), ", ", b.sizes(), ", ", pw.sizes(),
-                  ", ", pb.sizes(), " do not match C=", C, ", K=", K);
-      const S *wp = w.data_ptr<S>(), *bp = b.data_ptr<S>(), *pwp = pw.data_ptr<S>(), *pbp = pb.data_ptr<S>();
-      for (int64_t c = 0; c < C; ++c) {
-        S* row = out + (l * C + c) * K3;
-        for (int64_t k = 0; k < K; ++k) row[k] = wp[c * K + k];
-        row[K] = bp[c];
-        row[K + 1] = pwp[c];
-        row[K + 2] = pbp[c];
-      }
-    }
-  });
-  return packed;
-}
-
 std::vector<at::Tensor> down2d_forward_list(const at::Tensor& x, const std::vector<at::Tensor>& params, int64_t padding,
                                             int64_t band_mask, double scale, bool constraints, bool details,
                                             int64_t layout) {
@@ -661,24 +490,4 @@ at::Tensor tanh_float(const at::Tensor& v) {
   return out;
 }
 
-}  // namespace
 }  // namespace liftpool
-
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  namespace py = pybind11;
-  m.def("down2d_forward", &liftpool::down2d_forward, "fused LiftDownPool2d forward", py::arg("x"), py::arg("params"),
-        py::arg("padding"), py::arg("bands"), py::arg("scale"), py::arg("constraints"), py::arg("details"),
-        py::arg("layout"), py::call_guard<py::gil_scoped_release>());
-  m.def("down2d_backward", &liftpool::down2d_backward, "fused LiftDownPool2d backward (recomputes per item)",
-        py::arg("x"), py::arg("params"), py::arg("grad_out"), py::arg("grad_details"), py::arg("grad_cons"),
-        py::arg("padding"), py::arg("bands"), py::arg("scale"), py::arg("layout"),
-        py::call_guard<py::gil_scoped_release>());
-  m.def("down2d_forward_list", &liftpool::down2d_forward_list, "fused forward, parameters as the lifters' tensors",
-        py::arg("x"), py::arg("params"), py::arg("padding"), py::arg("bands"), py::arg("scale"),
-        py::arg("constraints"), py::arg("details"), py::arg("layout"), py::call_guard<py::gil_scoped_release>());
-  m.def("down2d_backward_list", &liftpool::down2d_backward_list,
-        "fused backward, parameters as the lifters' tensors: [grad_x, grad per parameter tensor]", py::arg("x"),
-        py::arg("params"), py::arg("grad_out"), py::arg("grad_details"), py::arg("grad_cons"), py::arg("padding"),
-        py::arg("bands"), py::arg("scale"), py::arg("layout"), py::call_guard<py::gil_scoped_release>());
-  m.def("tanh_float", &liftpool::tanh_float, "the kernel's float32 tanh approximation", py::arg("v"));
-}

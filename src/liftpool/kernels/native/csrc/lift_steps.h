@@ -502,4 +502,242 @@ void hrow_backward(const HRow<T>& r, int64_t W, const int64_t* idx, int64_t p, i
   if (W % 2) gx[W - 1] = ge[w - 1] + gO[w - 1];
 }
 
+// -------------------------------------------------------------------------------- inverse steps
+// Inverse of one learned lifting step (LiftUpPool; liftpool.functional.unlift_1d):
+//
+//   e = s - U(d),   o = d + P(e),   then e and o interleaved back (sample 2i = e_i, 2i + 1 = o_i),
+//
+// the o of the last pair dropped when the axis has an odd length M (the forward extended it).
+// Same lifters F, padding tables and branch-free loops as the forward steps above.
+
+// Pre-activations and activations of U and P of one inverse step (row stride istride; 0 = one reused
+// row when nothing is kept for backward).
+template <typename T>
+struct InvBufs {
+  T* aU;
+  T* vU;
+  T* aP;
+  T* vP;
+  int64_t istride;
+};
+
+// Gradient of one lifter output F(v) = tanh(pw * relu(a) + pb) for the upstream gradient `gup` times
+// `sign` (one row of `width` lanes): accumulates the per-lane parameter sums of bias, pw, pb and
+// writes the gradient of the pre-activation a into ga.
+template <typename T>
+inline void lifter_grad_row(const T* __restrict gup, T sign, const T* __restrict a, const T* __restrict v, T pw,
+                            int64_t width, const GradSlots<T>& gs, T* __restrict ga) {
+  T* __restrict Ab = gs.bias();
+  T* __restrict Aw = gs.pw();
+  T* __restrict Ac = gs.pb();
+#pragma omp simd
+  for (int64_t j = 0; j < width; ++j) {
+    const T gz = sign * gup[j] * (T(1) - v[j] * v[j]);
+    Aw[j] += gz * relu(a[j]);
+    Ac[j] += gz;
+    const T g = a[j] > T(0) ? gz * pw : T(0);
+    ga[j] = g;
+    Ab[j] += g;
+  }
+}
+
+// Source M rows (row stride ldd, written here): row 2i = e_i, row 2i + 1 = o_i; the pairs s_i, d_i are
+// rows of `width` lanes with row stride lds.  otail (width) takes the dropped o of an odd M.
+template <typename T>
+void rows_inverse(const T* s, const T* d, int64_t lds, int64_t M, int64_t width, const int64_t* idx, int64_t p,
+                  int64_t K, const Lifter<T>& P, const Lifter<T>& U, const T* zero_row, const T** ptr,
+                  const InvBufs<T>& b, T* dst, int64_t ldd, T* otail) {
+  const int64_t n = (M + 1) / 2;
+  for (int64_t q = 0; q < n + 2 * p; ++q) ptr[q] = idx[q] < 0 ? zero_row : d + idx[q] * lds;
+  for (int64_t i = 0; i < n; ++i) {
+    T* __restrict a = b.aU + i * b.istride;
+    conv_rows(ptr + i, U, K, width, a);
+    T* __restrict v = b.vU + i * b.istride;
+    const T* __restrict si = s + i * lds;
+    T* __restrict e = dst + 2 * i * ldd;
+#pragma omp simd
+    for (int64_t j = 0; j < width; ++j) {
+      const T u = fast_tanh(U.pw * relu(a[j]) + U.pb);
+      v[j] = u;
+      e[j] = si[j] - u;
+    }
+  }
+  for (int64_t q = 0; q < n + 2 * p; ++q) ptr[q] = idx[q] < 0 ? zero_row : dst + 2 * idx[q] * ldd;
+  for (int64_t i = 0; i < n; ++i) {
+    T* __restrict a = b.aP + i * b.istride;
+    conv_rows(ptr + i, P, K, width, a);
+    T* __restrict v = b.vP + i * b.istride;
+    const T* __restrict di = d + i * lds;
+    T* __restrict o = 2 * i + 1 < M ? dst + (2 * i + 1) * ldd : otail;
+#pragma omp simd
+    for (int64_t j = 0; j < width; ++j) {
+      const T u = fast_tanh(P.pw * relu(a[j]) + P.pb);
+      v[j] = u;
+      o[j] = di[j] + u;
+    }
+  }
+}
+
+// Backward of rows_inverse (b must hold the saved rows, istride = width; dst the forward's rows).
+// gdst: gradient of the M source rows (row stride ldg).  Writes the gradients of s and d into gs and gd
+// (n rows of `width`, row stride ldo).  ge: n x width scratch (dense); ga, dump_row: width scratch.
+template <typename T>
+void rows_inverse_backward(const T* d, int64_t lds, int64_t M, int64_t width, const int64_t* idx, int64_t p, int64_t K,
+                           const Lifter<T>& P, const Lifter<T>& U, const T* zero_row, T* dump_row, const T** ptr,
+                           T** gptr, const InvBufs<T>& b, const T* dst, int64_t ldd, const T* gdst, int64_t ldg,
+                           T* gs, T* gd, int64_t ldo, T* ge, T* ga, const GradSlots<T>& gP, const GradSlots<T>& gU) {
+  const int64_t n = (M + 1) / 2;
+  for (int64_t i = 0; i < n; ++i) {
+    const T* __restrict e_in = gdst + 2 * i * ldg;
+    T* __restrict g = ge + i * width;
+    T* __restrict gdi = gd + i * ldo;
+    for (int64_t j = 0; j < width; ++j) g[j] = e_in[j];
+    if (2 * i + 1 < M) {
+      const T* __restrict o_in = gdst + (2 * i + 1) * ldg;
+      for (int64_t j = 0; j < width; ++j) gdi[j] = o_in[j];
+    } else {
+      std::fill(gdi, gdi + width, T(0));
+    }
+  }
+  // predict: o = d + P(e), upstream gradient go (the dropped o of an odd M has none)
+  for (int64_t q = 0; q < n + 2 * p; ++q) {
+    ptr[q] = idx[q] < 0 ? zero_row : dst + 2 * idx[q] * ldd;
+    gptr[q] = idx[q] < 0 ? dump_row : ge + idx[q] * width;
+  }
+  for (int64_t i = 0; i < n && 2 * i + 1 < M; ++i) {
+    lifter_grad_row(gdst + (2 * i + 1) * ldg, T(1), b.aP + i * width, b.vP + i * width, P.pw, width, gP, ga);
+    for (int64_t k = 0; k < K; ++k) {
+      const T tk = P.taps[k];
+      const T* __restrict e = ptr[i + k];
+      T* __restrict At = gP.tap(k);
+      T* __restrict gp = gptr[i + k];
+      for (int64_t j = 0; j < width; ++j) {
+        At[j] += ga[j] * e[j];
+        gp[j] += tk * ga[j];
+      }
+    }
+  }
+  // update: e = s - U(d), so ds = de and U's upstream gradient is -de
+  for (int64_t q = 0; q < n + 2 * p; ++q) {
+    ptr[q] = idx[q] < 0 ? zero_row : d + idx[q] * lds;
+    gptr[q] = idx[q] < 0 ? dump_row : gd + idx[q] * ldo;
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    const T* __restrict g = ge + i * width;
+    T* __restrict gsi = gs + i * ldo;
+    for (int64_t j = 0; j < width; ++j) gsi[j] = g[j];
+    lifter_grad_row(g, T(-1), b.aU + i * width, b.vU + i * width, U.pw, width, gU, ga);
+    for (int64_t k = 0; k < K; ++k) {
+      const T tk = U.taps[k];
+      const T* __restrict dd = ptr[i + k];
+      T* __restrict At = gU.tap(k);
+      T* __restrict gp = gptr[i + k];
+      for (int64_t j = 0; j < width; ++j) {
+        At[j] += ga[j] * dd[j];
+        gp[j] += tk * ga[j];
+      }
+    }
+  }
+}
+
+// Inverse horizontal step of one image row (contiguous axis): S, D (w samples each) -> x (W samples).
+// Dp, Ep: padded buffers (w + 2p); aU, vU, aP, vP, O: w samples.
+template <typename T>
+struct HInv {
+  T* Dp;
+  T* Ep;
+  T* aU;
+  T* vU;
+  T* aP;
+  T* vP;
+  T* O;
+};
+
+template <typename T>
+void hrow_inverse(const T* __restrict S, const T* __restrict D, int64_t W, const int64_t* idx, int64_t p, int64_t K,
+                  const Lifter<T>& P, const Lifter<T>& U, const HInv<T>& r, T* __restrict x) {
+  const int64_t w = (W + 1) / 2, half = W / 2;
+  T* __restrict Dp = r.Dp;
+  T* __restrict Ep = r.Ep;
+  std::copy(D, D + w, Dp + p);
+  fill_edges(Dp, idx, w, p);
+  conv_padded(Dp, U, K, w, r.aU);
+  {
+    const T* __restrict a = r.aU;
+    T* __restrict v = r.vU;
+    T* __restrict E = Ep + p;
+#pragma omp simd
+    for (int64_t j = 0; j < w; ++j) {
+      const T u = fast_tanh(U.pw * relu(a[j]) + U.pb);
+      v[j] = u;
+      E[j] = S[j] - u;
+    }
+  }
+  fill_edges(Ep, idx, w, p);
+  conv_padded(Ep, P, K, w, r.aP);
+  {
+    const T* __restrict a = r.aP;
+    T* __restrict v = r.vP;
+    T* __restrict O = r.O;
+#pragma omp simd
+    for (int64_t j = 0; j < w; ++j) {
+      const T u = fast_tanh(P.pw * relu(a[j]) + P.pb);
+      v[j] = u;
+      O[j] = D[j] + u;
+    }
+  }
+  const T* __restrict E = Ep + p;
+  const T* __restrict O = r.O;
+  for (int64_t j = 0; j < half; ++j) {
+    x[2 * j] = E[j];
+    x[2 * j + 1] = O[j];
+  }
+  if (W % 2) x[W - 1] = E[w - 1];
+}
+
+// Backward of hrow_inverse (r holds the row's saved buffers).  gx: gradient of the W samples; writes the
+// gradients of S and D (w each).  gEp, gDp: padded scratch (w + 2p); ga: w scratch.
+template <typename T>
+void hrow_inverse_backward(const HInv<T>& r, int64_t W, const int64_t* idx, int64_t p, int64_t K, const Lifter<T>& P,
+                           const Lifter<T>& U, const T* __restrict gx, T* __restrict gEp, T* __restrict gDp,
+                           T* __restrict ga, const GradSlots<T>& gP, const GradSlots<T>& gU, T* __restrict gS,
+                           T* __restrict gD) {
+  const int64_t w = (W + 1) / 2, half = W / 2;
+  for (int64_t q = 0; q < p; ++q) gEp[q] = gEp[p + w + q] = gDp[q] = gDp[p + w + q] = T(0);
+  T* __restrict ge = gEp + p;
+  T* __restrict gd = gDp + p;
+  for (int64_t j = 0; j < half; ++j) {
+    ge[j] = gx[2 * j];
+    gd[j] = gx[2 * j + 1];  // o = d + P(e): dd = do
+  }
+  if (W % 2) {
+    ge[w - 1] = gx[W - 1];
+    gd[w - 1] = T(0);
+  }
+  // predict: upstream do (= gd interior before the update branch adds to it)
+  lifter_grad_row(gd, T(1), r.aP, r.vP, P.pw, w, gP, ga);
+  for (int64_t k = 0; k < K; ++k) {
+    const T tk = P.taps[k];
+    T* __restrict At = gP.tap(k);
+    const T* __restrict Ek = r.Ep + k;
+    T* __restrict gk = gEp + k;
+    for (int64_t j = 0; j < w; ++j) At[j] += ga[j] * Ek[j];
+    for (int64_t j = 0; j < w; ++j) gk[j] += tk * ga[j];
+  }
+  fold_edges(gEp, idx, w, p);
+  // update: e = s - U(d)
+  for (int64_t j = 0; j < w; ++j) gS[j] = ge[j];
+  lifter_grad_row(ge, T(-1), r.aU, r.vU, U.pw, w, gU, ga);
+  for (int64_t k = 0; k < K; ++k) {
+    const T tk = U.taps[k];
+    T* __restrict At = gU.tap(k);
+    const T* __restrict Dk = r.Dp + k;
+    T* __restrict gk = gDp + k;
+    for (int64_t j = 0; j < w; ++j) At[j] += ga[j] * Dk[j];
+    for (int64_t j = 0; j < w; ++j) gk[j] += tk * ga[j];
+  }
+  fold_edges(gDp, idx, w, p);
+  for (int64_t j = 0; j < w; ++j) gD[j] = gd[j];
+}
+
 }  // namespace liftpool

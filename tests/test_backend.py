@@ -35,13 +35,15 @@ def test_backend_option_is_validated() -> None:
 
 
 @needs_native
-def test_auto_takes_native_for_learned_1d_2d_and_eager_elsewhere() -> None:
+def test_auto_takes_native_for_learned_layers_and_eager_elsewhere() -> None:
     x = torch.randn(2, 4, 6, 6)
     assert kernels.selected(x, LiftDownPool2d(4).transforms, 2) == "native"
     assert kernels.selected(x, LiftDownPool2d(4).transforms, 2, "eager") == "eager"
     assert kernels.selected(x, LiftDownPool2d(4).transforms, 2, "literal") == "literal"
     assert kernels.selected(torch.randn(2, 4, 6), LiftDownPool1d(4).transforms, 1) == "native"
-    assert kernels.selected(torch.randn(2, 4, 6, 6, 6), LiftDownPool3d(4).transforms, 3) == "eager"
+    assert kernels.selected(torch.randn(2, 4, 6, 6, 6), LiftDownPool3d(4).transforms, 3) == "native"
+    # grouped lifters (groups != (C, C)) have no native kernel: eager
+    assert kernels.selected(x, LiftDownPool2d(4, groups=(2, 4)).transforms, 2) == "eager"
     haar = LiftDownPool2d.from_wavelet("haar", 4)
     assert kernels.selected(x, haar.transforms, 2) == "literal"
 

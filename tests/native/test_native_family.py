@@ -1,4 +1,4 @@
-"""The native LiftUpPool2d and the native 1D pair (liftpool.kernels.native) against the eager path.
+"""The native LiftUpPool2d and the native 1D and 3D pairs (liftpool.kernels.native) against the eager path.
 
 Same battery as ``test_native_down2d.py``: native == eager over the option matrix (outputs and the
 gradients w.r.t. every input band / x and every P/U parameter), exact up-of-down for every size,
@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 import torch
 
-from liftpool import LiftDownPool1d, LiftDownPool2d, LiftUpPool1d, LiftUpPool2d, kernels
+from liftpool import LiftDownPool1d, LiftDownPool2d, LiftDownPool3d, LiftUpPool1d, LiftUpPool2d, LiftUpPool3d, kernels
+from liftpool.constants import band_names
 from liftpool.kernels import eager, native
 from liftpool.kernels.native import _build
 
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 PADDINGS: tuple[str, ...] = ("reflect", "replicate", "zeros", "circular")
-NAMES = {1: ("L", "H"), 2: ("LL", "LH", "HL", "HH")}
+NAMES = {1: ("L", "H"), 2: ("LL", "LH", "HL", "HH"), 3: band_names(3)}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -365,3 +366,131 @@ def test_native_1d_applicable() -> None:
     assert not native.applicable(x, LiftDownPool1d.from_wavelet("haar", 4).transforms, 1)
     assert not native.applicable(torch.randn(0, 4, 16), LiftDownPool1d(4).transforms, 1)
     assert not native.applicable(torch.randn(2, 4, 8, 8), LiftDownPool1d(4).transforms, 1)
+
+
+# -------------------------------------------------------------------------------------- 3D
+def _run_down3d(fn: Any, layer: LiftDownPool3d, x: torch.Tensor, training: bool, details: bool) -> list[torch.Tensor]:
+    layer.zero_grad(set_to_none=True)
+    x = x.detach().clone().requires_grad_(True)
+    out, det, cons = fn(x, layer.transforms, 3, layer.bands, layer.scale, training, details)
+    gen = torch.Generator().manual_seed(7)
+    loss = (out * torch.randn(out.shape, generator=gen, dtype=out.dtype)).sum()
+    res = [out.detach()]
+    if details:
+        assert det is not None and len(det) == 7
+        for d in det:
+            loss = loss + (d * torch.randn(d.shape, generator=gen, dtype=d.dtype)).sum()
+            res.append(d.detach())
+    if training:
+        assert cons is not None
+        loss = loss + 0.37 * cons.c_u + 0.61 * cons.c_p
+        res += [cons.c_u.detach(), cons.c_p.detach()]
+    loss.backward()
+    res.append(x.grad)
+    res += [torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in layer.parameters()]
+    return res
+
+
+def _compare_down3d(layer: LiftDownPool3d, x: torch.Tensor, tol: float, **kw: Any) -> None:
+    ref = _run_down3d(eager.fast_pool, layer, x, **kw)
+    got = _run_down3d(native.pool, layer, x, **kw)
+    for i, (a, b) in enumerate(zip(got, ref)):
+        assert a.shape == b.shape and a.dtype == b.dtype, (i, a.shape, b.shape)
+        err = rel_err(a, b)
+        assert err <= tol, f"item {i} (shape {tuple(b.shape)}): rel err {err:.2e} > {tol:.0e}"
+
+
+@pytest.mark.parametrize(("padding", "share"), list(itertools.product(PADDINGS, (True, False))))
+def test_down3d_option_matrix(padding: str, share: bool) -> None:
+    """Odd/tiny sizes, band subsets, scales, kernel sizes, train/eval, details: native == eager, float64."""
+    sizes = [(1, 1, 1), (2, 3, 4), (3, 5, 2), (4, 4, 4), (5, 2, 7), (6, 7, 3)]
+    band_sets: list[Any] = ["all", "LLL", ("LLL", "HHH"), ("LHL", "HLL", "HHH", "LLH"), "HLH", "all"]
+    for i, size in enumerate(sizes):
+        k = (5, 3, 7, 1)[i % 4]
+        layer = LiftDownPool3d(
+            3, k, padding_mode=padding, share_weights=share, bands=band_sets[i], scale=(1.0, 0.125, -1.5)[i % 3]
+        ).double()
+        _random_params(layer, i)
+        x = torch.randn((1, 4, 2)[i % 3], 3, *size, dtype=torch.float64)
+        _compare_down3d(layer, x, 1e-12, training=i % 2 == 0, details=i % 3 != 1)
+
+
+def test_down3d_float32() -> None:
+    layer = LiftDownPool3d(4, share_weights=False)
+    _compare_down3d(layer, torch.randn(2, 4, 8, 14, 13), 1e-5, training=True, details=True)
+
+
+@pytest.mark.parametrize("share", [True, False])
+def test_up3d_parity_and_exact(share: bool) -> None:
+    for i, size in enumerate([(1, 1, 1), (2, 3, 5), (5, 4, 3), (3, 6, 7)]):
+        layer = LiftDownPool3d(2, (3, 5)[i % 2], padding_mode=PADDINGS[i], share_weights=share).double()
+        _random_params(layer, i)
+        _compare_up(layer, _bands(3, 2, size), size, 1e-12)
+        x = torch.randn(2, 2, *size, dtype=torch.float64)
+        low, det, _ = native.pool(x, layer.transforms, 3, ("LLL",), 1.0, False, True)
+        assert det is not None
+        back = native.reconstruct(dict(zip(band_names(3), [low, *det])), size, layer.transforms)
+        assert rel_err(back, x) <= 1e-12, size
+
+
+def test_3d_gradcheck_opcheck_and_layers() -> None:
+    layer = LiftDownPool3d(2, 3, share_weights=False, bands="LLL", return_details=True).double()
+    _random_params(layer)
+    params = list(layer.parameters())
+
+    def f(x: torch.Tensor, *ps: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out, det, cons = native.pool(x, layer.transforms, 3, ("LLL", "HLH"), 0.75, True, True)
+        assert det is not None and cons is not None
+        return out, det[3], det[6], cons.c_u, cons.c_p
+
+    x = torch.randn(2, 2, 3, 4, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(f, (x, *params), eps=1e-6, atol=1e-8, rtol=1e-6)
+    bands = [b.requires_grad_(True) for b in _bands(2, 2, (3, 4, 3)).values()]
+
+    def g(*ts: torch.Tensor) -> torch.Tensor:
+        return native.reconstruct(dict(zip(band_names(3), ts[:8])), (3, 4, 3), layer.transforms)
+
+    assert torch.autograd.gradcheck(g, (*bands, *params), eps=1e-6, atol=1e-8, rtol=1e-6)
+    p = [q.detach().clone() for q in native._params(layer.transforms)]
+    xd = x.detach()
+    torch.library.opcheck(torch.ops.liftpool.down3d.default, (xd, p, 0, 255, 0.5, True, True))
+    gout = torch.randn(2, 2, 2, 2, 2, dtype=torch.float64)
+    cons = torch.tensor([0.3, 0.2], dtype=torch.float64)
+    gdet = torch.randn(7, 2, 2, 2, 2, 2, dtype=torch.float64)
+    torch.library.opcheck(torch.ops.liftpool.down3d_backward.default, (xd, p, gout, gdet, cons, 0, 9, 0.5))
+    bd = [b.detach() for b in bands]
+    torch.library.opcheck(torch.ops.liftpool.up3d.default, (bd, p, 3, 4, 3, 1))
+    torch.library.opcheck(torch.ops.liftpool.up3d_backward.default, (bd, p, xd, 1))
+    # the layers take the native kernel by default and LiftUpPool3d inverts LiftDownPool3d
+    assert kernels.selected(xd, layer.transforms, 3) == "native"
+    y, det = layer(xd)
+    assert rel_err(LiftUpPool3d(layer)(y, det), xd) <= 1e-12
+    with pytest.raises(RuntimeError, match="does not match"):
+        torch.ops.liftpool.up3d(bd, p, 5, 4, 3, 1)
+
+
+def test_3d_compile_and_determinism() -> None:
+    layer = LiftDownPool3d(3, share_weights=False)
+    x = torch.randn(3, 3, 6, 9, 8)
+
+    def step(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out, det, cons = native.pool(x, layer.transforms, 3, layer.bands, 0.125, True, True)
+        assert det is not None and cons is not None
+        return out, det[5], cons.c_u + cons.c_p
+
+    compiled = torch.compile(step, fullgraph=True, backend="aot_eager")
+    results = []
+    old = torch.get_num_threads()
+    try:
+        for fn, threads in ((step, 1), (step, 2), (compiled, 1)):
+            torch.set_num_threads(threads)
+            layer.zero_grad(set_to_none=True)
+            xg = x.clone().requires_grad_(True)
+            out, d5, c = fn(xg)
+            (out.square().sum() + d5.sum() + c).backward()
+            results.append([out.detach(), d5.detach(), xg.grad, *[p.grad.clone() for p in layer.parameters()]])
+    finally:
+        torch.set_num_threads(old)
+    for a, b, c in zip(*results):
+        assert torch.equal(a, b)  # the same bits for 1 and 2 threads
+        assert rel_err(c, a) <= 1e-6  # compiled (aot_eager: ATen decompositions around the ops)

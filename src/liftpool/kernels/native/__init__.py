@@ -1,9 +1,9 @@
-"""Native CPU backend of the learned LiftDownPool / LiftUpPool in 1D and 2D (fused C++ kernels).
+"""Native CPU backend of the learned LiftDownPool / LiftUpPool in 1D, 2D and 3D (fused C++ kernels).
 
 The API the kernel dispatch point calls:
 
 * :func:`available` — the extension is built and loaded (builds it on the first call); never raises.
-* :func:`applicable` — this call can run natively (CPU, 1D or 2D, learned P/U with ``groups == (C, C)``,
+* :func:`applicable` — this call can run natively (CPU, 1D/2D/3D, learned P/U with ``groups == (C, C)``,
   one ``(P, U)`` pair per transform, float32/float64/bfloat16/float16, not tracing or exporting).
 * :func:`pool` — the same contract as the eager ``fast_pool``: ``(pooled, details or None,
   Constraints or None)`` with the same autograd behaviour w.r.t. ``x`` and every P/U parameter.
@@ -24,6 +24,7 @@ from typing import Any, cast
 import torch
 from torch import Tensor, nn
 
+from liftpool.constants import band_names
 from liftpool.functional import Constraints
 from liftpool.lifters import LearnedLifter, LiftingTransform
 
@@ -39,9 +40,10 @@ SUPPORTED_DTYPES: tuple[torch.dtype, ...] = (torch.float32, torch.float64, torch
 NB_MAX_WIDTH: int = 24
 NB_MIN_BATCH: int = 2
 _BAND_ORDER = ("LL", "LH", "HL", "HH")
-_BANDS: dict[int, tuple[str, ...]] = {1: ("L", "H"), 2: _BAND_ORDER}
+_BANDS: dict[int, tuple[str, ...]] = {1: ("L", "H"), 2: _BAND_ORDER, 3: band_names(3)}
 #: Spatial dims the native kernels cover.
-SPATIAL_DIMS: tuple[int, ...] = (1, 2)
+SPATIAL_DIMS: tuple[int, ...] = (1, 2, 3)
+_TRANSFORMS: dict[int, tuple[int, ...]] = {1: (1,), 2: (1, 3), 3: (1, 7)}
 
 
 def available() -> bool:
@@ -99,7 +101,7 @@ def applicable(x: Tensor, transforms: nn.ModuleList, spatial_dims: int) -> bool:
         return False
     if _tracing_or_exporting():
         return False
-    if len(transforms) not in ((1, 3) if spatial_dims == 2 else (1,)):
+    if len(transforms) not in _TRANSFORMS[spatial_dims]:
         return False
     first = transforms[0]
     if not isinstance(first, LiftingTransform) or len(first.P) != 1 or not isinstance(first.P[0], LearnedLifter):
@@ -149,9 +151,8 @@ _PADDING = {"reflect": 0, "replicate": 1, "zeros": 2, "circular": 3}
 
 def _down_forward(dims: int, x: Tensor, params: list[Tensor], args: tuple[Any, ...]) -> list[Tensor]:
     ext = ops._ext()
-    if dims == 2:
-        return ext.down2d_forward_list(x, params, *args)
-    return ext.down1d_forward_list(x, params, *args)
+    fn = {1: ext.down1d_forward_list, 2: ext.down2d_forward_list, 3: ext.down3d_forward_list}[dims]
+    return fn(x, params, *args)
 
 
 class _Down(torch.autograd.Function):
@@ -173,7 +174,7 @@ class _Down(torch.autograd.Function):
         if g_cons is None:
             g_cons = x.new_zeros((2,))
         ext = ops._ext()
-        fn = ext.down2d_backward_list if x.ndim == 4 else ext.down1d_backward_list
+        fn = {3: ext.down1d_backward_list, 4: ext.down2d_backward_list, 5: ext.down3d_backward_list}[x.ndim]
         grads = fn(x, params, g_out, g_det if details else None, g_cons, padding, mask, scale, *layout)
         return (grads[0], None, *grads[1:])
 
@@ -188,8 +189,16 @@ def _layout(n: int, width: int) -> int:
     return 2 if width <= NB_MAX_WIDTH and n >= NB_MIN_BATCH else 1
 
 
+_CL_FORMAT = {4: torch.channels_last, 5: torch.channels_last_3d}
+
+
 def _is_channels_last(t: Tensor) -> bool:
-    return t.ndim == 4 and t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+    fmt = _CL_FORMAT.get(t.ndim)
+    return fmt is not None and t.is_contiguous(memory_format=fmt) and not t.is_contiguous()
+
+
+def _to_memory_format(t: Tensor, channels_last: bool) -> Tensor:
+    return t.contiguous(memory_format=_CL_FORMAT[t.ndim]) if channels_last else t
 
 
 def _padding_code(transforms: nn.ModuleList) -> int:
@@ -236,7 +245,7 @@ def pool(
     if spatial_dims == 2:
         args += (_layout(xc.shape[0], xc.shape[-1]) if layout is None else layout,)
     if torch.compiler.is_compiling():  # the registered op: one node in the compiled graph
-        op = torch.ops.liftpool.down2d if spatial_dims == 2 else torch.ops.liftpool.down1d
+        op = {1: torch.ops.liftpool.down1d, 2: torch.ops.liftpool.down2d, 3: torch.ops.liftpool.down3d}[spatial_dims]
         out, det, cons = op(xc, pc, *args)
     elif torch.is_grad_enabled() and (xc.requires_grad or any(p.requires_grad for p in pc)):
         # eager autograd: the same C++ functions and backward formula as the op's, without the custom_op
@@ -246,15 +255,14 @@ def pool(
         out, det, cons = _down_forward(spatial_dims, xc, pc, args)
 
     def split(d: Tensor) -> list[Tensor]:
-        return list(d.unbind(0)) if spatial_dims == 2 else [d]
+        return list(d.unbind(0)) if spatial_dims > 1 else [d]
 
     if out_dtype == compute and not channels_last:  # the common case: the op's outputs as they are
         rest = split(det) if details else None
         return out, rest, Constraints(cons[0], cons[1]) if constraints else None
 
     def ext(t: Tensor) -> Tensor:
-        t = t.to(out_dtype)
-        return t.contiguous(memory_format=torch.channels_last) if channels_last else t
+        return _to_memory_format(t.to(out_dtype), channels_last)
 
     rest = [ext(t) for t in split(det)] if details else None
     c = Constraints(cons[0].to(out_dtype), cons[1].to(out_dtype)) if constraints else None
@@ -263,9 +271,8 @@ def pool(
 
 def _up_forward(bands: list[Tensor], params: list[Tensor], args: tuple[Any, ...]) -> Tensor:
     ext = ops._ext()
-    if len(bands) == 4:
-        return ext.up2d_forward_list(bands, params, *args)
-    return ext.up1d_forward_list(bands, params, *args)
+    fn = {2: ext.up1d_forward_list, 4: ext.up2d_forward_list, 8: ext.up3d_forward_list}[len(bands)]
+    return fn(bands, params, *args)
 
 
 class _Up(torch.autograd.Function):
@@ -284,12 +291,14 @@ class _Up(torch.autograd.Function):
     def backward(ctx: Any, g_x: Tensor) -> tuple[Any, ...]:
         saved, nb = ctx.saved_tensors, ctx.nbands
         ext = ops._ext()
+        bands, params = list(saved[:nb]), list(saved[nb:])
         if nb == 4:
             _h, _w, padding, layout = ctx.args
-            grads = ext.up2d_backward_list(list(saved[:nb]), list(saved[nb:]), g_x, padding, layout)
+            grads = ext.up2d_backward_list(bands, params, g_x, padding, layout)
         else:
-            _l, padding = ctx.args
-            grads = ext.up1d_backward_list(list(saved[:nb]), list(saved[nb:]), g_x, padding)
+            padding = ctx.args[-1]
+            fn = ext.up1d_backward_list if nb == 2 else ext.up3d_backward_list
+            grads = fn(bands, params, g_x, padding)
         return (None, None, *grads)
 
 
@@ -303,7 +312,7 @@ def reconstruct(
     """
     dims = len(size)
     if dims not in SPATIAL_DIMS:
-        raise ValueError(f"liftpool native: size must have 1 or 2 entries, got {tuple(size)}")
+        raise ValueError(f"liftpool native: size must have 1, 2 or 3 entries, got {tuple(size)}")
     order = _BANDS[dims]
     missing = [b for b in order if b not in bands]
     if missing:
@@ -326,13 +335,14 @@ def reconstruct(
         lay = _layout(low.shape[0], size[1]) if layout is None else layout
         args = (size[0], size[1], padding, lay)
     else:
-        args = (size[0], padding)
+        args = (*size, padding)
     if torch.compiler.is_compiling():
-        out = torch.ops.liftpool.up2d(ts, pc, *args) if dims == 2 else torch.ops.liftpool.up1d(ts, pc, *args)
+        op = {1: torch.ops.liftpool.up1d, 2: torch.ops.liftpool.up2d, 3: torch.ops.liftpool.up3d}[dims]
+        out = op(ts, pc, *args)
     elif torch.is_grad_enabled() and any(t.requires_grad for t in (*ts, *pc)):
         out = _Up.apply(len(ts), args, *ts, *pc)
     else:
         out = _up_forward(ts, pc, args)
     if out.dtype != out_dtype:
         out = out.to(out_dtype)
-    return out.contiguous(memory_format=torch.channels_last) if channels_last else out
+    return _to_memory_format(out, channels_last)

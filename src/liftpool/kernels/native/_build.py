@@ -35,7 +35,7 @@ import torch
 __all__ = ["CXX_FLAGS", "LD_FLAGS", "STATE", "BuildState", "build_key", "cache_root", "find_compiler", "load_extension"]
 
 CSRC = Path(__file__).resolve().parent / "csrc"
-SOURCES: tuple[str, ...] = ("lift_down2d.cpp", "lift_up2d.cpp", "lift_1d.cpp", "module.cpp")
+SOURCES: tuple[str, ...] = ("lift_down2d.cpp", "lift_up2d.cpp", "lift_1d.cpp", "lift_3d.cpp", "module.cpp")
 HEADERS: tuple[str, ...] = ("lift_steps.h", "lift_common.h", "lift_ops.h")
 #: ``-ffp-contract=fast`` lets the compiler fuse multiply-adds (FMA); float64 parity with the eager
 #: path stays far inside 1e-12 (checked by tests/native).  ``-fno-trapping-math`` (no change to any

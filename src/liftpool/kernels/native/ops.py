@@ -12,6 +12,9 @@
 
 * ``liftpool::down1d`` / ``down1d_backward`` / ``up1d`` / ``up1d_backward``: the same for 1D
   (``x`` is ``(N, C, L)``, bands ``[L, H]``, details ``(N, C, ceil(L / 2))``, no ``layout``)
+* ``liftpool::down3d`` / ``down3d_backward`` / ``up3d`` / ``up3d_backward``: the same for 3D (``x`` is
+  ``(N, C, D, H, W)``, 8 bands in :func:`liftpool.constants.band_names` order, details
+  ``(7, N, C, d, h, w)``, params 8 or 56 tensors (1 or 7 transforms), no ``layout``)
 
 ``x`` is ``(N, C, H, W)`` float32/float64; ``params`` is the list of the lifters' own tensors, 4 per
 lifter (``weight (C, 1, K)``, ``bias (C,)``, ``pw_weight (C, 1)``, ``pw_bias (C,)``), ``P`` then ``U``
@@ -45,10 +48,14 @@ __all__ = [
     "down1d_backward",
     "down2d",
     "down2d_backward",
+    "down3d",
+    "down3d_backward",
     "up1d",
     "up1d_backward",
     "up2d",
     "up2d_backward",
+    "up3d",
+    "up3d_backward",
 ]
 
 PADDING_CODES: dict[str, int] = {"reflect": 0, "replicate": 1, "zeros": 2, "circular": 3}
@@ -241,7 +248,7 @@ def _down1d_backward_fake(
     ]
 
 
-def _setup_context_1d(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+def _setup_context_no_layout(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
     x, params, padding, bands, scale, _constraints, details = inputs
     ctx.save_for_backward(x, *params)
     ctx.args = (padding, bands, scale, details)
@@ -258,7 +265,7 @@ def _backward_1d(
     return grads[0], grads[1:], None, None, None, None, None
 
 
-down1d.register_autograd(_backward_1d, setup_context=_setup_context_1d)
+down1d.register_autograd(_backward_1d, setup_context=_setup_context_no_layout)
 
 
 @torch.library.custom_op("liftpool::up1d", mutates_args=())
@@ -300,3 +307,113 @@ def _up1d_backward(ctx: Any, grad_x: Tensor) -> tuple[Any, ...]:
 
 
 up1d.register_autograd(_up1d_backward, setup_context=_up1d_setup_context)
+
+
+def _half(n: int) -> int:
+    return (n + 1) // 2
+
+
+@torch.library.custom_op("liftpool::down3d", mutates_args=())
+def down3d(
+    x: Tensor, params: list[Tensor], padding: int, bands: int, scale: float, constraints: bool, details: bool
+) -> tuple[Tensor, Tensor, Tensor]:
+    out, det, cons = _ext().down3d_forward_list(x, params, padding, bands, scale, constraints, details)
+    return out, det, cons
+
+
+@down3d.register_fake
+def _down3d_fake(
+    x: Tensor, params: list[Tensor], padding: int, bands: int, scale: float, constraints: bool, details: bool
+) -> tuple[Tensor, Tensor, Tensor]:
+    n, c, d, h, w = x.shape
+    half = (n, c, _half(d), _half(h), _half(w))
+    det = x.new_empty((7, *half)) if details else x.new_empty((0,))
+    return x.new_empty(half), det, x.new_empty((2,))
+
+
+@torch.library.custom_op("liftpool::down3d_backward", mutates_args=())
+def down3d_backward(
+    x: Tensor,
+    params: list[Tensor],
+    grad_out: Optional[Tensor],  # noqa: UP045 (custom_op parses the annotation; Python 3.9)
+    grad_details: Optional[Tensor],  # noqa: UP045
+    grad_cons: Tensor,
+    padding: int,
+    bands: int,
+    scale: float,
+) -> list[Tensor]:
+    grads: list[Tensor] = _ext().down3d_backward_list(
+        x, params, grad_out, grad_details, grad_cons, padding, bands, scale
+    )
+    return grads
+
+
+@down3d_backward.register_fake
+def _down3d_backward_fake(
+    x: Tensor,
+    params: list[Tensor],
+    grad_out: Optional[Tensor],  # noqa: UP045 (custom_op parses the annotation; Python 3.9)
+    grad_details: Optional[Tensor],  # noqa: UP045
+    grad_cons: Tensor,
+    padding: int,
+    bands: int,
+    scale: float,
+) -> list[Tensor]:
+    return [torch.empty_like(x, memory_format=torch.contiguous_format)] + [
+        torch.empty_like(p, memory_format=torch.contiguous_format) for p in params
+    ]
+
+
+def _backward_3d(
+    ctx: Any, grad_out: Tensor | None, grad_det: Tensor | None, grad_cons: Tensor | None
+) -> tuple[Any, ...]:
+    x, *params = ctx.saved_tensors
+    padding, bands, scale, details = ctx.args
+    if grad_cons is None:
+        grad_cons = x.new_zeros((2,))
+    grads = down3d_backward(x, params, grad_out, grad_det if details else None, grad_cons, padding, bands, scale)
+    return grads[0], grads[1:], None, None, None, None, None
+
+
+down3d.register_autograd(_backward_3d, setup_context=_setup_context_no_layout)
+
+
+@torch.library.custom_op("liftpool::up3d", mutates_args=())
+def up3d(bands: list[Tensor], params: list[Tensor], D: int, H: int, W: int, padding: int) -> Tensor:
+    x: Tensor = _ext().up3d_forward_list(bands, params, D, H, W, padding)
+    return x
+
+
+@up3d.register_fake
+def _up3d_fake(bands: list[Tensor], params: list[Tensor], D: int, H: int, W: int, padding: int) -> Tensor:
+    n, c = bands[0].shape[:2]
+    return bands[0].new_empty((n, c, D, H, W))
+
+
+@torch.library.custom_op("liftpool::up3d_backward", mutates_args=())
+def up3d_backward(bands: list[Tensor], params: list[Tensor], grad_x: Tensor, padding: int) -> list[Tensor]:
+    grads: list[Tensor] = _ext().up3d_backward_list(bands, params, grad_x, padding)
+    return grads
+
+
+@up3d_backward.register_fake
+def _up3d_backward_fake(bands: list[Tensor], params: list[Tensor], grad_x: Tensor, padding: int) -> list[Tensor]:
+    return [torch.empty_like(b, memory_format=torch.contiguous_format) for b in bands] + [
+        torch.empty_like(p, memory_format=torch.contiguous_format) for p in params
+    ]
+
+
+def _up3d_setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+    bands, params, _d, _h, _w, padding = inputs
+    ctx.save_for_backward(*bands, *params)
+    ctx.args = (len(bands), padding)
+
+
+def _up3d_backward(ctx: Any, grad_x: Tensor) -> tuple[Any, ...]:
+    nb, padding = ctx.args
+    saved = ctx.saved_tensors
+    grads = up3d_backward(list(saved[:nb]), list(saved[nb:]), grad_x, padding)
+    return grads[:nb], grads[nb:], None, None, None, None
+
+
+up3d.register_autograd(_up3d_backward, setup_context=_up3d_setup_context)

@@ -61,21 +61,23 @@ inline void write_pooled(const std::array<const T*, 4>& band, int64_t count, int
   }
 }
 
-// Per-item lane accumulators: nparam parameter slots then 4 constraint slots (u_h, p_h, u_v, p_v).
+// Per-item lane accumulators: nparam parameter slots then the constraint slots (2D: u_h, p_h, u_v, p_v).
 template <typename T>
 struct Accumulators {
   std::vector<T> buf;
-  int64_t stride = 0, nslot = 0, K = 0;
-  void init(int64_t nparam, int64_t lanes, int64_t K_) {
+  int64_t stride = 0, nslot = 0, K = 0, ncons = 4;
+  // nparam parameter slots then ncons constraint slots (2 per lifting level: u, p)
+  void init(int64_t nparam, int64_t lanes, int64_t K_, int64_t ncons_ = 4) {
     stride = lanes;
-    nslot = nparam + 4;
+    ncons = ncons_;
+    nslot = nparam + ncons;
     K = K_;
     buf.assign(static_cast<size_t>(nslot * stride), T(0));
   }
   void zero() { std::fill(buf.begin(), buf.end(), T(0)); }
   T* slot(int64_t s) { return buf.data() + s * stride; }
   GradSlots<T> lifter(int64_t t, int64_t which) { return GradSlots<T>{slot((t * 2 + which) * (K + 3)), stride, K}; }
-  T* cons(int64_t k) { return slot(nslot - 4 + k); }
+  T* cons(int64_t k) { return slot(nslot - ncons + k); }
   double sum(int64_t s) {
     double acc = 0.0;
     const T* a = slot(s);
@@ -150,7 +152,7 @@ inline int64_t groups_of(const Geometry& g) { return (g.N + g.grp - 1) / g.grp; 
 // cat/stack calls (and their backward) per layer call.
 inline at::Tensor pack_params(const std::vector<at::Tensor>& ps, const at::Tensor& x) {
   TORCH_CHECK(ps.size() == 8 || ps.size() == 24 || ps.size() == 56,
-              "liftpool native: params must be 8 or 24 tensors (weight, bias, pw_weight, pw_bias per P/U lifter), got ",
+              "liftpool native: params must be 8, 24 or 56 tensors (weight, bias, pw_weight, pw_bias per P/U lifter), got ",
               ps.size());
   TORCH_CHECK(x.dim() >= 3, "liftpool native: x must be (N, C, *spatial), got shape ", x.sizes());
   const int64_t T = static_cast<int64_t>(ps.size()) / 8;
@@ -186,24 +188,12 @@ inline at::Tensor pack_params(const std::vector<at::Tensor>& ps, const at::Tenso
   return packed;
 }
 
-// Parameter gradients of a backward call: `part` holds per item the np = T * 2 * (K + 3) sums (double);
-// channel_of(item) is the item's channel.  Sums the items of each channel in a fixed order (same bits for
-// any thread count) into (T, 2, C, K + 3), then splits them into one tensor per parameter tensor of
-// `params` (their shapes, `like`'s dtype), appended to `out`.
-template <typename ChannelOf>
-void append_param_grads(std::vector<at::Tensor>& out, const at::Tensor& part, const at::Tensor& packed,
-                        const std::vector<at::Tensor>& params, ChannelOf channel_of, const at::Tensor& like) {
-  const int64_t T2 = packed.size(0) * 2, C = packed.size(2), K3 = packed.size(3), K = K3 - 3;
-  const int64_t items = part.size(0), np = part.size(1);
-  at::Tensor gp64 = at::zeros({T2, C, K3}, part.options());
-  const double* sp = part.data_ptr<double>();
-  double* gq = gp64.data_ptr<double>();
-  for (int64_t it = 0; it < items; ++it) {
-    const int64_t c = channel_of(it);
-    for (int64_t t2 = 0; t2 < T2; ++t2)
-      for (int64_t k = 0; k < K3; ++k) gq[(t2 * C + c) * K3 + k] += sp[it * np + t2 * K3 + k];
-  }
-  const at::Tensor gp = gp64.to(like.scalar_type()).contiguous();
+// Splits packed parameter gradients gp (T, 2, C, K + 3) into one tensor per parameter tensor of `params`
+// (their shapes, `like`'s dtype), appended to `out`.
+inline void unpack_param_grads(std::vector<at::Tensor>& out, const at::Tensor& gp_in,
+                               const std::vector<at::Tensor>& params, const at::Tensor& like) {
+  const at::Tensor gp = gp_in.to(like.scalar_type()).contiguous();
+  const int64_t T2 = gp.size(0) * gp.size(1), C = gp.size(2), K3 = gp.size(3), K = K3 - 3;
   AT_DISPATCH_FLOATING_TYPES(like.scalar_type(), "liftpool_unpack_grads", [&] {
     using S = scalar_t;
     const S* src = gp.data_ptr<S>();
@@ -226,6 +216,25 @@ void append_param_grads(std::vector<at::Tensor>& out, const at::Tensor& part, co
       out.push_back(gpb);
     }
   });
+}
+
+// Parameter gradients of a backward call: `part` holds per item the np = T * 2 * (K + 3) sums (double);
+// channel_of(item) is the item's channel.  Sums the items of each channel in a fixed order (same bits for
+// any thread count) into (T, 2, C, K + 3), then unpacks them (unpack_param_grads) into `out`.
+template <typename ChannelOf>
+void append_param_grads(std::vector<at::Tensor>& out, const at::Tensor& part, const at::Tensor& packed,
+                        const std::vector<at::Tensor>& params, ChannelOf channel_of, const at::Tensor& like) {
+  const int64_t T = packed.size(0), C = packed.size(2), K3 = packed.size(3);
+  const int64_t items = part.size(0), np = part.size(1);
+  at::Tensor gp64 = at::zeros({T, 2, C, K3}, part.options());
+  const double* sp = part.data_ptr<double>();
+  double* gq = gp64.data_ptr<double>();
+  for (int64_t it = 0; it < items; ++it) {
+    const int64_t c = channel_of(it);
+    for (int64_t t2 = 0; t2 < 2 * T; ++t2)
+      for (int64_t k = 0; k < K3; ++k) gq[(t2 * C + c) * K3 + k] += sp[it * np + t2 * K3 + k];
+  }
+  unpack_param_grads(out, gp64, params, like);
 }
 
 }  // namespace liftpool

@@ -448,32 +448,9 @@ std::vector<at::Tensor> down2d_backward_list(const at::Tensor& x, const std::vec
   const at::Tensor packed = pack_params(params, x);
   std::vector<at::Tensor> r =
       down2d_backward(x, packed, grad_out, grad_details, grad_cons, padding, band_mask, scale, layout);
-  const at::Tensor gp = r[1].contiguous();
-  const int64_t T2 = packed.size(0) * 2, C = packed.size(2), K3 = packed.size(3), K = K3 - 3;
-  std::vector<at::Tensor> res;
+  std::vector<at::Tensor> res = {r[0]};
   res.reserve(1 + params.size());
-  res.push_back(r[0]);
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "liftpool_unpack_grads", [&] {
-    using S = scalar_t;
-    const S* src = gp.data_ptr<S>();
-    for (int64_t l = 0; l < T2; ++l) {
-      at::Tensor gw = at::empty(params[4 * l].sizes(), x.options()), gb = at::empty(params[4 * l + 1].sizes(), x.options()),
-                 gpw = at::empty(params[4 * l + 2].sizes(), x.options()),
-                 gpb = at::empty(params[4 * l + 3].sizes(), x.options());
-      S *wp = gw.data_ptr<S>(), *bp = gb.data_ptr<S>(), *pwp = gpw.data_ptr<S>(), *pbp = gpb.data_ptr<S>();
-      for (int64_t c = 0; c < C; ++c) {
-        const S* row = src + (l * C + c) * K3;
-        for (int64_t k = 0; k < K; ++k) wp[c * K + k] = row[k];
-        bp[c] = row[K];
-        pwp[c] = row[K + 1];
-        pbp[c] = row[K + 2];
-      }
-      res.push_back(gw);
-      res.push_back(gb);
-      res.push_back(gpw);
-      res.push_back(gpb);
-    }
-  });
+  unpack_param_grads(res, r[1], params, x);
   return res;
 }
 

@@ -46,4 +46,18 @@ at::Tensor up1d_forward_list(const std::vector<at::Tensor>& bands, const std::ve
 std::vector<at::Tensor> up1d_backward_list(const std::vector<at::Tensor>& bands, const std::vector<at::Tensor>& params,
                                            const at::Tensor& grad_x, int64_t padding);
 
+// LiftDownPool3d / LiftUpPool3d (lift_3d.cpp): x (N, C, D, H, W); bands in liftpool.constants.band_names(3)
+// order, each (N, C, ceil(D / 2), ceil(H / 2), ceil(W / 2)); details (7, N, C, d, h, w).
+std::vector<at::Tensor> down3d_forward_list(const at::Tensor& x, const std::vector<at::Tensor>& params, int64_t padding,
+                                            int64_t band_mask, double scale, bool constraints, bool details);
+std::vector<at::Tensor> down3d_backward_list(const at::Tensor& x, const std::vector<at::Tensor>& params,
+                                             const std::optional<at::Tensor>& grad_out,
+                                             const std::optional<at::Tensor>& grad_details,
+                                             const at::Tensor& grad_cons, int64_t padding, int64_t band_mask,
+                                             double scale);
+at::Tensor up3d_forward_list(const std::vector<at::Tensor>& bands, const std::vector<at::Tensor>& params, int64_t D,
+                             int64_t H, int64_t W, int64_t padding);
+std::vector<at::Tensor> up3d_backward_list(const std::vector<at::Tensor>& bands, const std::vector<at::Tensor>& params,
+                                           const at::Tensor& grad_x, int64_t padding);
+
 }  // namespace liftpool

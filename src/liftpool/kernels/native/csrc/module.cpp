@@ -34,5 +34,16 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::arg("bands"), py::arg("params"), py::arg("L"), py::arg("padding"), py::call_guard<py::gil_scoped_release>());
   m.def("up1d_backward_list", &liftpool::up1d_backward_list, "fused LiftUpPool1d backward", py::arg("bands"),
         py::arg("params"), py::arg("grad_x"), py::arg("padding"), py::call_guard<py::gil_scoped_release>());
+  m.def("down3d_forward_list", &liftpool::down3d_forward_list, "fused LiftDownPool3d forward", py::arg("x"),
+        py::arg("params"), py::arg("padding"), py::arg("bands"), py::arg("scale"), py::arg("constraints"),
+        py::arg("details"), py::call_guard<py::gil_scoped_release>());
+  m.def("down3d_backward_list", &liftpool::down3d_backward_list, "fused LiftDownPool3d backward", py::arg("x"),
+        py::arg("params"), py::arg("grad_out"), py::arg("grad_details"), py::arg("grad_cons"), py::arg("padding"),
+        py::arg("bands"), py::arg("scale"), py::call_guard<py::gil_scoped_release>());
+  m.def("up3d_forward_list", &liftpool::up3d_forward_list, "fused LiftUpPool3d forward: 8 bands -> x",
+        py::arg("bands"), py::arg("params"), py::arg("D"), py::arg("H"), py::arg("W"), py::arg("padding"),
+        py::call_guard<py::gil_scoped_release>());
+  m.def("up3d_backward_list", &liftpool::up3d_backward_list, "fused LiftUpPool3d backward", py::arg("bands"),
+        py::arg("params"), py::arg("grad_x"), py::arg("padding"), py::call_guard<py::gil_scoped_release>());
   m.def("tanh_float", &liftpool::tanh_float, "the kernel's float32 tanh approximation", py::arg("v"));
 }

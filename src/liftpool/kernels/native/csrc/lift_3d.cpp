@@ -1,0 +1,543 @@
+// Fused CPU LiftDownPool3d / LiftUpPool3d with learned P/U: forward and backward (liftpool.kernels.native).
+//
+// One (n, c) volume (D, H, W) per work item, lifted along W, then H, then D (liftpool.constants.AXIS_ORDER):
+//   level 0: the horizontal step of every one of the D * H rows (hrow_*), giving S0 and D0 (D * H rows of w);
+//   level 1: per depth slice, the vertical step (rows_*, w lanes) on S0 and D0, giving the four level-1
+//            bands B1[g] (D slices of h * w), g in the channel-group order of liftpool.kernels.eager
+//            (LL, HL, LH, HH);
+//   level 2: the depth step (rows_*, h * w lanes) on every B1[g], giving the eight bands (d slices of h * w).
+// The inverse (LiftUpPool3d) runs the inverse steps in the opposite order.  Backward saves nothing but the
+// inputs and the parameters: each item recomputes its forward, keeping that item's intermediates, then runs
+// the backward steps.  Parameter gradients and constraint sums are reduced in a fixed order in double.
+#include "lift_common.h"
+#include "lift_ops.h"
+
+namespace liftpool {
+namespace {
+
+// Transform index of each channel group per level (liftpool.kernels.eager._level_transforms for 7
+// transforms; all 0 when the weights are shared).
+constexpr int64_t kT1[2] = {1, 2};
+constexpr int64_t kT2[4] = {3, 5, 4, 6};
+
+// Canonical band index (liftpool.constants.band_names(3)) of level-2 group g's s (side 0) or d (side 1).
+inline int band_index(int g, int side) { return ((g & 1) << 2) | (((g >> 1) & 1) << 1) | side; }
+
+struct Geo3 {
+  Geometry g;  // N, C, H, W, h, w, K, p, T (1 or 7), mode
+  int64_t D, d;
+  int64_t hw() const { return g.h * g.w; }
+  int64_t t1(int side) const { return g.T == 1 ? 0 : kT1[side]; }
+  int64_t t2(int grp) const { return g.T == 1 ? 0 : kT2[grp]; }
+};
+
+Geo3 geo3(at::IntArrayRef size, at::ScalarType dtype, bool cpu, const at::Tensor& params, int64_t padding) {
+  TORCH_CHECK(size.size() == 5, "liftpool native: x must be (N, C, D, H, W), got shape ", size);
+  TORCH_CHECK(params.dim() == 4 && params.size(1) == 2 && params.size(3) >= 4 &&
+                  (params.size(0) == 1 || params.size(0) == 7),
+              "liftpool native: 3D params must be (1 or 7, 2, C, K + 3), got shape ", params.sizes());
+  TORCH_CHECK(params.size(2) == size[1], "liftpool native: params have ", params.size(2), " channels, x has ",
+              size[1]);
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble, "liftpool native: x must be float32 or float64, got ",
+              dtype);
+  TORCH_CHECK(params.scalar_type() == dtype, "liftpool native: params dtype ", params.scalar_type(),
+              " differs from x dtype ", dtype);
+  TORCH_CHECK(cpu && params.device().is_cpu(), "liftpool native: CPU tensors only");
+  TORCH_CHECK(padding >= 0 && padding <= 3, "liftpool native: padding must be 0..3, got ", padding);
+  TORCH_CHECK(size[2] >= 1 && size[3] >= 1 && size[4] >= 1, "liftpool native: empty spatial axis, shape ", size);
+  Geo3 r;
+  r.g.N = size[0];
+  r.g.C = size[1];
+  r.D = size[2];
+  r.g.H = size[3];
+  r.g.W = size[4];
+  r.d = (r.D + 1) / 2;
+  r.g.h = (r.g.H + 1) / 2;
+  r.g.w = (r.g.W + 1) / 2;
+  r.g.K = params.size(3) - 3;
+  TORCH_CHECK(r.g.K % 2 == 1, "liftpool native: kernel_size must be odd, got ", r.g.K);
+  r.g.p = r.g.K / 2;
+  r.g.T = params.size(0);
+  r.g.mode = static_cast<int>(padding);
+  return r;
+}
+
+template <typename T>
+Lifter<T> lifter3(const T* params, const Geo3& G, int64_t t, int64_t which, int64_t c) {
+  return lifter_of(params, G.g, t, which, c);
+}
+
+// -------------------------------------------------------------------------------------- down
+template <typename T>
+struct DownVolume {
+  Geo3 G;
+  int64_t wp, rows, keep;
+  std::vector<int64_t> idx_w, idx_h, idx_d;
+  std::vector<T> E, O, haP, hpP, Dh, haU, hpU, S0;   // level 0 (rows = D * H)
+  std::vector<T> v1[4], B1[4];                         // level 1: aP, pP, aU, pU per (slice, side); bands
+  std::vector<T> v2[4], B2[8];                         // level 2: aP, pP, aU, pU per group; bands (canonical)
+  std::vector<T> zero, dump, gtail, ga, gd;
+  std::vector<T> gS0, gD0, gB1[4], gEp, gDp, gO;
+  std::vector<const T*> ptr;
+  std::vector<T*> gptr;
+  Accumulators<T> acc;
+
+  DownVolume(const Geo3& geo, bool backward) : G(geo) {
+    const Geometry& g = G.g;
+    const int64_t w = g.w, p = g.p, hw = G.hw();
+    wp = w + 2 * p;
+    rows = G.D * g.H;
+    keep = backward ? 1 : 0;
+    pad_table(idx_w, w, p, g.mode);
+    pad_table(idx_h, g.h, p, g.mode);
+    pad_table(idx_d, G.d, p, g.mode);
+    const int64_t kr = backward ? rows : 1;
+    E.resize(static_cast<size_t>(kr * wp));
+    for (auto* v : {&O, &haP, &hpP, &haU, &hpU}) v->resize(static_cast<size_t>(kr * w));
+    Dh.resize(static_cast<size_t>(rows * wp));
+    S0.resize(static_cast<size_t>(rows * w));
+    for (auto& v : v1) v.resize(static_cast<size_t>((backward ? 2 * G.D * g.h : 1) * w));
+    for (auto& v : B1) v.resize(static_cast<size_t>(G.D * hw));
+    for (auto& v : v2) v.resize(static_cast<size_t>((backward ? 4 * G.d : 1) * hw));
+    for (auto& v : B2) v.resize(static_cast<size_t>(G.d * hw));
+    zero.assign(static_cast<size_t>(hw), T(0));
+    dump.resize(static_cast<size_t>(hw));
+    const size_t np = static_cast<size_t>(std::max(g.h, G.d) + 2 * p);
+    ptr.resize(np);
+    gptr.resize(np);
+    if (backward) {
+      for (auto* v : {&gtail, &ga}) v->resize(static_cast<size_t>(hw));
+      gd.resize(static_cast<size_t>(std::max(G.d, g.h) * hw));
+      gS0.resize(static_cast<size_t>(rows * w));
+      gD0.resize(static_cast<size_t>(rows * w));
+      for (auto& v : gB1) v.resize(static_cast<size_t>(G.D * hw));
+      gEp.resize(static_cast<size_t>(wp));
+      gDp.resize(static_cast<size_t>(wp));
+      gO.resize(static_cast<size_t>(w));
+    }
+    acc.init(g.nparam(), std::max(w, hw), g.K, 6);
+  }
+
+  HRow<T> hrow(int64_t r) {
+    const int64_t q = r * keep, w = G.g.w;
+    return HRow<T>{E.data() + q * wp,  O.data() + q * w,   haP.data() + q * w, hpP.data() + q * w,
+                   Dh.data() + r * wp, haU.data() + q * w, hpU.data() + q * w, S0.data() + r * w};
+  }
+  // level-1 step of slice z on side (0: S0 -> groups 0 (LL, s) and 2 (LH, d); 1: D0 -> groups 1, 3)
+  StepBufs<T> b1(int64_t z, int side) {
+    const int64_t w = G.g.w, q = keep ? (z * 2 + side) * G.g.h * w : 0, hw = G.hw();
+    return StepBufs<T>{v1[0].data() + q, v1[1].data() + q, v1[2].data() + q, v1[3].data() + q, keep ? w : 0,
+                       B1[side + 2].data() + z * hw, B1[side].data() + z * hw};
+  }
+  StepBufs<T> b2(int grp) {
+    const int64_t hw = G.hw(), q = keep ? grp * G.d * hw : 0;
+    return StepBufs<T>{v2[0].data() + q, v2[1].data() + q, v2[2].data() + q, v2[3].data() + q, keep ? hw : 0,
+                       B2[band_index(grp, 1)].data(), B2[band_index(grp, 0)].data()};
+  }
+  const T* src1(int64_t z, int side) const {
+    const int64_t H = G.g.H;
+    return side == 0 ? S0.data() + z * H * G.g.w : Dh.data() + z * H * wp + G.g.p;
+  }
+  int64_t ld1(int side) const { return side == 0 ? G.g.w : wp; }
+
+  void forward(const T* x, const T* params, int64_t c) {
+    const Geometry& g = G.g;
+    const Lifter<T> P0 = lifter3(params, G, 0, 0, c), U0 = lifter3(params, G, 0, 1, c);
+    for (int64_t r = 0; r < rows; ++r)
+      hrow_forward(x + r * g.W, g.W, idx_w.data(), g.p, g.K, P0, U0, hrow(r), acc.cons(0), acc.cons(1));
+    for (int side = 0; side < 2; ++side) {
+      const Lifter<T> P = lifter3(params, G, G.t1(side), 0, c), U = lifter3(params, G, G.t1(side), 1, c);
+      for (int64_t z = 0; z < G.D; ++z)
+        rows_forward(src1(z, side), ld1(side), g.H, g.w, idx_h.data(), g.p, g.K, P, U, zero.data(), ptr.data(),
+                     b1(z, side), acc.cons(2), acc.cons(3));
+    }
+    for (int grp = 0; grp < 4; ++grp) {
+      const Lifter<T> P = lifter3(params, G, G.t2(grp), 0, c), U = lifter3(params, G, G.t2(grp), 1, c);
+      rows_forward(B1[grp].data(), G.hw(), G.D, G.hw(), idx_d.data(), g.p, g.K, P, U, zero.data(), ptr.data(), b2(grp),
+                   acc.cons(4), acc.cons(5));
+    }
+  }
+
+  // gband[b]: gradient of canonical band b (d x hw) or null; coef: constraint coefficients per level (u, p)
+  void backward(const T* x, const T* params, int64_t c, const std::array<const T*, 8>& gband,
+                const std::array<T, 6>& coef, T* gx) {
+    const Geometry& g = G.g;
+    const int64_t hw = G.hw();
+    forward(x, params, c);
+    for (int grp = 0; grp < 4; ++grp) {
+      const int64_t t = G.t2(grp);
+      const Lifter<T> P = lifter3(params, G, t, 0, c), U = lifter3(params, G, t, 1, c);
+      const T* gs = gband[band_index(grp, 0)];
+      const T* gdd = gband[band_index(grp, 1)];
+      rows_backward(B1[grp].data(), hw, G.D, hw, idx_d.data(), g.p, g.K, P, U, zero.data(), dump.data(), ptr.data(),
+                    gptr.data(), b2(grp), gs ? gs : zero_band(0), gdd ? gdd : zero_band(1), coef[4], coef[5],
+                    gB1[grp].data(), gd.data(), ga.data(), gtail.data(), acc.lifter(t, 0), acc.lifter(t, 1));
+    }
+    for (int side = 0; side < 2; ++side) {
+      const int64_t t = G.t1(side);
+      const Lifter<T> P = lifter3(params, G, t, 0, c), U = lifter3(params, G, t, 1, c);
+      T* gdst = side == 0 ? gS0.data() : gD0.data();
+      for (int64_t z = 0; z < G.D; ++z)
+        rows_backward(src1(z, side), ld1(side), g.H, g.w, idx_h.data(), g.p, g.K, P, U, zero.data(), dump.data(),
+                      ptr.data(), gptr.data(), b1(z, side), gB1[side].data() + z * hw, gB1[side + 2].data() + z * hw,
+                      coef[2], coef[3], gdst + z * g.H * g.w, gd.data(), ga.data(), gtail.data(), acc.lifter(t, 0),
+                      acc.lifter(t, 1));
+    }
+    const Lifter<T> P0 = lifter3(params, G, 0, 0, c), U0 = lifter3(params, G, 0, 1, c);
+    for (int64_t r = 0; r < rows; ++r)
+      hrow_backward(hrow(r), g.W, idx_w.data(), g.p, g.K, P0, U0, gS0.data() + r * g.w, gD0.data() + r * g.w, coef[0],
+                    coef[1], gEp.data(), gDp.data(), gO.data(), ga.data(), acc.lifter(0, 0), acc.lifter(0, 1),
+                    gx + r * g.W);
+  }
+
+  std::vector<T> zeros_[2];
+  const T* zero_band(int k) {
+    auto& z = zeros_[k];
+    if (z.empty()) z.assign(static_cast<size_t>(G.d * G.hw()), T(0));
+    return z.data();
+  }
+};
+
+// ---------------------------------------------------------------------------------------- up
+template <typename T>
+struct UpVolume {
+  Geo3 G;
+  int64_t wp, rows, keep;
+  std::vector<int64_t> idx_w, idx_h, idx_d;
+  std::vector<T> v2[4], B1[4], v1[4], S0, D0, hb[7], otail, zero, dump, xrow;
+  std::vector<T> gS0, gD0, gB1[4], gEp, gDp, ga, ge;
+  std::vector<const T*> ptr;
+  std::vector<T*> gptr;
+  Accumulators<T> acc;
+
+  UpVolume(const Geo3& geo, bool backward) : G(geo) {
+    const Geometry& g = G.g;
+    const int64_t w = g.w, p = g.p, hw = G.hw();
+    wp = w + 2 * p;
+    rows = G.D * g.H;
+    keep = backward ? 1 : 0;
+    pad_table(idx_w, w, p, g.mode);
+    pad_table(idx_h, g.h, p, g.mode);
+    pad_table(idx_d, G.d, p, g.mode);
+    for (auto& v : v2) v.resize(static_cast<size_t>((backward ? 4 * G.d : 1) * hw));
+    for (auto& v : B1) v.resize(static_cast<size_t>(G.D * hw));
+    for (auto& v : v1) v.resize(static_cast<size_t>((backward ? 2 * G.D * g.h : 1) * w));
+    S0.resize(static_cast<size_t>(rows * w));
+    D0.resize(static_cast<size_t>(rows * w));
+    const int64_t kr = backward ? rows : 1;
+    for (int k = 0; k < 7; ++k) hb[k].resize(static_cast<size_t>(kr * (k < 2 ? wp : w)));
+    otail.resize(static_cast<size_t>(hw));
+    zero.assign(static_cast<size_t>(hw), T(0));
+    dump.resize(static_cast<size_t>(hw));
+    xrow.resize(static_cast<size_t>(g.W));
+    const size_t np = static_cast<size_t>(std::max(g.h, G.d) + 2 * p);
+    ptr.resize(np);
+    gptr.resize(np);
+    if (backward) {
+      gS0.resize(static_cast<size_t>(rows * w));
+      gD0.resize(static_cast<size_t>(rows * w));
+      for (auto& v : gB1) v.resize(static_cast<size_t>(G.D * hw));
+      gEp.resize(static_cast<size_t>(wp));
+      gDp.resize(static_cast<size_t>(wp));
+      ga.resize(static_cast<size_t>(hw));
+      ge.resize(static_cast<size_t>(std::max(G.d, g.h) * hw));
+    }
+    acc.init(g.nparam(), std::max(w, hw), g.K);
+  }
+
+  InvBufs<T> b2(int grp) {
+    const int64_t hw = G.hw(), q = keep ? grp * G.d * hw : 0;
+    return InvBufs<T>{v2[0].data() + q, v2[1].data() + q, v2[2].data() + q, v2[3].data() + q, keep ? hw : 0};
+  }
+  InvBufs<T> b1(int64_t z, int side) {
+    const int64_t w = G.g.w, q = keep ? (z * 2 + side) * G.g.h * w : 0;
+    return InvBufs<T>{v1[0].data() + q, v1[1].data() + q, v1[2].data() + q, v1[3].data() + q, keep ? w : 0};
+  }
+  HInv<T> hbufs(int64_t r) {
+    const int64_t q = r * keep, w = G.g.w;
+    return HInv<T>{hb[0].data() + q * wp, hb[1].data() + q * wp, hb[2].data() + q * w, hb[3].data() + q * w,
+                   hb[4].data() + q * w,  hb[5].data() + q * w,  hb[6].data() + q * w};
+  }
+  T* dst1(int side) { return side == 0 ? S0.data() : D0.data(); }
+
+  // band[b]: canonical band b (d x hw); x: output volume or null (backward recompute)
+  void forward(const std::array<const T*, 8>& band, const T* params, int64_t c, T* x) {
+    const Geometry& g = G.g;
+    const int64_t hw = G.hw();
+    for (int grp = 0; grp < 4; ++grp) {
+      const Lifter<T> P = lifter3(params, G, G.t2(grp), 0, c), U = lifter3(params, G, G.t2(grp), 1, c);
+      rows_inverse(band[band_index(grp, 0)], band[band_index(grp, 1)], hw, G.D, hw, idx_d.data(), g.p, g.K, P, U,
+                   zero.data(), ptr.data(), b2(grp), B1[grp].data(), hw, otail.data());
+    }
+    for (int side = 0; side < 2; ++side) {
+      const Lifter<T> P = lifter3(params, G, G.t1(side), 0, c), U = lifter3(params, G, G.t1(side), 1, c);
+      for (int64_t z = 0; z < G.D; ++z)
+        rows_inverse(B1[side].data() + z * hw, B1[side + 2].data() + z * hw, g.w, g.H, g.w, idx_h.data(), g.p, g.K, P,
+                     U, zero.data(), ptr.data(), b1(z, side), dst1(side) + z * g.H * g.w, g.w, otail.data());
+    }
+    const Lifter<T> P0 = lifter3(params, G, 0, 0, c), U0 = lifter3(params, G, 0, 1, c);
+    for (int64_t r = 0; r < rows; ++r)
+      hrow_inverse(S0.data() + r * g.w, D0.data() + r * g.w, g.W, idx_w.data(), g.p, g.K, P0, U0, hbufs(r),
+                   x ? x + r * g.W : xrow.data());
+  }
+
+  void backward(const std::array<const T*, 8>& band, const T* params, int64_t c, const T* gx,
+                const std::array<T*, 8>& gband) {
+    const Geometry& g = G.g;
+    const int64_t hw = G.hw();
+    forward(band, params, c, nullptr);
+    const Lifter<T> P0 = lifter3(params, G, 0, 0, c), U0 = lifter3(params, G, 0, 1, c);
+    for (int64_t r = 0; r < rows; ++r)
+      hrow_inverse_backward(hbufs(r), g.W, idx_w.data(), g.p, g.K, P0, U0, gx + r * g.W, gEp.data(), gDp.data(),
+                            ga.data(), acc.lifter(0, 0), acc.lifter(0, 1), gS0.data() + r * g.w, gD0.data() + r * g.w);
+    for (int side = 0; side < 2; ++side) {
+      const int64_t t = G.t1(side);
+      const Lifter<T> P = lifter3(params, G, t, 0, c), U = lifter3(params, G, t, 1, c);
+      const T* gsrc = side == 0 ? gS0.data() : gD0.data();
+      for (int64_t z = 0; z < G.D; ++z)
+        rows_inverse_backward(B1[side + 2].data() + z * hw, g.w, g.H, g.w, idx_h.data(), g.p, g.K, P, U, zero.data(),
+                              dump.data(), ptr.data(), gptr.data(), b1(z, side), dst1(side) + z * g.H * g.w, g.w,
+                              gsrc + z * g.H * g.w, g.w, gB1[side].data() + z * hw, gB1[side + 2].data() + z * hw, g.w,
+                              ge.data(), ga.data(), acc.lifter(t, 0), acc.lifter(t, 1));
+    }
+    for (int grp = 0; grp < 4; ++grp) {
+      const int64_t t = G.t2(grp);
+      const Lifter<T> P = lifter3(params, G, t, 0, c), U = lifter3(params, G, t, 1, c);
+      rows_inverse_backward(band[band_index(grp, 1)], hw, G.D, hw, idx_d.data(), g.p, g.K, P, U, zero.data(),
+                            dump.data(), ptr.data(), gptr.data(), b2(grp), B1[grp].data(), hw, gB1[grp].data(), hw,
+                            gband[band_index(grp, 0)], gband[band_index(grp, 1)], hw, ge.data(), ga.data(),
+                            acc.lifter(t, 0), acc.lifter(t, 1));
+    }
+  }
+};
+
+}  // namespace
+
+std::vector<at::Tensor> down3d_forward_list(const at::Tensor& x_in, const std::vector<at::Tensor>& params_in,
+                                            int64_t padding, int64_t band_mask, double scale, bool constraints,
+                                            bool details) {
+  TORCH_CHECK(x_in.dim() == 5, "liftpool native: x must be (N, C, D, H, W), got shape ", x_in.sizes());
+  const at::Tensor params = pack_params(params_in, x_in);
+  const Geo3 G = geo3(x_in.sizes(), x_in.scalar_type(), x_in.device().is_cpu(), params, padding);
+  TORCH_CHECK(band_mask >= 1 && band_mask <= 255, "liftpool native: 3D band mask must be 1..255, got ", band_mask);
+  const Geometry& g = G.g;
+  const at::Tensor x = x_in.contiguous();
+  const int64_t hw = G.hw(), vol_in = G.D * g.H * g.W, vol = G.d * hw, items = g.N * g.C, plane_out = items * vol;
+  at::Tensor out = at::empty({g.N, g.C, G.d, g.h, g.w}, x.options());
+  at::Tensor det = details ? at::empty({7, g.N, g.C, G.d, g.h, g.w}, x.options()) : at::empty({0}, x.options());
+  at::Tensor part = at::zeros({items, 6}, x.options().dtype(at::kDouble));
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "liftpool_down3d_forward", [&] {
+    using T = scalar_t;
+    const T* xp = x.data_ptr<T>();
+    const T* pp = params.data_ptr<T>();
+    T* op = out.data_ptr<T>();
+    T* dp = details ? det.data_ptr<T>() : nullptr;
+    double* sp = part.data_ptr<double>();
+    const T s = static_cast<T>(scale);
+    at::parallel_for(0, items, 1, [&](int64_t b0, int64_t b1) {
+      DownVolume<T> ws(G, false);
+      for (int64_t it = b0; it < b1; ++it) {
+        ws.acc.zero();
+        ws.forward(xp + it * vol_in, pp, it % g.C);
+        T* __restrict o = op + it * vol;
+        bool first = true;
+        for (int b = 0; b < 8; ++b) {
+          if (!(band_mask & (1 << b))) continue;
+          const T* __restrict src = ws.B2[b].data();
+          if (first) {
+            std::copy(src, src + vol, o);
+            first = false;
+          } else {
+            for (int64_t q = 0; q < vol; ++q) o[q] += src[q];
+          }
+        }
+        if (scale != 1.0)
+          for (int64_t q = 0; q < vol; ++q) o[q] *= s;
+        if (dp)
+          for (int b = 1; b < 8; ++b) std::copy(ws.B2[b].data(), ws.B2[b].data() + vol, dp + (b - 1) * plane_out + it * vol);
+        if (constraints)
+          for (int k = 0; k < 6; ++k) sp[it * 6 + k] = ws.acc.sum(ws.acc.nslot - 6 + k);
+      }
+    });
+  });
+  at::Tensor cons = at::zeros({2}, x.options());
+  if (constraints) {
+    const double* sp = part.data_ptr<double>();
+    double sm[6] = {0, 0, 0, 0, 0, 0};
+    for (int64_t it = 0; it < items; ++it)
+      for (int k = 0; k < 6; ++k) sm[k] += sp[it * 6 + k];
+    const double n0 = static_cast<double>(items * G.D * g.H * g.w), n1 = static_cast<double>(items * G.D * hw),
+                 n2 = static_cast<double>(items * vol);
+    cons = at::tensor({sm[0] / n0 + sm[2] / n1 + sm[4] / n2, sm[1] / n0 + sm[3] / n1 + sm[5] / n2}, part.options())
+               .to(x.scalar_type());
+  }
+  return {out, det, cons};
+}
+
+std::vector<at::Tensor> down3d_backward_list(const at::Tensor& x_in, const std::vector<at::Tensor>& params_in,
+                                             const std::optional<at::Tensor>& grad_out,
+                                             const std::optional<at::Tensor>& grad_details,
+                                             const at::Tensor& grad_cons, int64_t padding, int64_t band_mask,
+                                             double scale) {
+  TORCH_CHECK(x_in.dim() == 5, "liftpool native: x must be (N, C, D, H, W), got shape ", x_in.sizes());
+  const at::Tensor params = pack_params(params_in, x_in);
+  const Geo3 G = geo3(x_in.sizes(), x_in.scalar_type(), x_in.device().is_cpu(), params, padding);
+  TORCH_CHECK(band_mask >= 1 && band_mask <= 255, "liftpool native: 3D band mask must be 1..255, got ", band_mask);
+  const Geometry& g = G.g;
+  const at::Tensor x = x_in.contiguous();
+  const int64_t hw = G.hw(), vol_in = G.D * g.H * g.W, vol = G.d * hw, items = g.N * g.C, plane_out = items * vol;
+  at::Tensor go, gdet;
+  if (grad_out.has_value() && grad_out->defined()) {
+    TORCH_CHECK(grad_out->sizes() == at::IntArrayRef({g.N, g.C, G.d, g.h, g.w}), "liftpool native: grad_out shape ",
+                grad_out->sizes());
+    go = grad_out->to(x.scalar_type()).contiguous();
+  }
+  if (grad_details.has_value() && grad_details->defined() && grad_details->numel() > 0) {
+    TORCH_CHECK(grad_details->sizes() == at::IntArrayRef({7, g.N, g.C, G.d, g.h, g.w}),
+                "liftpool native: grad_details shape ", grad_details->sizes());
+    gdet = grad_details->to(x.scalar_type()).contiguous();
+  }
+  TORCH_CHECK(grad_cons.numel() == 2, "liftpool native: grad_cons must have 2 elements");
+  const at::Tensor gc = grad_cons.to(at::kDouble).contiguous();
+  const double gcu = gc.data_ptr<double>()[0], gcp = gc.data_ptr<double>()[1];
+  const double n0 = static_cast<double>(items * G.D * g.H * g.w), n1 = static_cast<double>(items * G.D * hw),
+               n2 = static_cast<double>(items * vol);
+  at::Tensor gx = at::empty_like(x);
+  const int64_t np = g.nparam();
+  at::Tensor part = at::empty({items, np}, x.options().dtype(at::kDouble));
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "liftpool_down3d_backward", [&] {
+    using T = scalar_t;
+    const T* xp = x.data_ptr<T>();
+    const T* pp = params.data_ptr<T>();
+    const T* gop = go.defined() ? go.data_ptr<T>() : nullptr;
+    const T* gdp = gdet.defined() ? gdet.data_ptr<T>() : nullptr;
+    T* gxp = gx.data_ptr<T>();
+    double* sp = part.data_ptr<double>();
+    const std::array<T, 6> coef = {static_cast<T>(2 * gcu / n0), static_cast<T>(2 * gcp / n0),
+                                   static_cast<T>(2 * gcu / n1), static_cast<T>(2 * gcp / n1),
+                                   static_cast<T>(2 * gcu / n2), static_cast<T>(2 * gcp / n2)};
+    const T s = static_cast<T>(scale);
+    at::parallel_for(0, items, 1, [&](int64_t b0, int64_t b1) {
+      DownVolume<T> ws(G, true);
+      std::vector<T> gb(static_cast<size_t>(8 * vol));
+      for (int64_t it = b0; it < b1; ++it) {
+        ws.acc.zero();
+        std::array<const T*, 8> gband{};
+        for (int b = 0; b < 8; ++b) {
+          const bool chosen = gop && (band_mask & (1 << b));
+          const T* dg = (b > 0 && gdp) ? gdp + (b - 1) * plane_out + it * vol : nullptr;
+          if (!chosen && !dg) {
+            gband[b] = nullptr;
+            continue;
+          }
+          T* __restrict dst = gb.data() + b * vol;
+          const T* __restrict go_it = gop ? gop + it * vol : nullptr;
+          for (int64_t q = 0; q < vol; ++q) dst[q] = (chosen ? s * go_it[q] : T(0)) + (dg ? dg[q] : T(0));
+          gband[b] = dst;
+        }
+        ws.backward(xp + it * vol_in, pp, it % g.C, gband, coef, gxp + it * vol_in);
+        for (int64_t k = 0; k < np; ++k) sp[it * np + k] = ws.acc.sum(k);
+      }
+    });
+  });
+  std::vector<at::Tensor> res = {gx};
+  const int64_t C = g.C;
+  append_param_grads(res, part, params, params_in, [C](int64_t it) { return it % C; }, x);
+  return res;
+}
+
+at::Tensor up3d_forward_list(const std::vector<at::Tensor>& bands_in, const std::vector<at::Tensor>& params_in,
+                             int64_t D, int64_t H, int64_t W, int64_t padding) {
+  TORCH_CHECK(bands_in.size() == 8, "liftpool native: up3d needs 8 bands, got ", bands_in.size());
+  std::vector<at::Tensor> bands;
+  for (const at::Tensor& b : bands_in) {
+    TORCH_CHECK(b.sizes() == bands_in[0].sizes() && b.scalar_type() == bands_in[0].scalar_type(),
+                "liftpool native: band shapes/dtypes differ: ", b.sizes(), " vs ", bands_in[0].sizes());
+    bands.push_back(b.contiguous());
+  }
+  const at::Tensor& low = bands[0];
+  TORCH_CHECK(low.dim() == 5, "liftpool native: bands must be (N, C, d, h, w), got shape ", low.sizes());
+  TORCH_CHECK(D >= 1 && H >= 1 && W >= 1 && (D + 1) / 2 == low.size(2) && (H + 1) / 2 == low.size(3) &&
+                  (W + 1) / 2 == low.size(4),
+              "liftpool native: output size (", D, ", ", H, ", ", W, ") does not match bands of spatial size ",
+              low.sizes().slice(2));
+  const at::Tensor params = pack_params(params_in, low);
+  const Geo3 G = geo3({low.size(0), low.size(1), D, H, W}, low.scalar_type(), low.device().is_cpu(), params, padding);
+  const Geometry& g = G.g;
+  const int64_t vol = G.d * G.hw(), vol_out = D * H * W, items = g.N * g.C;
+  at::Tensor x = at::empty({g.N, g.C, D, H, W}, low.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "liftpool_up3d_forward", [&] {
+    using T = scalar_t;
+    std::array<const T*, 8> bp{};
+    for (int b = 0; b < 8; ++b) bp[b] = bands[b].data_ptr<T>();
+    const T* pp = params.data_ptr<T>();
+    T* xp = x.data_ptr<T>();
+    at::parallel_for(0, items, 1, [&](int64_t b0, int64_t b1) {
+      UpVolume<T> ws(G, false);
+      for (int64_t it = b0; it < b1; ++it) {
+        std::array<const T*, 8> band{};
+        for (int b = 0; b < 8; ++b) band[b] = bp[b] + it * vol;
+        ws.forward(band, pp, it % g.C, xp + it * vol_out);
+      }
+    });
+  });
+  return x;
+}
+
+std::vector<at::Tensor> up3d_backward_list(const std::vector<at::Tensor>& bands_in,
+                                           const std::vector<at::Tensor>& params_in, const at::Tensor& grad_x_in,
+                                           int64_t padding) {
+  TORCH_CHECK(bands_in.size() == 8, "liftpool native: up3d needs 8 bands, got ", bands_in.size());
+  TORCH_CHECK(grad_x_in.dim() == 5, "liftpool native: grad_x must be (N, C, D, H, W), got shape ", grad_x_in.sizes());
+  std::vector<at::Tensor> bands;
+  for (const at::Tensor& b : bands_in) {
+    TORCH_CHECK(b.sizes() == bands_in[0].sizes() && b.scalar_type() == bands_in[0].scalar_type(),
+                "liftpool native: band shapes/dtypes differ");
+    bands.push_back(b.contiguous());
+  }
+  const at::Tensor& low = bands[0];
+  const int64_t D = grad_x_in.size(2), H = grad_x_in.size(3), W = grad_x_in.size(4);
+  TORCH_CHECK(low.dim() == 5 && grad_x_in.size(0) == low.size(0) && grad_x_in.size(1) == low.size(1) &&
+                  (D + 1) / 2 == low.size(2) && (H + 1) / 2 == low.size(3) && (W + 1) / 2 == low.size(4),
+              "liftpool native: grad_x shape ", grad_x_in.sizes(), " does not match the bands ", low.sizes());
+  const at::Tensor params = pack_params(params_in, low);
+  const Geo3 G = geo3({low.size(0), low.size(1), D, H, W}, low.scalar_type(), low.device().is_cpu(), params, padding);
+  const Geometry& g = G.g;
+  const at::Tensor gx = grad_x_in.to(low.scalar_type()).contiguous();
+  const int64_t vol = G.d * G.hw(), vol_out = D * H * W, items = g.N * g.C, np = g.nparam();
+  std::vector<at::Tensor> gbands;
+  for (int b = 0; b < 8; ++b) gbands.push_back(at::empty_like(bands[b], at::MemoryFormat::Contiguous));
+  at::Tensor part = at::empty({items, np}, low.options().dtype(at::kDouble));
+  AT_DISPATCH_FLOATING_TYPES(low.scalar_type(), "liftpool_up3d_backward", [&] {
+    using T = scalar_t;
+    std::array<const T*, 8> bp{};
+    std::array<T*, 8> gbp{};
+    for (int b = 0; b < 8; ++b) {
+      bp[b] = bands[b].data_ptr<T>();
+      gbp[b] = gbands[b].data_ptr<T>();
+    }
+    const T* pp = params.data_ptr<T>();
+    const T* gxp = gx.data_ptr<T>();
+    double* sp = part.data_ptr<double>();
+    at::parallel_for(0, items, 1, [&](int64_t b0, int64_t b1) {
+      UpVolume<T> ws(G, true);
+      for (int64_t it = b0; it < b1; ++it) {
+        ws.acc.zero();
+        std::array<const T*, 8> band{};
+        std::array<T*, 8> gband{};
+        for (int b = 0; b < 8; ++b) {
+          band[b] = bp[b] + it * vol;
+          gband[b] = gbp[b] + it * vol;
+        }
+        ws.backward(band, pp, it % g.C, gxp + it * vol_out, gband);
+        for (int64_t k = 0; k < np; ++k) sp[it * np + k] = ws.acc.sum(k);
+      }
+    });
+  });
+  std::vector<at::Tensor> res = gbands;
+  const int64_t C = g.C;
+  append_param_grads(res, part, params, params_in, [C](int64_t it) { return it % C; }, low);
+  return res;
+}
+
+}  // namespace liftpool

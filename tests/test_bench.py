@@ -21,7 +21,8 @@ def _tiny_args(out):
     return [
         "bench", "--out", str(out), "--quiet", "--shapes", "2,4,9,8", "--dtypes", "float32",
         "--formats", "contiguous", "channels_last", "--modes", "eager", "--repeats", "1", "--warmup", "1",
-        "--nets", "vgg13_cifar", "--net-batch", "2", "--net-width", "0.0625", "--net-repeats", "1",
+        "--nets", "vgg13_cifar", "segnet", "--net-batch", "2", "--net-size", "32", "--net-width", "0.0625",
+        "--net-repeats", "1", "--nd-shapes", "2,3,16", "1,2,4,6,8",
         "--net-pools", "max", "lift", "lift_ref",
         "--scale-base", "1", "4", "8", "--scale-sizes", "4", "8", "12",
         "--scale-channels", "2", "4", "--scale-batches", "1", "2",
@@ -33,7 +34,7 @@ def test_bench_cli_writes_table_json_and_plots(tmp_path):
     md = (tmp_path / "bench.md").read_text()
     assert "torch threads: 1" in md and torch.__version__ in md
     assert "liftpool bench --out" in md  # the command that made it
-    for heading in ("## Layer level", "## Up-pooling", "## Network level", "## Scaling"):
+    for heading in ("## Layer level", "## Up-pooling", "## 1D and 3D", "## Network level", "## Scaling"):
         assert heading in md
     for method in bench.LAYER_METHODS:
         assert f"| {method} |" in md
@@ -52,8 +53,15 @@ def test_bench_cli_writes_table_json_and_plots(tmp_path):
     lift = next(r for r in layer if r["method"] == "lift" and r["config"]["format"] == "contiguous")
     # the native layer keeps only x and the parameters for backward (excluded by saved_bytes)
     assert lift["saved_mb"] >= 0 and lift["peak_mb"] > 0
-    assert {r["method"] for r in rows if r["section"] == "up"} == {"max_unpool", "lift_up"}
-    assert [r["method"] for r in rows if r["section"] == "net"] == ["max", "lift", "lift_ref"]
+    assert [r["method"] for r in rows if r["section"] == "up"] == ["max_unpool", "lift_up", "lift_up_eager", "lift_down"]
+    nd = [r for r in rows if r["section"] == "nd"]
+    assert {tuple(r["config"]["shape"]) for r in nd} == {(2, 3, 16), (1, 2, 4, 6, 8)}
+    assert {r["method"] for r in nd} == {"max", "max_unpool", "lift", "lift_eager", "lift_up", "lift_up_eager"}
+    assert len(nd) == 2 * 6 and all(r["fwd_ms"] > 0 and r["fwdbwd_ms"] > 0 for r in nd)
+    net = [(r["config"]["net"], r["method"]) for r in rows if r["section"] == "net"]
+    # SegNet runs the pools that have an up-pooling partner (lift_ref has none)
+    assert net == [("vgg13_cifar", "max"), ("vgg13_cifar", "lift"), ("vgg13_cifar", "lift_ref"),
+                   ("segnet", "max"), ("segnet", "lift")]
     scale = [r for r in rows if r["section"] == "scale"]
     assert {r["config"]["axis"] for r in scale} == {"HW", "C", "N"} and len(scale) == 3 + 2 + 2
 

@@ -12,9 +12,13 @@ Sections (``--sections``):
   paper-literal :class:`liftpool.testing.reference.ReferenceLiftDownPool2d`, for every shape,
   dtype, memory format and eager / ``torch.compile``; also the bytes saved for
   backward and the peak memory of one forward+backward.
-* ``up``: LiftUpPool2d against MaxUnpool2d (SegNet's max-unpooling).
+* ``up``: LiftUpPool2d (default and eager kernel) against MaxUnpool2d (SegNet's
+  max-unpooling) and against the paired LiftDownPool2d.
+* ``nd``: LiftDownPool1d/3d and LiftUpPool1d/3d (default and eager kernel) against
+  MaxPool1d/3d and MaxUnpool1d/3d at (32, 64, 4096) and (4, 32, 16, 56, 56).
 * ``net``: one SGD training step (forward, loss, backward, step) and its peak memory
-  for VGG13-CIFAR (32x32) and ResNet18 (224x224) with each pooling.
+  for VGG13-CIFAR (32x32), ResNet18 (224x224) and SegNet (CamVid 240x180, width 1/8,
+  batch 4; max-unpooling vs LiftUpPool) with each pooling.
 * ``scale``: LiftDownPool forward+backward time against H*W, C and N with a
   least-squares line through each.
 
@@ -54,6 +58,7 @@ __all__ = ["add_arguments", "run", "time_interleaved", "saved_bytes", "peak_byte
 #: ``lift``: LiftDownPool2d as users get it (backend "auto": the native C++ kernel where it
 #: builds); ``lift_eager``: the eager ATen kernel; ``lift_keep``: eager without recomputation;
 #: ``lift_ref``: the paper-literal oracle (liftpool.testing).
+SECTIONS = ("layer", "up", "nd", "net", "scale")
 LAYER_METHODS = ("max", "avg", "skip", "blur5", "lift", "lift_eager", "lift_keep", "lift_ref")
 NET_POOLS = ("max", "avg", "skip", "blur", "lift", "lift_eager", "lift_keep", "lift_ref")
 #: the issue-13 target shape, then the small maps of a CIFAR network (N=64), then large ones
@@ -61,7 +66,18 @@ SMALL_SHAPES = ((64, 16, 32, 32), (64, 32, 16, 16), (64, 64, 8, 8), (64, 128, 4,
 FULL_SHAPES = ((32, 64, 56, 56), *SMALL_SHAPES, (128, 128, 32, 32), (8, 256, 14, 14), (1, 3, 512, 512))
 QUICK_SHAPES = ((32, 64, 56, 56), *SMALL_SHAPES)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float64": torch.float64}
-NETS = {"vgg13_cifar": (128, 32), "resnet18": (16, 224)}
+#: network -> (batch, input size); segnet: CamVid's 240x180 at the reproduction's width (NET_WIDTH)
+NETS: dict[str, tuple[int, int | tuple[int, int]]] = {
+    "vgg13_cifar": (128, 32),
+    "resnet18": (16, 224),
+    "segnet": (4, (180, 240)),
+}
+#: default channel multiplier per network (the reproduction's SegNet width)
+NET_WIDTH: dict[str, float] = {"segnet": 0.125}
+#: pools whose SegNet variant exists (encoder-decoder pairs)
+SEG_POOLS = ("max", "lift", "lift_eager")
+#: 1D and 3D layer shapes of ``liftpool bench --sections nd`` (issue 14's targets)
+ND_SHAPES: tuple[tuple[int, ...], ...] = ((32, 64, 4096), (4, 32, 16, 56, 56))
 
 
 # ---------------------------------------------------------------- measuring
@@ -318,8 +334,13 @@ def bench_layers(args: argparse.Namespace, log: Callable[[str], None], rows: lis
 
 
 def _bench_layer_config(
-    args: argparse.Namespace, log: Callable[[str], None], rows: list[Row],
-    shape: Sequence[int], dt_name: str, fmt: str, comp: str,
+    args: argparse.Namespace,
+    log: Callable[[str], None],
+    rows: list[Row],
+    shape: Sequence[int],
+    dt_name: str,
+    fmt: str,
+    comp: str,
 ) -> None:
     dtype = DTYPES[dt_name]
     n, c, h, w = shape
@@ -377,6 +398,7 @@ def _bench_layer_config(
 
 
 def bench_up(args: argparse.Namespace, log: Callable[[str], None]) -> list[Row]:
+    """LiftUpPool2d (default backend and eager) against MaxUnpool2d, and the paired LiftDownPool2d's cost."""
     from ..pooling import make_updown
 
     rows: list[Row] = []
@@ -387,13 +409,15 @@ def bench_up(args: argparse.Namespace, log: Callable[[str], None]) -> list[Row]:
         fb: dict[str, Callable[[], Any]] = {}
         torch.manual_seed(0)
         x = torch.randn(n, c, h, w)
-        for name in ("max", "lift"):
-            down, up = make_updown(name, c)
+        for name in ("max_unpool", "lift_up", "lift_up_eager"):
+            down, up = make_updown("max" if name == "max_unpool" else "lift", c)
+            if name == "lift_up_eager":
+                _use_backend(down, "eager")
             down.eval()
             with torch.no_grad():
                 y, details = down(x)
             y = y.detach().requires_grad_()
-            if name == "lift":
+            if name != "max_unpool":
                 details = type(details)(*(t.detach().requires_grad_() for t in details[:-1]), size=details.size)
             out = up(y, details)
             g = torch.randn_like(out)
@@ -406,13 +430,100 @@ def bench_up(args: argparse.Namespace, log: Callable[[str], None]) -> list[Row]:
                 up(y, details).backward(g)
 
             fwd[name], fb[name] = infer, train
+        # the paired down layer (default backend), for the up / down ratio
+        fwd["lift_down"], fb["lift_down"] = _down_calls(make_layer("lift", c), x)
         t_fwd = time_interleaved(fwd, repeats=args.repeats, warmup=args.warmup, clock=args.clock)
         t_fb = time_interleaved(fb, repeats=args.repeats, warmup=args.warmup, clock=args.clock)
         for name in fwd:
-            rows.append(
-                Row("up", cfg, "max_unpool" if name == "max" else "lift_up", t_fwd[name] * 1e3, t_fb[name] * 1e3)
-            )
+            rows.append(Row("up", cfg, name, t_fwd[name] * 1e3, t_fb[name] * 1e3))
         log(f"up {tuple(shape)}: " + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in t_fb.items()))
+    return rows
+
+
+def _down_calls(layer: nn.Module, x: Tensor) -> tuple[Callable[[], None], Callable[[], None]]:
+    """Forward (no grad) and forward+backward (with its constraint loss) of a down layer."""
+    xg = x.clone().requires_grad_()
+    g = torch.randn_like(layer(xg))
+    return (lambda: _no_grad_call(layer, x)), _fwd_bwd(layer, lambda: layer(xg), g, layer)
+
+
+def _no_grad_call(m: nn.Module, x: Tensor) -> None:
+    with torch.no_grad():
+        m(x)
+
+
+def _lift_nd_calls(
+    shape: tuple[int, ...], x: Tensor, g_up: Tensor, backend: str
+) -> tuple[Callable[[], None], Callable[[], None], Callable[[], None], Callable[[], None]]:
+    """Forward and forward+backward of LiftDownPool{1,3}d and LiftUpPool{1,3}d on ``backend``."""
+    from ..layers import LiftDownPool1d, LiftDownPool3d, LiftUpPool1d, LiftUpPool3d
+
+    dims, c = len(shape) - 2, shape[1]
+    down_cls, up_cls = {1: (LiftDownPool1d, LiftUpPool1d), 3: (LiftDownPool3d, LiftUpPool3d)}[dims]
+    down = down_cls(c, backend=backend)  # type: ignore[arg-type]  # backend is one of kernels.BACKENDS
+    down_d = down_cls(c, bands="L" * dims, return_details=True, backend=backend)  # type: ignore[arg-type]
+    up = up_cls(down_d)
+    xg = x.clone().requires_grad_()
+    gl = torch.randn_like(down(x))
+    with torch.no_grad():
+        low, det = down_d.eval()(x)
+    low = low.requires_grad_()
+    det = type(det)(*(t.requires_grad_() for t in det[:-1]), size=det.size)
+
+    def down_fwd() -> None:
+        _no_grad_call(down, x)
+
+    def up_fwd() -> None:
+        with torch.no_grad():
+            up(low, det)
+
+    def up_fb() -> None:
+        up(low, det).backward(g_up)
+
+    return down_fwd, _fwd_bwd(down, lambda: down(xg), gl, down), up_fwd, up_fb
+
+
+def _nd_calls(shape: tuple[int, ...]) -> tuple[dict[str, Callable[[], Any]], dict[str, Callable[[], Any]]]:
+    """Forward and forward+backward callables of every method of the ``nd`` section at ``shape``."""
+    dims = len(shape) - 2
+    pool = {1: nn.MaxPool1d, 3: nn.MaxPool3d}[dims](2)
+    pool_idx = {1: nn.MaxPool1d, 3: nn.MaxPool3d}[dims](2, return_indices=True)
+    unpool = {1: nn.MaxUnpool1d, 3: nn.MaxUnpool3d}[dims](2)
+    torch.manual_seed(0)
+    x = torch.randn(*shape)
+    xg = x.clone().requires_grad_()
+    g_pool = torch.randn_like(pool(x))
+    y, idx = pool_idx(x)
+    yg = y.clone().requires_grad_()
+    g_up = torch.randn_like(x)
+
+    def unpool_fwd() -> None:
+        with torch.no_grad():
+            unpool(y, idx)
+
+    fwd: dict[str, Callable[[], Any]] = {"max": lambda: _no_grad_call(pool, x), "max_unpool": unpool_fwd}
+    fb: dict[str, Callable[[], Any]] = {
+        "max": lambda: pool(xg).backward(g_pool),
+        "max_unpool": lambda: unpool(yg, idx).backward(g_up),
+    }
+    for backend, suffix in (("auto", ""), ("eager", "_eager")):
+        down_fwd, down_fb, up_fwd, up_fb = _lift_nd_calls(shape, x, g_up, backend)
+        fwd["lift" + suffix], fb["lift" + suffix] = down_fwd, down_fb
+        fwd["lift_up" + suffix], fb["lift_up" + suffix] = up_fwd, up_fb
+    return fwd, fb
+
+
+def bench_nd(args: argparse.Namespace, log: Callable[[str], None]) -> list[Row]:
+    """1D and 3D LiftDownPool / LiftUpPool (default backend and eager) against MaxPool / MaxUnpool."""
+    rows: list[Row] = []
+    for shape in args.nd_shapes:
+        cfg = {"shape": list(shape), "dtype": "float32", "format": "contiguous", "mode": "eager"}
+        fwd, fb = _nd_calls(tuple(shape))
+        t_fwd = time_interleaved(fwd, repeats=args.repeats, warmup=args.warmup, clock=args.clock)
+        t_fb = time_interleaved(fb, repeats=args.repeats, warmup=args.warmup, clock=args.clock)
+        for name in fwd:
+            rows.append(Row("nd", cfg, name, t_fwd[name] * 1e3, t_fb[name] * 1e3))
+        log(f"nd {tuple(shape)}: " + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in t_fb.items()))
     return rows
 
 
@@ -429,18 +540,23 @@ def bench_nets(args: argparse.Namespace, log: Callable[[str], None]) -> list[Row
             batch = args.net_batch
         if args.net_size:
             size = args.net_size
+        hw = size if isinstance(size, tuple) else (size, size)
+        seg = net == "segnet"
+        classes = 11 if seg else 10
         torch.manual_seed(0)
-        x = torch.randn(batch, 3, size, size)
+        x = torch.randn(batch, 3, *hw)
         if args.net_channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        target = torch.randint(0, 10, (batch,))
+        target = torch.randint(0, classes, (batch, *hw) if seg else (batch,))
+        width = NET_WIDTH.get(net, 1.0) if args.net_width is None else args.net_width
         steps: dict[str, Callable[[], Any]] = {}
         models: dict[str, nn.Module] = {}
-        for pool in args.net_pools:
+        pools = [p for p in args.net_pools if p in SEG_POOLS] if seg else args.net_pools
+        for pool in pools:
             kwargs: dict[str, Any] = {}
-            if args.net_width != 1.0:
-                kwargs["width"] = args.net_width
-            model = create_model(net, pool="lift" if pool.startswith("lift") else pool, num_classes=10, **kwargs)
+            if width != 1.0:
+                kwargs["width"] = width
+            model = create_model(net, pool="lift" if pool.startswith("lift") else pool, num_classes=classes, **kwargs)
             if pool == "lift_ref":
                 _use_reference_lift(model)
             if pool in ("lift_eager", "lift_keep"):
@@ -464,13 +580,19 @@ def bench_nets(args: argparse.Namespace, log: Callable[[str], None]) -> list[Row
 
             steps[pool], models[pool] = step, model
         t = time_interleaved(steps, repeats=args.net_repeats, warmup=1, clock=args.clock)
-        cfg = {"net": net, "batch": batch, "size": size, "channels_last": bool(args.net_channels_last)}
+        cfg = {
+            "net": net,
+            "batch": batch,
+            "size": list(hw),
+            "width": width,
+            "channels_last": bool(args.net_channels_last),
+        }
         for pool, step_fn in steps.items():
             row = Row("net", cfg, pool, None, t[pool] * 1e3)
             if args.peak and not args.no_memory:
                 row.peak_mb = _mb(peak_bytes(step_fn))
             rows.append(row)
-        log(f"net {net} batch {batch} {size}x{size}: " + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in t.items()))
+        log(f"net {net} batch {batch} {hw[0]}x{hw[1]}: " + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in t.items()))
     return rows
 
 
@@ -497,8 +619,16 @@ def bench_scaling(args: argparse.Namespace, log: Callable[[str], None]) -> list[
         ys = [t[str(s)] * 1e3 for s in shapes]
         a, b, r2 = linear_fit(xs, ys)
         for shape, xv, yv in zip(shapes, xs, ys):
-            rows.append(Row("scale", {"axis": axis, "shape": list(shape), "x": xv}, "lift", None, yv,
-                            extra={"fit_a": a, "fit_b": b, "r2": r2}))
+            rows.append(
+                Row(
+                    "scale",
+                    {"axis": axis, "shape": list(shape), "x": xv},
+                    "lift",
+                    None,
+                    yv,
+                    extra={"fit_a": a, "fit_b": b, "r2": r2},
+                )
+            )
         log(f"scale {axis}: t = {a:.2f} + {b:.4g} * {axis} ms, R^2 = {r2:.4f}")
     return rows
 
@@ -522,6 +652,12 @@ def machine_info() -> dict[str, Any]:
         "cuda": torch.cuda.is_available(),
         "date_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
+
+
+def _size(size: Any) -> str:
+    """``32x32`` for an int or a pair (rows of older runs recorded one int)."""
+    h, w = (size, size) if isinstance(size, int) else size
+    return f"{h}x{w}"
 
 
 def _layer_tables(rows: list[Row]) -> list[str]:
@@ -568,33 +704,66 @@ def render_markdown(rows: list[Row], info: dict[str, Any], command: str) -> str:
         "(max / max_unpool) measured in the same run",
         "",
     ]
-    sections = {s: [r for r in rows if r.section == s] for s in ("layer", "up", "net", "scale")}
+    sections = {s: [r for r in rows if r.section == s] for s in SECTIONS}
     if sections["layer"]:
         lines += ["## Layer level", ""]
         lines += _layer_tables(sections["layer"])
     if sections["up"]:
-        lines += ["## Up-pooling (LiftUpPool2d vs MaxUnpool2d)", "",
-                  "| shape | method | fwd ms | fwd+bwd ms | fwd+bwd / max_unpool |", "|---|---|---:|---:|---:|"]
+        lines += [
+            "## Up-pooling (LiftUpPool2d vs MaxUnpool2d)",
+            "",
+            "lift_up / lift_up_eager: LiftUpPool2d on the default (native) and the eager kernel; lift_down: the "
+            "paired LiftDownPool2d (default kernel, with its constraint loss) on the same input.",
+            "",
+            "| shape | method | fwd ms | fwd+bwd ms | fwd+bwd / max_unpool | fwd+bwd / lift_down |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
         for r in sections["up"]:
             ref = next(q for q in sections["up"] if q.config == r.config and q.method == "max_unpool")
-            lines.append(f"| {tuple(r.config['shape'])} | {r.method} | {_fmt(r.fwd_ms)} | {_fmt(r.fwdbwd_ms)} | "
-                         f"{_ratio(r.fwdbwd_ms, ref.fwdbwd_ms)} |")
+            down = next((q for q in sections["up"] if q.config == r.config and q.method == "lift_down"), None)
+            lines.append(
+                f"| {tuple(r.config['shape'])} | {r.method} | {_fmt(r.fwd_ms)} | {_fmt(r.fwdbwd_ms)} | "
+                f"{_ratio(r.fwdbwd_ms, ref.fwdbwd_ms)} | "
+                f"{_ratio(r.fwdbwd_ms, down.fwdbwd_ms if down else None)} |"
+            )
+        lines.append("")
+    if sections["nd"]:
+        lines += [
+            "## 1D and 3D (LiftDownPool / LiftUpPool vs MaxPool / MaxUnpool)",
+            "",
+            "| shape | method | fwd ms | fwd+bwd ms | fwd+bwd / max | fwd+bwd / max_unpool |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
+        for r in sections["nd"]:
+            mx = next(q for q in sections["nd"] if q.config == r.config and q.method == "max")
+            mu = next(q for q in sections["nd"] if q.config == r.config and q.method == "max_unpool")
+            lines.append(
+                f"| {tuple(r.config['shape'])} | {r.method} | {_fmt(r.fwd_ms)} | {_fmt(r.fwdbwd_ms)} | "
+                f"{_ratio(r.fwdbwd_ms, mx.fwdbwd_ms)} | {_ratio(r.fwdbwd_ms, mu.fwdbwd_ms)} |"
+            )
         lines.append("")
     if sections["net"]:
-        lines += ["## Network level: one SGD training step", "",
-                  "| network | batch | pooling | step ms | step / max | peak MB | peak / max |",
-                  "|---|---:|---|---:|---:|---:|---:|"]
+        lines += [
+            "## Network level: one SGD training step",
+            "",
+            "| network | batch | pooling | step ms | step / max | peak MB | peak / max |",
+            "|---|---:|---|---:|---:|---:|---:|",
+        ]
         for r in sections["net"]:
             ref = next(q for q in sections["net"] if q.config == r.config and q.method == "max")
             lines.append(
-                f"| {r.config['net']} {r.config['size']}x{r.config['size']} | {r.config['batch']} | {r.method} | "
+                f"| {r.config['net']} {_size(r.config['size'])} | {r.config['batch']} | {r.method} | "
                 f"{_fmt(r.fwdbwd_ms, 0)} | {_ratio(r.fwdbwd_ms, ref.fwdbwd_ms)} | {_fmt(r.peak_mb)} | "
                 f"{_ratio(r.peak_mb, ref.peak_mb)} |"
             )
         lines.append("")
     if sections["scale"]:
-        lines += ["## Scaling (LiftDownPool2d forward+backward)", "",
-                  "| varied | shape | x | ms |", "|---|---|---:|---:|"]
+        lines += [
+            "## Scaling (LiftDownPool2d forward+backward)",
+            "",
+            "| varied | shape | x | ms |",
+            "|---|---|---:|---:|",
+        ]
         for r in sections["scale"]:
             lines.append(
                 f"| {r.config['axis']} | {tuple(r.config['shape'])} | {r.config['x']:.0f} | {_fmt(r.fwdbwd_ms)} |"
@@ -606,8 +775,9 @@ def render_markdown(rows: list[Row], info: dict[str, Any], command: str) -> str:
             if axis not in seen:
                 seen.add(axis)
                 e = r.extra
-                lines.append(f"- against {axis}: t = {e['fit_a']:.2f} ms + {e['fit_b']:.4g} ms x {axis}, "
-                             f"R^2 = {e['r2']:.4f}")
+                lines.append(
+                    f"- against {axis}: t = {e['fit_a']:.2f} ms + {e['fit_b']:.4g} ms x {axis}, R^2 = {e['r2']:.4f}"
+                )
         lines.append("")
     return "\n".join(lines) + "\n"
 
@@ -673,8 +843,12 @@ def plot_scaling(rows: list[Row], path: str) -> bool:
         e = pts[0].extra
         ax.plot(xs, ys, "o", label="measured")
         lo, hi = min(xs), max(xs)
-        ax.plot([lo, hi], [e["fit_a"] + e["fit_b"] * lo, e["fit_a"] + e["fit_b"] * hi], "-",
-                label=f"fit, R$^2$={e['r2']:.3f}")
+        ax.plot(
+            [lo, hi],
+            [e["fit_a"] + e["fit_b"] * lo, e["fit_a"] + e["fit_b"] * hi],
+            "-",
+            label=f"fit, R$^2$={e['r2']:.3f}",
+        )
         ax.set_xlabel({"HW": "H x W", "C": "channels C", "N": "batch N"}.get(axis, axis))
         ax.set_ylabel("fwd+bwd ms")
         ax.legend(fontsize=8)
@@ -694,6 +868,16 @@ def _shape(text: str) -> tuple[int, int, int, int]:
     return parts
 
 
+def _nd_shape(text: str) -> tuple[int, ...]:
+    try:
+        parts = tuple(int(p) for p in text.lower().replace("x", ",").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"shape must be N,C,L or N,C,D,H,W, got {text!r}") from None
+    if len(parts) not in (3, 5) or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"shape must be 3 (N,C,L) or 5 (N,C,D,H,W) positive ints, got {text!r}")
+    return parts
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``liftpool bench``."""
     p = parser
@@ -703,18 +887,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the target configuration only: (32,64,56,56) float32 eager, VGG13-CIFAR step, small scaling grid",
     )
     p.add_argument("--out", default="bench-results", help="output directory (bench.md, bench.json, PNGs)")
-    p.add_argument("--sections", nargs="+", default=None, choices=("layer", "up", "net", "scale"),
-                   help="what to measure (default: all)")
+    p.add_argument("--sections", nargs="+", default=None, choices=SECTIONS, help="what to measure (default: all)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: stable on a shared machine)")
-    p.add_argument("--clock", choices=("auto", "wall", "cpu"), default="auto",
-                   help="wall clock or process CPU time (auto: CPU time with 1 thread, else wall)")
+    p.add_argument(
+        "--clock",
+        choices=("auto", "wall", "cpu"),
+        default="auto",
+        help="wall clock or process CPU time (auto: CPU time with 1 thread, else wall)",
+    )
     p.add_argument("--repeats", type=int, default=None, help="timed rounds per measurement (median)")
     p.add_argument("--warmup", type=int, default=2, help="untimed rounds first")
     p.add_argument("--shapes", type=_shape, nargs="+", default=None, help="layer shapes N,C,H,W")
     p.add_argument("--dtypes", nargs="+", choices=tuple(DTYPES), default=None)
     p.add_argument("--formats", nargs="+", choices=("contiguous", "channels_last"), default=None)
-    p.add_argument("--modes", nargs="+", choices=("eager", "compile"), default=None,
-                   help="eager and/or torch.compile (compile: float32 contiguous only unless --compile-all)")
+    p.add_argument(
+        "--modes",
+        nargs="+",
+        choices=("eager", "compile"),
+        default=None,
+        help="eager and/or torch.compile (compile: float32 contiguous only unless --compile-all)",
+    )
     p.add_argument(
         "--compile-all", action="store_true", help="torch.compile every dtype/format, not only float32 contiguous"
     )
@@ -725,24 +917,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--net-pools", nargs="+", choices=NET_POOLS, default=list(NET_POOLS))
     p.add_argument("--net-batch", type=int, default=None, help="override the batch size of every network")
     p.add_argument("--net-size", type=int, default=None, help="override the input size of every network")
-    p.add_argument("--net-width", type=float, default=1.0, help="channel multiplier of the networks")
+    p.add_argument(
+        "--net-width",
+        type=float,
+        default=None,
+        help="channel multiplier of the networks (default: 1, SegNet 0.125 as in the reproduction)",
+    )
     p.add_argument("--net-repeats", type=int, default=None)
     p.add_argument("--net-channels-last", action="store_true", help="model and input in channels_last")
-    p.add_argument("--scale-base", type=int, nargs=3, default=None, metavar=("N", "C", "S"),
-                   help="fixed N, C and spatial size of the scaling sweeps")
+    p.add_argument(
+        "--scale-base",
+        type=int,
+        nargs=3,
+        default=None,
+        metavar=("N", "C", "S"),
+        help="fixed N, C and spatial size of the scaling sweeps",
+    )
     p.add_argument("--scale-sizes", type=int, nargs="+", default=None)
     p.add_argument("--scale-channels", type=int, nargs="+", default=None)
     p.add_argument("--scale-batches", type=int, nargs="+", default=None)
+    p.add_argument(
+        "--nd-shapes",
+        type=_nd_shape,
+        nargs="+",
+        default=None,
+        help="1D (N,C,L) and 3D (N,C,D,H,W) shapes of the nd section",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--device", default="cpu",
-                   help="cpu (default) or an accelerator such as cuda / cuda:1 (wall clock, no memory measures; "
-                        "LiftPool runs its eager kernel there)")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu (default) or an accelerator such as cuda / cuda:1 (wall clock, no memory measures; "
+        "LiftPool runs its eager kernel there)",
+    )
 
 
 def _fill_defaults(args: argparse.Namespace) -> None:
     quick = args.quick
     if args.sections is None:
-        args.sections = ["layer", "up", "net", "scale"]
+        args.sections = list(SECTIONS)
     if args.repeats is None:
         args.repeats = 5 if quick else 7
     if args.net_repeats is None:
@@ -757,7 +970,9 @@ def _fill_defaults(args: argparse.Namespace) -> None:
         args.modes = ["eager"] if quick else ["eager", "compile"]
     args.compile_configs = {("float32", "contiguous")}
     if args.nets is None:
-        args.nets = ["vgg13_cifar"] if quick else list(NETS)
+        args.nets = ["vgg13_cifar", "segnet"] if quick else list(NETS)
+    if args.nd_shapes is None:
+        args.nd_shapes = list(ND_SHAPES)
     if args.scale_base is None:
         args.scale_base = [8, 32, 32] if quick else [8, 64, 56]
     if args.scale_sizes is None:
@@ -802,8 +1017,10 @@ def _use_device(args: argparse.Namespace) -> None:
         _sync = _no_sync
         return
     if device.type != "cuda" or not torch.cuda.is_available():
-        raise ValueError(f"--device {args.device}: no such device is available here (torch.cuda.is_available() is "
-                         f"{torch.cuda.is_available()}; only cpu and cuda are supported)")
+        raise ValueError(
+            f"--device {args.device}: no such device is available here (torch.cuda.is_available() is "
+            f"{torch.cuda.is_available()}; only cpu and cuda are supported)"
+        )
     torch.set_default_device(device)
     _sync = torch.cuda.synchronize
     args.no_memory = True  # the saved/peak byte counters measure CPU storages
@@ -827,16 +1044,22 @@ def run(args: argparse.Namespace) -> int:
             fh.write(msg + "\n")
 
     info = machine_info()
-    log(f"liftpool bench on {info['cpu']} ({info['cores']} cores), torch {info['torch']}, {args.threads} thread(s), "
-        f"clock={args.clock}")
+    log(
+        f"liftpool bench on {info['cpu']} ({info['cores']} cores), torch {info['torch']}, {args.threads} thread(s), "
+        f"clock={args.clock}"
+    )
     rows: list[Row] = []
     sections: dict[str, Callable[[argparse.Namespace, Callable[[str], None]], list[Row]]] = {
-        "layer": bench_layers, "up": bench_up, "net": bench_nets, "scale": bench_scaling,
+        "layer": bench_layers,
+        "up": bench_up,
+        "nd": bench_nd,
+        "net": bench_nets,
+        "scale": bench_scaling,
     }
     done: list[Row] = []
     # partial layer results are written after every configuration
     args.checkpoint_fn = lambda partial: _write_outputs(args.out, done + partial, info, command)
-    for name in ("layer", "up", "net", "scale"):
+    for name in SECTIONS:
         if name in args.sections:
             t0 = time.perf_counter()
             rows += sections[name](args, log)

@@ -423,7 +423,18 @@ std::vector<at::Tensor> down3d_backward_list(const at::Tensor& x_in, const std::
       for (int64_t it = b0; it < b1; ++it) {
         ws.acc.zero();
         std::array<const T*, 8> gband{};
-        for (int b = 0; b < 8; ++b) {
+        if (gop && !gdp) {
+          // no detail gradients: every chosen band receives the same scaled output gradient, built once
+          T* __restrict dst = gb.data();
+          const T* __restrict go_it = gop + it * vol;
+          if (scale == 1.0) {
+            for (int b = 0; b < 8; ++b) gband[b] = (band_mask & (1 << b)) ? go_it : nullptr;
+          } else {
+            for (int64_t q = 0; q < vol; ++q) dst[q] = s * go_it[q];
+            for (int b = 0; b < 8; ++b) gband[b] = (band_mask & (1 << b)) ? dst : nullptr;
+          }
+        } else {
+          for (int b = 0; b < 8; ++b) {
           const bool chosen = gop && (band_mask & (1 << b));
           const T* dg = (b > 0 && gdp) ? gdp + (b - 1) * plane_out + it * vol : nullptr;
           if (!chosen && !dg) {
@@ -434,6 +445,7 @@ std::vector<at::Tensor> down3d_backward_list(const at::Tensor& x_in, const std::
           const T* __restrict go_it = gop ? gop + it * vol : nullptr;
           for (int64_t q = 0; q < vol; ++q) dst[q] = (chosen ? s * go_it[q] : T(0)) + (dg ? dg[q] : T(0));
           gband[b] = dst;
+          }
         }
         ws.backward(xp + it * vol_in, pp, it % g.C, gband, coef, gxp + it * vol_in);
         for (int64_t k = 0; k < np; ++k) sp[it * np + k] = ws.acc.sum(k);

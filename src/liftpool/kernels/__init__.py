@@ -3,9 +3,10 @@
 Layers (:mod:`liftpool.layers`) call :func:`pool`, :func:`decompose` and :func:`reconstruct`
 and never a kernel module directly.  There are three kernels:
 
-* **native** (:mod:`liftpool.kernels.native`): fused C++ kernels, one work item per plane, for
-  the learned LiftDownPool2d and LiftUpPool2d on CPU (forward and backward, registered as
-  ``torch.library`` custom ops); compiled on first use, the default wherever it applies;
+* **native** (:mod:`liftpool.kernels.native`): fused C++ kernels, one work item per plane
+  (1D: per row, 3D: per volume), for the learned LiftDownPool{1,2,3}d and LiftUpPool{1,2,3}d on
+  CPU (forward and backward, registered as ``torch.library`` custom ops); compiled on first
+  use, the default wherever it applies;
 * **eager** (:mod:`liftpool.kernels.eager`): the batched channels_last path for learned
   predictor/updater pairs (one ``(P, U)`` pair per transform, no final scaling);
 * **literal** (:mod:`liftpool.functional`): every 1D lifting step on its own, used for the
@@ -17,7 +18,7 @@ constraint terms and gradients against the paper-literal oracle of :mod:`liftpoo
 
 Choosing: every layer has ``backend="auto"|"native"|"eager"|"literal"``.  ``"auto"`` (default)
 takes the environment variable ``LIFTPOOL_BACKEND`` when it is set (read at import), else the
-native kernel where it applies (CPU, 2D, learned P/U with ``groups == (C, C)``, not while
+native kernel where it applies (CPU, learned P/U with ``groups == (C, C)``, not while
 tracing or exporting, and it built) and the eager kernel elsewhere.  ``"native"`` asks for the
 native kernel and falls back to eager, with one warning saying why, where it cannot run.
 Fixed wavelet lifters always take the literal path.  :func:`selected` tells which kernel a

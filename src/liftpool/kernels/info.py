@@ -36,7 +36,7 @@ def describe(build: bool = True) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "backend_env": os.environ.get("LIFTPOOL_BACKEND"),
         "default_backend": default,
-        "liftdownpool2d_cpu": cpu_2d,
+        "liftdownpool2d_cpu": cpu_2d,  # every learned layer (1D/2D/3D, down and up) follows this choice
         "native": native.build_info(),
     }
 
@@ -47,8 +47,8 @@ def format_text(d: dict[str, Any]) -> str:
     lines = [
         f"torch {d['torch']}, Python {d['python']}, {d['machine']}, {d['threads']} threads",
         f"LIFTPOOL_BACKEND: {d['backend_env'] or '(unset)'} -> backend='auto' means {d['default_backend']!r}",
-        f"LiftDownPool2d (learned P/U, groups=(C, C)) on CPU runs: {d['liftdownpool2d_cpu']}",
-        "other layers (1D/3D, LiftUpPool, grouped P/U, CUDA/MPS): eager; wavelets: literal",
+        f"LiftDownPool/LiftUpPool 1D/2D/3D (learned P/U, groups=(C, C)) on CPU run: {d['liftdownpool2d_cpu']}",
+        "grouped P/U, CUDA/MPS tensors: eager; wavelets: literal",
         f"native kernel: {'loaded' if nat.get('active') else 'NOT available'}",
     ]
     if nat.get("error"):

@@ -418,6 +418,14 @@ def test_down3d_option_matrix(padding: str, share: bool) -> None:
 def test_down3d_float32() -> None:
     layer = LiftDownPool3d(4, share_weights=False)
     _compare_down3d(layer, torch.randn(2, 4, 8, 14, 13), 1e-5, training=True, details=True)
+    # slices wider and taller than one 8 x 8 transpose block (the width step runs on transposed slices)
+    _compare_down3d(layer, torch.randn(1, 4, 3, 17, 24), 1e-5, training=True, details=False)
+
+
+def test_down3d_large_slices_float64() -> None:
+    layer = LiftDownPool3d(2, 5, padding_mode="reflect", share_weights=False).double()
+    _random_params(layer, 3)
+    _compare_down3d(layer, torch.randn(1, 2, 2, 19, 26, dtype=torch.float64), 1e-12, training=True, details=True)
 
 
 @pytest.mark.parametrize("share", [True, False])
@@ -431,6 +439,21 @@ def test_up3d_parity_and_exact(share: bool) -> None:
         assert det is not None
         back = native.reconstruct(dict(zip(band_names(3), [low, *det])), size, layer.transforms)
         assert rel_err(back, x) <= 1e-12, size
+
+
+def test_up3d_large_slices() -> None:
+    """Slices larger than one 8 x 8 transpose block: float64 exact and float32 parity."""
+    layer = LiftDownPool3d(2, 5, padding_mode="replicate", share_weights=False).double()
+    _random_params(layer, 5)
+    size = (2, 19, 26)
+    _compare_up(layer, _bands(1, 2, size), size, 1e-12)
+    x = torch.randn(1, 2, *size, dtype=torch.float64)
+    low, det, _ = native.pool(x, layer.transforms, 3, ("LLL",), 1.0, False, True)
+    assert det is not None
+    back = native.reconstruct(dict(zip(band_names(3), [low, *det])), size, layer.transforms)
+    assert rel_err(back, x) <= 1e-12
+    size32 = (3, 17, 24)
+    _compare_up(layer.float(), _bands(2, 2, size32, torch.float32), size32, 1e-5)
 
 
 def test_3d_gradcheck_opcheck_and_layers() -> None:

@@ -1,7 +1,8 @@
 // Fused CPU LiftDownPool3d / LiftUpPool3d with learned P/U: forward and backward (liftpool.kernels.native).
 //
 // One (n, c) volume (D, H, W) per work item, lifted along W, then H, then D (liftpool.constants.AXIS_ORDER):
-//   level 0: the horizontal step of every one of the D * H rows (hrow_*), giving S0 and D0 (D * H rows of w);
+//   level 0: per depth slice, the width step as a rows_* step on the transposed slice (W rows of H lanes),
+//            transposed back into S0 and D0 (D * H rows of w);
 //   level 1: per depth slice, the vertical step (rows_*, w lanes) on S0 and D0, giving the four level-1
 //            bands B1[g] (D slices of h * w), g in the channel-group order of liftpool.kernels.eager
 //            (LL, HL, LH, HH);
@@ -11,6 +12,11 @@
 // the backward steps.  Parameter gradients and constraint sums are reduced in a fixed order in double.
 #include "lift_common.h"
 #include "lift_ops.h"
+
+#include <type_traits>
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
 
 namespace liftpool {
 namespace {
@@ -67,62 +73,128 @@ Lifter<T> lifter3(const T* params, const Geo3& G, int64_t t, int64_t which, int6
   return lifter_of(params, G.g, t, which, c);
 }
 
+// -------------------------------------------------------------------------------------- transpose
+#if defined(__AVX__)
+// dst (8 x 8, row stride ldd) = transpose of src (8 x 8, row stride lds)
+__attribute__((always_inline)) inline void transpose8x8(const float* src, int64_t lds, float* dst, int64_t ldd) {
+  const __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + lds), r2 = _mm256_loadu_ps(src + 2 * lds),
+               r3 = _mm256_loadu_ps(src + 3 * lds), r4 = _mm256_loadu_ps(src + 4 * lds),
+               r5 = _mm256_loadu_ps(src + 5 * lds), r6 = _mm256_loadu_ps(src + 6 * lds),
+               r7 = _mm256_loadu_ps(src + 7 * lds);
+  const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
+               t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
+               t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+  const __m256 u0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0)),
+               u1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2)),
+               u2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0)),
+               u3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2)),
+               u4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0)),
+               u5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2)),
+               u6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0)),
+               u7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+  _mm256_storeu_ps(dst, _mm256_permute2f128_ps(u0, u4, 0x20));
+  _mm256_storeu_ps(dst + ldd, _mm256_permute2f128_ps(u1, u5, 0x20));
+  _mm256_storeu_ps(dst + 2 * ldd, _mm256_permute2f128_ps(u2, u6, 0x20));
+  _mm256_storeu_ps(dst + 3 * ldd, _mm256_permute2f128_ps(u3, u7, 0x20));
+  _mm256_storeu_ps(dst + 4 * ldd, _mm256_permute2f128_ps(u0, u4, 0x31));
+  _mm256_storeu_ps(dst + 5 * ldd, _mm256_permute2f128_ps(u1, u5, 0x31));
+  _mm256_storeu_ps(dst + 6 * ldd, _mm256_permute2f128_ps(u2, u6, 0x31));
+  _mm256_storeu_ps(dst + 7 * ldd, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+#endif
+
+// dst[j * ldd + i] = src[i * lds + j] for i < rows, j < cols (8 x 8 blocks; AVX for float when built with it)
+template <typename T>
+void transpose(const T* __restrict src, int64_t rows, int64_t cols, int64_t lds, T* __restrict dst, int64_t ldd) {
+  for (int64_t i0 = 0; i0 < rows; i0 += 8) {
+    const int64_t ni = std::min<int64_t>(8, rows - i0);
+    for (int64_t j0 = 0; j0 < cols; j0 += 8) {
+      const int64_t nj = std::min<int64_t>(8, cols - j0);
+#if defined(__AVX__)
+      if constexpr (std::is_same<T, float>::value) {
+        if (ni == 8 && nj == 8) {
+          transpose8x8(src + i0 * lds + j0, lds, dst + j0 * ldd + i0, ldd);
+          continue;
+        }
+      }
+#endif
+      for (int64_t i = i0; i < i0 + ni; ++i)
+        for (int64_t j = j0; j < j0 + nj; ++j) dst[j * ldd + i] = src[i * lds + j];
+    }
+  }
+}
+
 // -------------------------------------------------------------------------------------- down
 template <typename T>
 struct DownVolume {
   Geo3 G;
-  int64_t wp, rows, keep;
+  int64_t rows, keep, lanes0;
   std::vector<int64_t> idx_w, idx_h, idx_d;
-  std::vector<T> E, O, haP, hpP, Dh, haU, hpU, S0;   // level 0 (rows = D * H)
-  std::vector<T> v1[4], B1[4];                         // level 1: aP, pP, aU, pU per (slice, side); bands
-  std::vector<T> v2[4], B2[8];                         // level 2: aP, pP, aU, pU per group; bands (canonical)
+  std::vector<T> xt, v0[4], St, Dt, S0, D0;  // level 0: transposed slice, aP, pP, aU, pU, s, d per slice; S0, D0
+  std::vector<T> v1[4], B1[4];                // level 1: aP, pP, aU, pU per (slice, side); bands
+  std::vector<T> v2[4], B2[8];                // level 2: aP, pP, aU, pU per group; bands (canonical)
   std::vector<T> zero, dump, gtail, ga, gd;
-  std::vector<T> gS0, gD0, gB1[4], gEp, gDp, gO;
+  std::vector<T> gS0, gD0, gB1[4], gSt, gDt, gxt;
   std::vector<const T*> ptr;
   std::vector<T*> gptr;
   Accumulators<T> acc;
 
   DownVolume(const Geo3& geo, bool backward) : G(geo) {
     const Geometry& g = G.g;
-    const int64_t w = g.w, p = g.p, hw = G.hw();
-    wp = w + 2 * p;
-    rows = G.D * g.H;
+    const int64_t w = g.w, p = g.p, hw = G.hw(), H = g.H;
+    rows = G.D * H;
     keep = backward ? 1 : 0;
+    lanes0 = std::max(hw, H);
     pad_table(idx_w, w, p, g.mode);
     pad_table(idx_h, g.h, p, g.mode);
     pad_table(idx_d, G.d, p, g.mode);
-    const int64_t kr = backward ? rows : 1;
-    E.resize(static_cast<size_t>(kr * wp));
-    for (auto* v : {&O, &haP, &hpP, &haU, &hpU}) v->resize(static_cast<size_t>(kr * w));
-    Dh.resize(static_cast<size_t>(rows * wp));
+    const int64_t ks = backward ? G.D : 1;  // slices of level-0 intermediates kept
+    xt.resize(static_cast<size_t>(ks * g.W * H));
+    for (auto& v : v0) v.resize(static_cast<size_t>(ks * w * H));
+    St.resize(static_cast<size_t>(ks * w * H));
+    Dt.resize(static_cast<size_t>(ks * w * H));
     S0.resize(static_cast<size_t>(rows * w));
+    D0.resize(static_cast<size_t>(rows * w));
     for (auto& v : v1) v.resize(static_cast<size_t>((backward ? 2 * G.D * g.h : 1) * w));
     for (auto& v : B1) v.resize(static_cast<size_t>(G.D * hw));
     for (auto& v : v2) v.resize(static_cast<size_t>((backward ? 4 * G.d : 1) * hw));
     for (auto& v : B2) v.resize(static_cast<size_t>(G.d * hw));
-    zero.assign(static_cast<size_t>(hw), T(0));
-    dump.resize(static_cast<size_t>(hw));
-    const size_t np = static_cast<size_t>(std::max(g.h, G.d) + 2 * p);
+    zero.assign(static_cast<size_t>(lanes0), T(0));
+    dump.resize(static_cast<size_t>(lanes0));
+    const size_t np = static_cast<size_t>(std::max({g.h, G.d, w}) + 2 * p);
     ptr.resize(np);
     gptr.resize(np);
     if (backward) {
-      for (auto* v : {&gtail, &ga}) v->resize(static_cast<size_t>(hw));
-      gd.resize(static_cast<size_t>(std::max(G.d, g.h) * hw));
+      for (auto* v : {&gtail, &ga}) v->resize(static_cast<size_t>(lanes0));
+      gd.resize(static_cast<size_t>(std::max(std::max(G.d, g.h) * hw, w * H)));
       gS0.resize(static_cast<size_t>(rows * w));
       gD0.resize(static_cast<size_t>(rows * w));
       for (auto& v : gB1) v.resize(static_cast<size_t>(G.D * hw));
-      gEp.resize(static_cast<size_t>(wp));
-      gDp.resize(static_cast<size_t>(wp));
-      gO.resize(static_cast<size_t>(w));
+      gSt.resize(static_cast<size_t>(w * H));
+      gDt.resize(static_cast<size_t>(w * H));
+      gxt.resize(static_cast<size_t>(g.W * H));
     }
-    acc.init(g.nparam(), std::max(w, hw), g.K, 6);
+    acc.init(g.nparam(), std::max(w, lanes0), g.K, 6);
   }
 
-  HRow<T> hrow(int64_t r) {
-    const int64_t q = r * keep, w = G.g.w;
-    return HRow<T>{E.data() + q * wp,  O.data() + q * w,   haP.data() + q * w, hpP.data() + q * w,
-                   Dh.data() + r * wp, haU.data() + q * w, hpU.data() + q * w, S0.data() + r * w};
+  // Level 0 (the width step) runs on the transposed slice: W rows of H lanes, so that it is a rows_*
+  // step with H-wide vector loops instead of H short rows of w outputs.
+  StepBufs<T> b0(int64_t z) {
+    const int64_t q = keep * z * G.g.w * G.g.H;
+    return StepBufs<T>{v0[0].data() + q, v0[1].data() + q, v0[2].data() + q, v0[3].data() + q,
+                       keep ? G.g.H : 0, Dt.data() + q, St.data() + q};
   }
+  // slice z of x transposed (W x H; kept per slice for the backward)
+  T* xz(int64_t z) { return xt.data() + keep * z * G.g.W * G.g.H; }
+  void transpose_in(const T* x, int64_t z) {
+    const int64_t H = G.g.H, W = G.g.W;
+    transpose(x + z * H * W, H, W, W, xz(z), H);
+  }
+  // dst (H x w) = transpose of src (w x H)
+  void transpose_wh(const T* src, T* dst) const { transpose(src, G.g.w, G.g.H, G.g.H, dst, G.g.w); }
+  // dst (w x H) = transpose of src (H x w)
+  void transpose_hw(const T* src, T* dst) const { transpose(src, G.g.H, G.g.w, G.g.w, dst, G.g.H); }
+
   // level-1 step of slice z on side (0: S0 -> groups 0 (LL, s) and 2 (LH, d); 1: D0 -> groups 1, 3)
   StepBufs<T> b1(int64_t z, int side) {
     const int64_t w = G.g.w, q = keep ? (z * 2 + side) * G.g.h * w : 0, hw = G.hw();
@@ -134,21 +206,24 @@ struct DownVolume {
     return StepBufs<T>{v2[0].data() + q, v2[1].data() + q, v2[2].data() + q, v2[3].data() + q, keep ? hw : 0,
                        B2[band_index(grp, 1)].data(), B2[band_index(grp, 0)].data()};
   }
-  const T* src1(int64_t z, int side) const {
-    const int64_t H = G.g.H;
-    return side == 0 ? S0.data() + z * H * G.g.w : Dh.data() + z * H * wp + G.g.p;
-  }
-  int64_t ld1(int side) const { return side == 0 ? G.g.w : wp; }
+  const T* src1(int64_t z, int side) const { return (side == 0 ? S0.data() : D0.data()) + z * G.g.H * G.g.w; }
 
   void forward(const T* x, const T* params, int64_t c) {
     const Geometry& g = G.g;
+    const int64_t H = g.H, w = g.w;
     const Lifter<T> P0 = lifter3(params, G, 0, 0, c), U0 = lifter3(params, G, 0, 1, c);
-    for (int64_t r = 0; r < rows; ++r)
-      hrow_forward(x + r * g.W, g.W, idx_w.data(), g.p, g.K, P0, U0, hrow(r), acc.cons(0), acc.cons(1));
-    for (int side = 0; side < 2; ++side) {
-      const Lifter<T> P = lifter3(params, G, G.t1(side), 0, c), U = lifter3(params, G, G.t1(side), 1, c);
-      for (int64_t z = 0; z < G.D; ++z)
-        rows_forward(src1(z, side), ld1(side), g.H, g.w, idx_h.data(), g.p, g.K, P, U, zero.data(), ptr.data(),
+    const Lifter<T> P1[2] = {lifter3(params, G, G.t1(0), 0, c), lifter3(params, G, G.t1(1), 0, c)};
+    const Lifter<T> U1[2] = {lifter3(params, G, G.t1(0), 1, c), lifter3(params, G, G.t1(1), 1, c)};
+    // levels 0 and 1 slice by slice: a slice's data are still in cache when its vertical step reads them
+    for (int64_t z = 0; z < G.D; ++z) {
+      transpose_in(x, z);
+      const StepBufs<T> b = b0(z);
+      rows_forward(xz(z), H, g.W, H, idx_w.data(), g.p, g.K, P0, U0, zero.data(), ptr.data(), b, acc.cons(0),
+                   acc.cons(1));
+      transpose_wh(b.s, S0.data() + z * H * w);
+      transpose_wh(b.d, D0.data() + z * H * w);
+      for (int side = 0; side < 2; ++side)
+        rows_forward(src1(z, side), w, H, w, idx_h.data(), g.p, g.K, P1[side], U1[side], zero.data(), ptr.data(),
                      b1(z, side), acc.cons(2), acc.cons(3));
     }
     for (int grp = 0; grp < 4; ++grp) {
@@ -162,7 +237,7 @@ struct DownVolume {
   void backward(const T* x, const T* params, int64_t c, const std::array<const T*, 8>& gband,
                 const std::array<T, 6>& coef, T* gx) {
     const Geometry& g = G.g;
-    const int64_t hw = G.hw();
+    const int64_t hw = G.hw(), H = g.H, W = g.W, w = g.w;
     forward(x, params, c);
     for (int grp = 0; grp < 4; ++grp) {
       const int64_t t = G.t2(grp);
@@ -173,21 +248,25 @@ struct DownVolume {
                     gptr.data(), b2(grp), gs ? gs : zero_band(0), gdd ? gdd : zero_band(1), coef[4], coef[5],
                     gB1[grp].data(), gd.data(), ga.data(), gtail.data(), acc.lifter(t, 0), acc.lifter(t, 1));
     }
-    for (int side = 0; side < 2; ++side) {
-      const int64_t t = G.t1(side);
-      const Lifter<T> P = lifter3(params, G, t, 0, c), U = lifter3(params, G, t, 1, c);
-      T* gdst = side == 0 ? gS0.data() : gD0.data();
-      for (int64_t z = 0; z < G.D; ++z)
-        rows_backward(src1(z, side), ld1(side), g.H, g.w, idx_h.data(), g.p, g.K, P, U, zero.data(), dump.data(),
-                      ptr.data(), gptr.data(), b1(z, side), gB1[side].data() + z * hw, gB1[side + 2].data() + z * hw,
-                      coef[2], coef[3], gdst + z * g.H * g.w, gd.data(), ga.data(), gtail.data(), acc.lifter(t, 0),
-                      acc.lifter(t, 1));
-    }
     const Lifter<T> P0 = lifter3(params, G, 0, 0, c), U0 = lifter3(params, G, 0, 1, c);
-    for (int64_t r = 0; r < rows; ++r)
-      hrow_backward(hrow(r), g.W, idx_w.data(), g.p, g.K, P0, U0, gS0.data() + r * g.w, gD0.data() + r * g.w, coef[0],
-                    coef[1], gEp.data(), gDp.data(), gO.data(), ga.data(), acc.lifter(0, 0), acc.lifter(0, 1),
-                    gx + r * g.W);
+    // levels 1 and 0 slice by slice (see forward)
+    for (int64_t z = 0; z < G.D; ++z) {
+      for (int side = 0; side < 2; ++side) {
+        const int64_t t = G.t1(side);
+        const Lifter<T> P = lifter3(params, G, t, 0, c), U = lifter3(params, G, t, 1, c);
+        T* gdst = side == 0 ? gS0.data() : gD0.data();
+        rows_backward(src1(z, side), w, H, w, idx_h.data(), g.p, g.K, P, U, zero.data(), dump.data(), ptr.data(),
+                      gptr.data(), b1(z, side), gB1[side].data() + z * hw, gB1[side + 2].data() + z * hw, coef[2],
+                      coef[3], gdst + z * H * w, gd.data(), ga.data(), gtail.data(), acc.lifter(t, 0),
+                      acc.lifter(t, 1));
+      }
+      transpose_hw(gS0.data() + z * H * w, gSt.data());
+      transpose_hw(gD0.data() + z * H * w, gDt.data());
+      rows_backward(xz(z), H, W, H, idx_w.data(), g.p, g.K, P0, U0, zero.data(), dump.data(), ptr.data(),
+                    gptr.data(), b0(z), gSt.data(), gDt.data(), coef[0], coef[1], gxt.data(), gd.data(), ga.data(),
+                    gtail.data(), acc.lifter(0, 0), acc.lifter(0, 1));
+      transpose(gxt.data(), W, H, H, gx + z * H * W, W);
+    }
   }
 
   std::vector<T> zeros_[2];
@@ -202,20 +281,20 @@ struct DownVolume {
 template <typename T>
 struct UpVolume {
   Geo3 G;
-  int64_t wp, rows, keep;
+  int64_t rows, keep, lanes0;
   std::vector<int64_t> idx_w, idx_h, idx_d;
-  std::vector<T> v2[4], B1[4], v1[4], S0, D0, hb[7], otail, zero, dump, xrow;
-  std::vector<T> gS0, gD0, gB1[4], gEp, gDp, ga, ge;
+  std::vector<T> v2[4], B1[4], v1[4], S0, D0, v0[4], St, Dt, xt, otail, zero, dump;
+  std::vector<T> gS0, gD0, gB1[4], gSt, gDt, gxt, ga, ge;
   std::vector<const T*> ptr;
   std::vector<T*> gptr;
   Accumulators<T> acc;
 
   UpVolume(const Geo3& geo, bool backward) : G(geo) {
     const Geometry& g = G.g;
-    const int64_t w = g.w, p = g.p, hw = G.hw();
-    wp = w + 2 * p;
-    rows = G.D * g.H;
+    const int64_t w = g.w, p = g.p, hw = G.hw(), H = g.H;
+    rows = G.D * H;
     keep = backward ? 1 : 0;
+    lanes0 = std::max(hw, H);
     pad_table(idx_w, w, p, g.mode);
     pad_table(idx_h, g.h, p, g.mode);
     pad_table(idx_d, G.d, p, g.mode);
@@ -224,25 +303,28 @@ struct UpVolume {
     for (auto& v : v1) v.resize(static_cast<size_t>((backward ? 2 * G.D * g.h : 1) * w));
     S0.resize(static_cast<size_t>(rows * w));
     D0.resize(static_cast<size_t>(rows * w));
-    const int64_t kr = backward ? rows : 1;
-    for (int k = 0; k < 7; ++k) hb[k].resize(static_cast<size_t>(kr * (k < 2 ? wp : w)));
-    otail.resize(static_cast<size_t>(hw));
-    zero.assign(static_cast<size_t>(hw), T(0));
-    dump.resize(static_cast<size_t>(hw));
-    xrow.resize(static_cast<size_t>(g.W));
-    const size_t np = static_cast<size_t>(std::max(g.h, G.d) + 2 * p);
+    const int64_t ks = backward ? G.D : 1;  // slices of level-0 intermediates kept
+    for (auto& v : v0) v.resize(static_cast<size_t>(ks * w * H));
+    St.resize(static_cast<size_t>(ks * w * H));
+    Dt.resize(static_cast<size_t>(ks * w * H));
+    xt.resize(static_cast<size_t>(ks * g.W * H));
+    otail.resize(static_cast<size_t>(lanes0));
+    zero.assign(static_cast<size_t>(lanes0), T(0));
+    dump.resize(static_cast<size_t>(lanes0));
+    const size_t np = static_cast<size_t>(std::max({g.h, G.d, w}) + 2 * p);
     ptr.resize(np);
     gptr.resize(np);
     if (backward) {
       gS0.resize(static_cast<size_t>(rows * w));
       gD0.resize(static_cast<size_t>(rows * w));
       for (auto& v : gB1) v.resize(static_cast<size_t>(G.D * hw));
-      gEp.resize(static_cast<size_t>(wp));
-      gDp.resize(static_cast<size_t>(wp));
-      ga.resize(static_cast<size_t>(hw));
-      ge.resize(static_cast<size_t>(std::max(G.d, g.h) * hw));
+      gSt.resize(static_cast<size_t>(w * H));
+      gDt.resize(static_cast<size_t>(w * H));
+      gxt.resize(static_cast<size_t>(g.W * H));
+      ga.resize(static_cast<size_t>(lanes0));
+      ge.resize(static_cast<size_t>(std::max(std::max(G.d, g.h) * hw, w * H)));
     }
-    acc.init(g.nparam(), std::max(w, hw), g.K);
+    acc.init(g.nparam(), std::max(w, lanes0), g.K);
   }
 
   InvBufs<T> b2(int grp) {
@@ -253,52 +335,65 @@ struct UpVolume {
     const int64_t w = G.g.w, q = keep ? (z * 2 + side) * G.g.h * w : 0;
     return InvBufs<T>{v1[0].data() + q, v1[1].data() + q, v1[2].data() + q, v1[3].data() + q, keep ? w : 0};
   }
-  HInv<T> hbufs(int64_t r) {
-    const int64_t q = r * keep, w = G.g.w;
-    return HInv<T>{hb[0].data() + q * wp, hb[1].data() + q * wp, hb[2].data() + q * w, hb[3].data() + q * w,
-                   hb[4].data() + q * w,  hb[5].data() + q * w,  hb[6].data() + q * w};
+  // level 0 (the width step) runs on transposed slices: s, d are w rows of H lanes, the output W rows of H
+  InvBufs<T> b0(int64_t z) {
+    const int64_t q = keep * z * G.g.w * G.g.H;
+    return InvBufs<T>{v0[0].data() + q, v0[1].data() + q, v0[2].data() + q, v0[3].data() + q, keep ? G.g.H : 0};
   }
+  T* st(int64_t z) { return St.data() + keep * z * G.g.w * G.g.H; }
+  T* dt(int64_t z) { return Dt.data() + keep * z * G.g.w * G.g.H; }
+  T* xz(int64_t z) { return xt.data() + keep * z * G.g.W * G.g.H; }
   T* dst1(int side) { return side == 0 ? S0.data() : D0.data(); }
 
   // band[b]: canonical band b (d x hw); x: output volume or null (backward recompute)
   void forward(const std::array<const T*, 8>& band, const T* params, int64_t c, T* x) {
     const Geometry& g = G.g;
-    const int64_t hw = G.hw();
+    const int64_t hw = G.hw(), H = g.H, W = g.W, w = g.w;
     for (int grp = 0; grp < 4; ++grp) {
       const Lifter<T> P = lifter3(params, G, G.t2(grp), 0, c), U = lifter3(params, G, G.t2(grp), 1, c);
       rows_inverse(band[band_index(grp, 0)], band[band_index(grp, 1)], hw, G.D, hw, idx_d.data(), g.p, g.K, P, U,
                    zero.data(), ptr.data(), b2(grp), B1[grp].data(), hw, otail.data());
     }
-    for (int side = 0; side < 2; ++side) {
-      const Lifter<T> P = lifter3(params, G, G.t1(side), 0, c), U = lifter3(params, G, G.t1(side), 1, c);
-      for (int64_t z = 0; z < G.D; ++z)
-        rows_inverse(B1[side].data() + z * hw, B1[side + 2].data() + z * hw, g.w, g.H, g.w, idx_h.data(), g.p, g.K, P,
-                     U, zero.data(), ptr.data(), b1(z, side), dst1(side) + z * g.H * g.w, g.w, otail.data());
-    }
     const Lifter<T> P0 = lifter3(params, G, 0, 0, c), U0 = lifter3(params, G, 0, 1, c);
-    for (int64_t r = 0; r < rows; ++r)
-      hrow_inverse(S0.data() + r * g.w, D0.data() + r * g.w, g.W, idx_w.data(), g.p, g.K, P0, U0, hbufs(r),
-                   x ? x + r * g.W : xrow.data());
+    const Lifter<T> P1[2] = {lifter3(params, G, G.t1(0), 0, c), lifter3(params, G, G.t1(1), 0, c)};
+    const Lifter<T> U1[2] = {lifter3(params, G, G.t1(0), 1, c), lifter3(params, G, G.t1(1), 1, c)};
+    // levels 1 and 0 slice by slice: a slice's data are still in cache when the width step reads them
+    for (int64_t z = 0; z < G.D; ++z) {
+      for (int side = 0; side < 2; ++side)
+        rows_inverse(B1[side].data() + z * hw, B1[side + 2].data() + z * hw, w, H, w, idx_h.data(), g.p, g.K,
+                     P1[side], U1[side], zero.data(), ptr.data(), b1(z, side), dst1(side) + z * H * w, w,
+                     otail.data());
+      transpose(S0.data() + z * H * w, H, w, w, st(z), H);
+      transpose(D0.data() + z * H * w, H, w, w, dt(z), H);
+      rows_inverse(st(z), dt(z), H, W, H, idx_w.data(), g.p, g.K, P0, U0, zero.data(), ptr.data(), b0(z), xz(z), H,
+                   otail.data());
+      if (x) transpose(xz(z), W, H, H, x + z * H * W, W);
+    }
   }
 
   void backward(const std::array<const T*, 8>& band, const T* params, int64_t c, const T* gx,
                 const std::array<T*, 8>& gband) {
     const Geometry& g = G.g;
-    const int64_t hw = G.hw();
+    const int64_t hw = G.hw(), H = g.H, W = g.W, w = g.w;
     forward(band, params, c, nullptr);
     const Lifter<T> P0 = lifter3(params, G, 0, 0, c), U0 = lifter3(params, G, 0, 1, c);
-    for (int64_t r = 0; r < rows; ++r)
-      hrow_inverse_backward(hbufs(r), g.W, idx_w.data(), g.p, g.K, P0, U0, gx + r * g.W, gEp.data(), gDp.data(),
-                            ga.data(), acc.lifter(0, 0), acc.lifter(0, 1), gS0.data() + r * g.w, gD0.data() + r * g.w);
-    for (int side = 0; side < 2; ++side) {
-      const int64_t t = G.t1(side);
-      const Lifter<T> P = lifter3(params, G, t, 0, c), U = lifter3(params, G, t, 1, c);
-      const T* gsrc = side == 0 ? gS0.data() : gD0.data();
-      for (int64_t z = 0; z < G.D; ++z)
-        rows_inverse_backward(B1[side + 2].data() + z * hw, g.w, g.H, g.w, idx_h.data(), g.p, g.K, P, U, zero.data(),
-                              dump.data(), ptr.data(), gptr.data(), b1(z, side), dst1(side) + z * g.H * g.w, g.w,
-                              gsrc + z * g.H * g.w, g.w, gB1[side].data() + z * hw, gB1[side + 2].data() + z * hw, g.w,
+    // levels 0 and 1 slice by slice (see forward)
+    for (int64_t z = 0; z < G.D; ++z) {
+      transpose(gx + z * H * W, H, W, W, gxt.data(), H);
+      rows_inverse_backward(dt(z), H, W, H, idx_w.data(), g.p, g.K, P0, U0, zero.data(), dump.data(), ptr.data(),
+                            gptr.data(), b0(z), xz(z), H, gxt.data(), H, gSt.data(), gDt.data(), H, ge.data(),
+                            ga.data(), acc.lifter(0, 0), acc.lifter(0, 1));
+      transpose(gSt.data(), w, H, H, gS0.data() + z * H * w, w);
+      transpose(gDt.data(), w, H, H, gD0.data() + z * H * w, w);
+      for (int side = 0; side < 2; ++side) {
+        const int64_t t = G.t1(side);
+        const Lifter<T> P = lifter3(params, G, t, 0, c), U = lifter3(params, G, t, 1, c);
+        const T* gsrc = side == 0 ? gS0.data() : gD0.data();
+        rows_inverse_backward(B1[side + 2].data() + z * hw, w, H, w, idx_h.data(), g.p, g.K, P, U, zero.data(),
+                              dump.data(), ptr.data(), gptr.data(), b1(z, side), dst1(side) + z * H * w, w,
+                              gsrc + z * H * w, w, gB1[side].data() + z * hw, gB1[side + 2].data() + z * hw, w,
                               ge.data(), ga.data(), acc.lifter(t, 0), acc.lifter(t, 1));
+      }
     }
     for (int grp = 0; grp < 4; ++grp) {
       const int64_t t = G.t2(grp);

@@ -118,7 +118,6 @@ class XLBudget:
     test_per_class: int | None = None
     corruption_images: int | None = None  #: per corruption and severity; None = the whole test set
     limit_train_batches: int | None = None  #: smoke tests only
-    diagnostics_per_epoch: int = 16
 
     def describe(self) -> str:
         tr = "all" if self.train_per_class is None else f"{self.train_per_class}/class"
@@ -149,7 +148,6 @@ XL_BUDGETS: dict[str, XLBudget] = {
         test_per_class=2,
         corruption_images=2,
         limit_train_batches=1,
-        diagnostics_per_epoch=1,
     ),  # fmt: skip
 }
 
@@ -666,7 +664,7 @@ def estimate(
             loss.backward()  # type: ignore[no-untyped-call]  # untyped in torch's stubs
             opt.step()
             t2 = time.perf_counter()
-            if not math.isfinite(float(loss)):
+            if not math.isfinite(float(loss.detach())):
                 raise FloatingPointError(f"{key}: non-finite loss while timing")
             if i >= warmup:
                 t_data += t1 - t0

@@ -24,9 +24,13 @@ LAYERS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
     (3, "layers, losses", ("liftpool.layers", "liftpool.losses")),
     (4, "pooling", ("liftpool.pooling",)),
     (5, "convert, models, package API", ("liftpool.convert", "liftpool.models", "liftpool")),
-    (6, "data, training, viz", ("liftpool.data", "liftpool.training", "liftpool.viz")),
+    (6, "data, training, viz", ("liftpool.data", "liftpool.training", "liftpool.training.diagnostics", "liftpool.viz")),
     (7, "evaluation", ("liftpool.evaluation",)),
-    (8, "studies, testing", ("liftpool.studies", "liftpool.testing")),
+    (
+        8,
+        "studies, testing",
+        ("liftpool.studies", "liftpool.studies.reproduce_xl", "liftpool.studies.diagnosis", "liftpool.testing"),
+    ),
     (9, "cli", ("liftpool.cli", "liftpool.__main__")),
 )
 

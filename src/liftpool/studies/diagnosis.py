@@ -1,0 +1,236 @@
+"""Why the xl study comes out as it does: figures and a Markdown section from the runs' ``diagnostics.json``.
+
+Every final run of ``liftpool reproduce --budget xl`` is trained with ``liftpool train
+--diagnostics`` (:mod:`liftpool.training.diagnostics`).  :func:`write_diagnosis` reads
+``<out>/runs/<setting>/seed<k>/diagnostics.json`` and writes, under the report folder, one figure
+per question and ``diagnosis.md`` with the numbers behind them:
+
+* ``diag_pu.png`` - are LiftDownPool's P and U still near zero?  ``p_rel = rms(P(x_e)) / rms(x_o)``
+  and ``u_rel = rms(U(d)) / rms(x_e)`` per pooling stage over training (0 = the plain polyphase
+  split, i.e. the band mean is average pooling);
+* ``diag_constraints.png`` - the constraint terms ``c_u`` and ``c_p`` per stage over training (they
+  are recorded with and without the constraint losses in the objective);
+* ``diag_grads.png`` - the gradient norm at every pooling stage's output, per method (mean over the
+  last epoch's records), and at the last stage over training.
+
+Curves are means over the seeds that have the file (records are matched by step).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..io import atomic_save_figure, atomic_write_text
+from .reproduce import _read_json
+
+__all__ = ["load_diagnostics", "summarize", "write_diagnosis"]
+
+
+def load_diagnostics(out: str | os.PathLike[str], settings: Sequence[str], seeds: int) -> dict[str, list[Any]]:
+    """``{setting: [diagnostics of seed 0, 1, ...]}`` for the runs that have a ``diagnostics.json``."""
+    res: dict[str, list[Any]] = {}
+    for key in settings:
+        found = [_read_json(Path(out) / "runs" / key / f"seed{k}" / "diagnostics.json") for k in range(seeds)]
+        found = [d for d in found if d and d.get("records")]
+        if found:
+            res[key] = found
+    return res
+
+
+def _mean(v: Sequence[float | None]) -> float:
+    x = [float(a) for a in v if a is not None and not math.isnan(float(a))]
+    return sum(x) / len(x) if x else math.nan
+
+
+def _series(runs: Sequence[Mapping[str, Any]], layer: str, get: Any) -> tuple[list[float], list[float]]:
+    """(epochs, seed-mean of ``get(layer record)``) over the records, matched by step."""
+    by_step: dict[int, tuple[float, list[float | None]]] = {}
+    for d in runs:
+        for r in d["records"]:
+            rec = r["layers"].get(layer)
+            if rec is None:
+                continue
+            ep, vals = by_step.setdefault(int(r["step"]), (float(r["epoch"]), []))
+            vals.append(get(rec))
+    steps = sorted(by_step)
+    return [by_step[s][0] for s in steps], [_mean(by_step[s][1]) for s in steps]
+
+
+def _layers(runs: Sequence[Mapping[str, Any]]) -> list[str]:
+    return [x["name"] for x in runs[0].get("layers", [])]
+
+
+def _probe(key: str) -> Any:
+    return lambda rec: (rec.get("probe") or {}).get(key)
+
+
+def summarize(diags: Mapping[str, list[Any]]) -> dict[str, Any]:
+    """The numbers of ``diagnosis.md``: per setting and stage, the first / last record's probe,
+    constraint terms and weight RMS, and the mean gradient norms over the last epoch."""
+    out: dict[str, Any] = {}
+    for key, runs in diags.items():
+        per_layer: dict[str, Any] = {}
+        last_epoch = max(int(math.floor(r["epoch"])) for d in runs for r in d["records"])
+        for name in _layers(runs):
+            firsts = [d["records"][0]["layers"].get(name, {}) for d in runs]
+            lasts = [d["records"][-1]["layers"].get(name, {}) for d in runs]
+            tail = [r["layers"].get(name, {}) for d in runs for r in d["records"] if int(r["epoch"]) == last_epoch]
+            row: dict[str, Any] = {
+                "grad_output_norm": _mean([x.get("grad_output_norm") for x in tail]),
+                "grad_input_norm": _mean([x.get("grad_input_norm") for x in tail]),
+            }
+            if any("weights" in x for x in lasts):
+                for which, f in (("first", firsts), ("last", lasts)):
+                    row[which] = {
+                        "p_rel": _mean([(x.get("probe") or {}).get("p_rel") for x in f]),
+                        "u_rel": _mean([(x.get("probe") or {}).get("u_rel") for x in f]),
+                        "c_u": _mean([x.get("c_u") for x in f]),
+                        "c_p": _mean([x.get("c_p") for x in f]),
+                        "P_w2": _mean([((x.get("weights") or {}).get("P") or {}).get("w2") for x in f]),
+                        "U_w2": _mean([((x.get("weights") or {}).get("U") or {}).get("w2") for x in f]),
+                    }
+            per_layer[name] = row
+        out[key] = {"seeds": len(runs), "layers": per_layer}
+    return out
+
+
+def _f(x: float, digits: int = 3) -> str:
+    return "–" if x is None or math.isnan(x) else f"{x:.{digits}g}"
+
+
+def diagnosis_markdown(summary: Mapping[str, Any]) -> str:
+    """Three tables: P/U size, constraint terms (first -> last record), gradient norms per stage."""
+    lift = {k: v for k, v in summary.items() if any("last" in r for r in v["layers"].values())}
+    lines = ["## Diagnosis", ""]
+    if lift:
+        lines += [
+            "**Are P and U still near zero?** `p_rel = rms(P(x_e)) / rms(x_o)`, `u_rel = rms(U(d)) / rms(x_e)` on the "
+            "training batch (first -> last record), and the RMS of the 1x1 gate `w2` of P / U (0 = P or U is zero).",
+            "",
+            "| setting | stage | p_rel | u_rel | P w2 RMS | U w2 RMS |",
+            "|---|---|---|---|---|---|",
+        ]
+        for k, v in lift.items():
+            for i, (name, r) in enumerate(v["layers"].items()):
+                a, b = r["first"], r["last"]
+                lines.append(
+                    f"| {k} | {i + 1} (`{name}`) | {_f(a['p_rel'])} → {_f(b['p_rel'])} | {_f(a['u_rel'])} → "
+                    f"{_f(b['u_rel'])} | {_f(a['P_w2'])} → {_f(b['P_w2'])} | {_f(a['U_w2'])} → {_f(b['U_w2'])} |"
+                )
+        lines += [
+            "",
+            "**Constraint terms** (unweighted; the objective adds 0.01 c_u + 0.1 c_p where the constraints are on), "
+            "first -> last record.",
+            "",
+            "| setting | stage | c_u | c_p |",
+            "|---|---|---|---|",
+        ]
+        for k, v in lift.items():
+            for i, (name, r) in enumerate(v["layers"].items()):
+                a, b = r["first"], r["last"]
+                lines.append(
+                    f"| {k} | {i + 1} (`{name}`) | {_f(a['c_u'])} → {_f(b['c_u'])} | {_f(a['c_p'])} → {_f(b['c_p'])} |"
+                )
+    names = max((len(v["layers"]) for v in summary.values()), default=0)
+    if names:
+        lines += [
+            "",
+            "**Gradient norm at each pooling stage's output** (L2 over the batch, mean over the last epoch's records).",
+            "",
+            "| setting | " + " | ".join(f"stage {i + 1}" for i in range(names)) + " | seeds |",
+            "|---|" + "---|" * (names + 1),
+        ]
+        for k, v in summary.items():
+            g = [_f(r["grad_output_norm"]) for r in v["layers"].values()]
+            lines.append(f"| {k} | " + " | ".join(g + ["–"] * (names - len(g))) + f" | {v['seeds']} |")
+    return "\n".join(lines) + "\n"
+
+
+def _plot_lines(diags: Mapping[str, list[Any]], panels: Sequence[tuple[str, Any, str]], path: Path, title: str) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lift = {k: runs for k, runs in diags.items() if any(r.get("kind", "").startswith("LiftDownPool")
+                                                        for r in runs[0]["records"][0]["layers"].values())}  # fmt: skip
+    if not lift:
+        return False
+    fig, axes = plt.subplots(len(panels), len(lift), figsize=(4.2 * len(lift), 3.0 * len(panels)), squeeze=False)
+    for j, (key, runs) in enumerate(lift.items()):
+        for i, (_, get, ylabel) in enumerate(panels):
+            ax = axes[i][j]
+            for li, name in enumerate(_layers(runs)):
+                ep, v = _series(runs, name, get)
+                ax.plot(ep, v, "-", color=f"C{li}", label=f"stage {li + 1}")
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(ylabel)
+            ax.set_yscale("symlog", linthresh=1e-3)
+            ax.grid(alpha=0.3)
+            if i == 0:
+                ax.set_title(f"{key} ({len(runs)} seed(s))", fontsize=9)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    atomic_save_figure(fig, path, dpi=100)
+    return True
+
+
+def _plot_grads(diags: Mapping[str, list[Any]], summary: Mapping[str, Any], path: Path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not diags:
+        return False
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11.0, 3.8))
+    keys = list(diags)
+    w = 0.8 / len(keys)
+    for i, key in enumerate(keys):
+        g = [r["grad_output_norm"] for r in summary[key]["layers"].values()]
+        color = "tab:red" if key == "lift" else f"C{i % 10}"
+        a1.bar([j + i * w for j in range(len(g))], g, w, label=key, color=color)
+        last = _layers(diags[key])[-1]
+        ep, v = _series(diags[key], last, lambda rec: rec.get("grad_output_norm"))
+        a2.plot(ep, v, "-", label=key, color=color)
+    n = max(len(v["layers"]) for v in summary.values())
+    a1.set_xticks([j + 0.4 - w / 2 for j in range(n)], [f"stage {j + 1}" for j in range(n)])
+    a1.set_ylabel("||dL/d output||, last epoch")
+    a1.set_yscale("log")
+    a2.set_xlabel("epoch")
+    a2.set_ylabel("||dL/d output|| at the last stage")
+    a2.set_yscale("log")
+    a1.legend(fontsize=7, ncol=2)
+    fig.suptitle("gradient norms at the pooling layers", fontsize=10)
+    fig.tight_layout()
+    atomic_save_figure(fig, path, dpi=100)
+    return True
+
+
+def write_diagnosis(
+    out: str | os.PathLike[str], settings: Sequence[str], *, seeds: int, report_dir: str | os.PathLike[str]
+) -> list[Path]:
+    """Write ``diagnosis.md`` and the three figures (where there is data); returns the files written."""
+    rep = Path(report_dir)
+    diags = load_diagnostics(out, settings, seeds)
+    if not diags:
+        return []
+    summary = summarize(diags)
+    written = [atomic_write_text(rep / "diagnosis.md", diagnosis_markdown(summary))]
+    pu = [
+        ("p_rel", _probe("p_rel"), "p_rel = rms P(x_e) / rms x_o"),
+        ("u_rel", _probe("u_rel"), "u_rel = rms U(d) / rms x_e"),
+    ]
+    if _plot_lines(diags, pu, rep / "diag_pu.png", "Are LiftDownPool's P and U still near zero?"):
+        written.append(rep / "diag_pu.png")
+    cons = [("c_u", lambda rec: rec.get("c_u"), "c_u"), ("c_p", lambda rec: rec.get("c_p"), "c_p")]
+    if _plot_lines(diags, cons, rep / "diag_constraints.png", "constraint terms over training"):
+        written.append(rep / "diag_constraints.png")
+    if _plot_grads(diags, summary, rep / "diag_grads.png"):
+        written.append(rep / "diag_grads.png")
+    return written

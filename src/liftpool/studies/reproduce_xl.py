@@ -1,0 +1,848 @@
+r"""``liftpool reproduce --budget xl``: the classification claims on full CIFAR-10 with SGD (issue 16).
+
+The study, one command, resumable::
+
+    liftpool reproduce --budget xl --data-root DIR --out runs/reproduce-xl --seeds 3 [--stop-at HH:MM]
+
+* **Data**: the full CIFAR-10 ImageFolder (50,000 train / 10,000 test), random crop with 4-pixel
+  padding and horizontal flips (``--augment cifar``).
+* **Recipe**: VGG13-BN CIFAR at width 0.25, SGD (momentum 0.9, weight decay 5e-4), cosine
+  schedule, 30 epochs, batch 128.
+* **Learning rate per setting** from a sweep (0.025 / 0.05 / 0.1, seed 0, 10 epochs) trained on
+  45,000 training images and scored on a class-balanced, seeded, held-out 5,000-image split of the
+  *training* set (listed in ``<out>/holdout.json``); the test set is never looked at: the sweep's
+  data folder has no test split, and :func:`select_lr` refuses a run validated on anything but
+  the held-out split.  The final runs train on all 50,000 images with the chosen rate.
+* **Settings** (:data:`XL_SETTINGS`, in this priority order): MaxPool, AvgPool, LiftDownPool
+  (all bands, K = 5, the paper's constraint weights), LiftDownPool without constraints,
+  LiftDownPool started as average pooling, Skip, BlurPool (max + blur), Gated, Mixed.
+  ``liftpool train``'s LiftDownPool default already is the band *mean* (``scale="mean"`` = 1/4,
+  docs/training.md), so the "starts as average pooling" variant is ``scale="mean"`` *with*
+  ``zero_init=True`` (P = U = 0 at initialisation: the layer then computes exactly 2x2 average
+  pooling); the plain band sum (scale 1) diverges under SGD at these learning rates.
+* **Evaluation** of every final checkpoint (one ``liftpool eval`` per run): clean top-1 error,
+  shift consistency (pad-and-crop, Zhang's protocol as implemented), and the 15 benchmark
+  corruptions at 5 severities on the whole test set; mCE relative to the MaxPool run of the same
+  seed is computed when aggregating (:func:`aggregate_xl`).
+* **Diagnostics**: every final run is trained with ``--diagnostics``; :mod:`.diagnosis` turns the
+  ``diagnostics.json`` files into figures and a Markdown section.
+
+Layout under ``--out``: ``data/`` (links), ``holdout.json``, ``sweep/<setting>/lr<lr>/`` (sweep
+runs), ``sweep.json`` (held-out accuracies and the chosen rates), ``runs/<setting>/seed<k>/``,
+``eval/<setting>-seed<k>/``, ``logs/``, ``reproduce.log`` (every command, its duration and an
+ETA), ``report/`` (tables, figures, ``diagnosis.md``), ``estimate.json`` / ``estimate.md``
+(``--estimate``).
+
+Examples:
+    >>> plan = build_xl_plan(budget=XL_BUDGETS["xl"], settings=["max", "lift"], seeds=2, out="/o", cifar_dir="/c")
+    >>> [j.name for j in plan]  # doctest: +NORMALIZE_WHITESPACE
+    ['sweep max lr0.025', 'sweep max lr0.05', 'sweep max lr0.1', 'sweep lift lr0.025', 'sweep lift lr0.05',
+     'sweep lift lr0.1', 'train max seed0', 'eval max seed0', 'train lift seed0', 'eval lift seed0',
+     'train max seed1', 'eval max seed1', 'train lift seed1', 'eval lift seed1']
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import math
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from ..io import atomic_save_figure, atomic_write_json, atomic_write_text
+from .reproduce import Setting, _fmt, _past, _read_json, eval_done, make_class_subset, mean_std, train_done
+
+__all__ = [
+    "XL_BUDGETS",
+    "XL_LABELS",
+    "XL_SETTINGS",
+    "XLBudget",
+    "XLJob",
+    "aggregate_xl",
+    "build_xl_plan",
+    "estimate",
+    "make_holdout",
+    "parse_settings",
+    "run",
+    "select_lr",
+    "sweep_table",
+    "write_xl_report",
+]
+
+#: the settings in the order they run (the first five answer the main questions)
+XL_SETTINGS: dict[str, Setting] = {
+    "max": Setting("max", "cls", "max", {}),
+    "avg": Setting("avg", "cls", "avg", {}),
+    "lift": Setting("lift", "cls", "lift", {"kernel_size": 5, "scale": "mean"}),
+    "lift-nocons": Setting("lift-nocons", "cls", "lift", {"kernel_size": 5, "scale": "mean"}, False),
+    "lift-avginit": Setting("lift-avginit", "cls", "lift", {"kernel_size": 5, "scale": "mean", "zero_init": True}),
+    "skip": Setting("skip", "cls", "skip", {}),
+    "maxblur": Setting("maxblur", "cls", "maxblur", {}),
+    "gated": Setting("gated", "cls", "gated", {}),
+    "mixed": Setting("mixed", "cls", "mixed", {}),
+}
+XL_LABELS: dict[str, str] = {
+    "max": "MaxPool", "avg": "AvgPool", "lift": "LiftDownPool (all bands, c_u, c_p)",
+    "lift-nocons": "LiftDownPool, no constraints", "lift-avginit": "LiftDownPool, starts as AvgPool (P = U = 0)",
+    "skip": "Skip (strided)", "maxblur": "BlurPool (max s1 + blur)", "gated": "Gated", "mixed": "Mixed",
+}  # fmt: skip
+EVAL_METRICS: tuple[str, ...] = ("accuracy", "shift", "corruption")
+JobKind = Literal["sweep", "train", "eval"]
+
+
+@dataclass(frozen=True)
+class XLBudget:
+    """The xl recipe (same for every setting)."""
+
+    name: str
+    width: float = 0.25
+    epochs: int = 30
+    batch_size: int = 128
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    lrs: tuple[float, ...] = (0.025, 0.05, 0.1)  #: the sweep's grid
+    sweep_epochs: int = 10
+    sweep_seed: int = 0
+    holdout_per_class: int = 500  #: held-out training images per class (x 10 classes = 5,000)
+    train_per_class: int | None = None  #: None = every training image
+    test_per_class: int | None = None
+    corruption_images: int | None = None  #: per corruption and severity; None = the whole test set
+    limit_train_batches: int | None = None  #: smoke tests only
+
+    def describe(self) -> str:
+        tr = "all" if self.train_per_class is None else f"{self.train_per_class}/class"
+        te = "all" if self.test_per_class is None else f"{self.test_per_class}/class"
+        ci = "the whole test set" if self.corruption_images is None else f"{self.corruption_images} images"
+        return (
+            f"budget {self.name}: VGG13-BN CIFAR width {self.width}, train {tr}, test {te}, pad-4 crop + flip, "
+            f"SGD momentum {self.momentum} wd {self.weight_decay} {self.schedule}, {self.epochs} epochs, batch "
+            f"{self.batch_size}; lr per setting from {list(self.lrs)} ({self.sweep_epochs} epochs, seed "
+            f"{self.sweep_seed}, held-out {self.holdout_per_class}/class of the training set); corruptions: 15 x 5 "
+            f"severities x {ci}"
+        )
+
+
+XL_BUDGETS: dict[str, XLBudget] = {
+    # ~25 h on an idle 2-core CPU (measure with --estimate): docs/results.md
+    "xl": XLBudget("xl"),
+    # seconds: the whole pipeline on a tiny image folder (tests)
+    "xl-tiny": XLBudget(
+        "xl-tiny",
+        width=0.0625,
+        epochs=1,
+        batch_size=4,
+        lrs=(0.01, 0.05),
+        sweep_epochs=1,
+        holdout_per_class=1,
+        train_per_class=4,
+        test_per_class=2,
+        corruption_images=2,
+        limit_train_batches=1,
+    ),  # fmt: skip
+}
+
+
+@dataclass(frozen=True)
+class XLJob:
+    """One subprocess of the xl plan; ``argv`` is built when the job starts (the final runs' learning
+    rate comes from the finished sweep), ``blocked`` says why it cannot start yet (``None``: it can)."""
+
+    name: str
+    kind: JobKind
+    setting: str
+    out: str
+    argv: Callable[[], tuple[str, ...]]
+    done: Callable[[], bool]
+    blocked: Callable[[], str | None]
+    seed: int = 0
+    lr: float | None = None
+
+
+# --------------------------------------------------------------------------- inputs
+def parse_settings(text: str | Sequence[str] | None) -> list[str]:
+    """``"max,lift"`` (or a list) -> setting names in :data:`XL_SETTINGS` priority order; None = all.
+
+    >>> parse_settings("lift, max")
+    ['max', 'lift']
+    """
+    if text is None:
+        return list(XL_SETTINGS)
+    parts = [p.strip() for p in (text.split(",") if isinstance(text, str) else text) if p.strip()]
+    bad = [p for p in parts if p not in XL_SETTINGS]
+    if bad or not parts:
+        raise ValueError(f"--settings must be a comma list of {', '.join(XL_SETTINGS)}; got {text!r}")
+    if "max" not in parts:
+        print("note: --settings without max: mCE relative to MaxPool needs the max runs", file=sys.stderr)
+    return [s for s in XL_SETTINGS if s in parts]
+
+
+def _lr_tag(lr: float) -> str:
+    return f"lr{lr:g}"
+
+
+def _data_name(b: XLBudget) -> str:
+    def f(n: int | None) -> str:
+        return "all" if n is None else f"{n}pc"
+
+    return f"cifar10-{f(b.train_per_class)}-{f(b.test_per_class)}"
+
+
+def data_dirs(out: str | os.PathLike[str], b: XLBudget) -> tuple[Path, Path]:
+    """(folder of the final runs and evaluations, folder of the sweep: train = rest, val = held out)."""
+    full = Path(out) / "data" / _data_name(b)
+    return full, Path(out) / "data" / f"{_data_name(b)}-holdout{b.holdout_per_class}pc"
+
+
+def make_holdout(
+    train_dir: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    per_class: int,
+    *,
+    seed: int = 0,
+    record: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
+    """Split the ImageFolder split ``train_dir`` (``<class>/<image>``) into ``dst/train`` (the rest)
+    and ``dst/val`` (``per_class`` held-out images per class), as symbolic links.
+
+    The held-out images are a seeded random sample of each class's sorted file names, so the split
+    is the same on every machine; it is written to ``record`` (JSON, atomically) when given.
+    Returns that record: ``{"seed", "per_class", "source", "holdout": {class: [file, ...]},
+    "train_images", "holdout_images"}``.  An existing complete split is reused.
+    """
+    src, dst = Path(train_dir), Path(dst)
+    if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
+        raise ValueError(f"per_class must be an int >= 1, got {per_class!r}")
+    if not src.is_dir():
+        raise ValueError(f"train_dir {src} is not a folder (expected an ImageFolder split <class>/<image>)")
+    classes = sorted(d.name for d in src.iterdir() if d.is_dir())
+    if not classes:
+        raise ValueError(f"train_dir {src} holds no class folders")
+    held: dict[str, list[str]] = {}
+    n_train = 0
+    for c in classes:
+        files = sorted(f.name for f in (src / c).iterdir() if not f.name.startswith("."))
+        if len(files) <= per_class:
+            raise ValueError(
+                f"class {c!r} of {src} has {len(files)} images; holding out {per_class} would leave none to train on"
+            )
+        held[c] = sorted(random.Random(f"holdout/{seed}/{c}").sample(files, per_class))
+        n_train += len(files) - per_class
+    rec = {
+        "seed": seed,
+        "per_class": per_class,
+        "source": str(src),
+        "train_images": n_train,
+        "holdout_images": per_class * len(classes),
+        "holdout": held,
+    }
+    if not (dst / ".complete").exists():
+        for c in classes:
+            hs = set(held[c])
+            for f in sorted(p.name for p in (src / c).iterdir() if not p.name.startswith(".")):
+                d = dst / ("val" if f in hs else "train") / c
+                d.mkdir(parents=True, exist_ok=True)
+                target = d / f
+                if target.exists() or target.is_symlink():
+                    continue
+                try:
+                    os.symlink((src / c / f).resolve(), target)
+                except OSError:
+                    shutil.copyfile(src / c / f, target)
+        atomic_write_text(dst / ".complete", "ok\n")
+    if record is not None:
+        atomic_write_json(record, rec)
+    return rec
+
+
+# --------------------------------------------------------------------------- sweep
+def _sweep_dir(out: Path, key: str, lr: float) -> Path:
+    return out / "sweep" / key / _lr_tag(lr)
+
+
+def _diverged(run_dir: Path) -> bool:
+    return (run_dir / "diverged.json").exists()
+
+
+def select_lr(
+    out: str | os.PathLike[str], key: str, budget: XLBudget
+) -> tuple[float | None, dict[float, float | None]]:
+    """The sweep's learning rate for setting ``key``: the highest accuracy on the held-out split.
+
+    Returns ``(lr or None while a sweep run is unfinished, {lr: held-out accuracy or None})``;
+    a diverged run counts as accuracy None and is never chosen; ties go to the smaller rate.
+    Only the runs' own validation on the held-out split is read: a sweep run validated on any
+    other split (e.g. ``test``) raises ``ValueError``.
+    """
+    out = Path(out)
+    _, hold = data_dirs(out, budget)
+    accs: dict[float, float | None] = {}
+    complete = True
+    for lr in budget.lrs:
+        d = _sweep_dir(out, key, lr)
+        if _diverged(d):
+            accs[lr] = None
+            continue
+        s = _read_json(d / "summary.json")
+        if not (s and s.get("status") == "completed" and s.get("completed_epochs") == budget.sweep_epochs):
+            accs[lr] = None
+            complete = False
+            continue
+        data = s.get("data") or {}
+        if data.get("val_split") != "val" or Path(str(data.get("root", ""))).name != hold.name:
+            raise ValueError(
+                f"sweep run {d} was validated on split {data.get('val_split')!r} of {data.get('root')!r}; the "
+                f"learning rate is chosen on the held-out split ({hold}/val) only"
+            )
+        acc = (s.get("final") or {}).get("val_acc")
+        accs[lr] = float(acc) if isinstance(acc, (int, float)) and math.isfinite(acc) else None
+    if not complete:
+        return None, accs
+    ok = [(a, -lr, lr) for lr, a in accs.items() if a is not None]
+    if not ok:
+        raise ValueError(f"every sweep run of {key!r} diverged ({list(budget.lrs)}); widen the grid")
+    return max(ok)[2], accs
+
+
+def sweep_table(out: str | os.PathLike[str], settings: Sequence[str], budget: XLBudget) -> dict[str, Any]:
+    """``{setting: {"accuracy": {lr: acc}, "chosen": lr or None}}`` for the settings' sweeps so far."""
+    res: dict[str, Any] = {}
+    for key in settings:
+        try:
+            lr, accs = select_lr(out, key, budget)
+        except ValueError as e:
+            lr, accs = None, {}
+            res[key] = {"accuracy": {}, "chosen": None, "error": str(e)}
+            continue
+        res[key] = {"accuracy": {f"{k:g}": v for k, v in accs.items()}, "chosen": lr}
+    return res
+
+
+# --------------------------------------------------------------------------- plan
+def _model_argv(s: Setting, b: XLBudget) -> list[str]:
+    argv = [
+        "train", "--model", "vgg13_cifar", "--width", str(b.width), "--pool", s.pool, "--dataset", "imagefolder",
+        "--augment", "cifar", "--batch-size", str(b.batch_size), "--optimizer", "sgd", "--momentum", str(b.momentum),
+        "--weight-decay", str(b.weight_decay), "--schedule", b.schedule,
+        "--constraints" if s.constraints else "--no-constraints", "--num-workers", "0", "--no-progress", "--no-plot",
+    ]  # fmt: skip
+    if s.pool_kwargs:
+        argv += ["--model-kwargs", json.dumps({"pool_kwargs": dict(s.pool_kwargs)}, sort_keys=True)]
+    if b.limit_train_batches:
+        argv += ["--limit-train-batches", str(b.limit_train_batches)]
+    return argv
+
+
+def _sweep_argv(s: Setting, b: XLBudget, lr: float, hold: Path, run_dir: Path) -> tuple[str, ...]:
+    return (*_model_argv(s, b), "--data-dir", str(hold), "--val-split", "val", "--epochs", str(b.sweep_epochs),
+            "--lr", f"{lr:g}", "--seed", str(b.sweep_seed), "--out", str(run_dir))  # fmt: skip
+
+
+def _final_argv(s: Setting, b: XLBudget, out: Path, full: Path, seed: int, run_dir: Path) -> tuple[str, ...]:
+    lr, _ = select_lr(out, s.key, b)
+    if lr is None:
+        raise ValueError(f"the sweep of {s.key!r} has not finished")
+    return (*_model_argv(s, b), "--data-dir", str(full), "--val-split", "test", "--limit-val-batches", "0",
+            "--epochs", str(b.epochs), "--lr", f"{lr:g}", "--seed", str(seed), "--diagnostics",
+            "--out", str(run_dir))  # fmt: skip
+
+
+def _eval_argv(key: str, b: XLBudget, full: Path, ckpt: Path, eout: Path) -> tuple[str, ...]:
+    ci = "all" if b.corruption_images is None else str(b.corruption_images)
+    return ("eval", str(ckpt), "--labels", key, "--data-dir", str(full), "--split", "test", "--out", str(eout),
+            "--seed", "0", "--no-progress", "--metrics", ",".join(EVAL_METRICS), "--corruptions", "benchmark",
+            "--corruption-images", ci)  # fmt: skip
+
+
+def _sweep_blocked(out: Path, key: str, b: XLBudget) -> str | None:
+    try:
+        lr, _ = select_lr(out, key, b)
+    except ValueError as e:
+        return str(e)
+    return None if lr is not None else f"the learning-rate sweep of {key} has not finished"
+
+
+def _exists_or(path: Path, why: str) -> str | None:
+    return None if path.exists() else why
+
+
+def build_xl_plan(
+    *, budget: XLBudget, settings: Sequence[str], seeds: int, out: str | os.PathLike[str],
+    cifar_dir: str | os.PathLike[str] | None,
+) -> list[XLJob]:  # fmt: skip
+    """The ordered jobs: every sweep run (settings in priority order), then seed by seed each
+    setting's final training run followed by its evaluation, so an interrupted study has whole
+    seeds of the most important settings first."""
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"seeds must be a positive integer, got {seeds!r}")
+    if cifar_dir is None:
+        raise ValueError("the xl study needs the CIFAR-10 ImageFolder (--data-root with cifar10-jpeg/ or --cifar-dir)")
+    keys = parse_settings(list(settings))
+    out = Path(out)
+    full, hold = data_dirs(out, budget)
+    jobs: list[XLJob] = []
+    for key in keys:
+        s = XL_SETTINGS[key]
+        for lr in budget.lrs:
+            d = _sweep_dir(out, key, lr)
+            done = functools.partial(lambda d: train_done(d, budget.sweep_epochs) or _diverged(d), d)
+            jobs.append(XLJob(f"sweep {key} {_lr_tag(lr)}", "sweep", key, str(d),
+                              functools.partial(_sweep_argv, s, budget, lr, hold, d), done,
+                              lambda: None, budget.sweep_seed, lr))  # fmt: skip
+    for seed in range(seeds):
+        for key in keys:
+            s = XL_SETTINGS[key]
+            run_dir = out / "runs" / key / f"seed{seed}"
+            ckpt = run_dir / "checkpoints" / "last.pt"
+            eout = out / "eval" / f"{key}-seed{seed}"
+            jobs.append(XLJob(f"train {key} seed{seed}", "train", key, str(run_dir),
+                              functools.partial(_final_argv, s, budget, out, full, seed, run_dir),
+                              functools.partial(train_done, run_dir, budget.epochs),
+                              functools.partial(_sweep_blocked, out, key, budget), seed))  # fmt: skip
+            opts = {"corruption_images": budget.corruption_images}
+            jobs.append(XLJob(f"eval {key} seed{seed}", "eval", key, str(eout),
+                              functools.partial(_eval_argv, key, budget, full, ckpt, eout),
+                              functools.partial(eval_done, eout, (key,), EVAL_METRICS, opts),
+                              functools.partial(_exists_or, ckpt, f"missing {ckpt}"), seed))  # fmt: skip
+    return jobs
+
+
+# --------------------------------------------------------------------------- aggregation
+def _eval_row(out: Path, key: str, seed: int) -> dict[str, Any] | None:
+    r = _read_json(out / "eval" / f"{key}-seed{seed}" / "results.json")
+    rows = [x for x in (r or {}).get("results", []) if x.get("label") == key]
+    return rows[0] if rows else None
+
+
+def aggregate_xl(
+    out: str | os.PathLike[str], *, seeds: int, budget: XLBudget, settings: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Rows (one per setting, mean ± sample std over seeds as ``(mean, std, n)``, fractions) and the sweep.
+
+    ``mce_rel_max``: per seed, the mean over the 15 corruptions of CE(setting) / CE(MaxPool of the
+    same seed) (:func:`liftpool.evaluation.metrics.corruption_summary` with MaxPool's errors as the
+    baseline), then mean ± std over the seeds that have both.
+    """
+    from ..evaluation.metrics import corruption_summary
+
+    out = Path(out)
+    keys = parse_settings(list(settings)) if settings is not None else list(XL_SETTINGS)
+    sweep = sweep_table(out, keys, budget)
+    rows = []
+    for key in keys:
+        per_seed = {k: _eval_row(out, key, k) for k in range(seeds)}
+        acc = {k: r["accuracy"]["top1_error"] for k, r in per_seed.items() if r and "accuracy" in r}
+        sh = {k: r["shift"] for k, r in per_seed.items() if r and "shift" in r}
+        rel, unnorm = [], []
+        for k, r in per_seed.items():
+            if not r or "corruption" not in r:
+                continue
+            unnorm.append(r["corruption"].get("mce"))
+            base = _eval_row(out, "max", k)
+            if base and "corruption" in base:
+                s = corruption_summary(r["corruption"]["errors"], baseline=base["corruption"]["errors"])
+                rel.append(s.mce_normalized)
+        times, params, lrs = [], None, []
+        for k in range(seeds):
+            js = _read_json(out / "runs" / key / f"seed{k}" / "summary.json")
+            if js and js.get("status") == "completed":
+                times.append(float(js.get("wall_time_s", math.nan)))
+                params = js.get("parameters", params)
+            cfg = _read_json(out / "runs" / key / f"seed{k}" / "config.json")
+            if cfg:
+                lrs.append((cfg.get("train") or {}).get("lr"))
+        rows.append({
+            "setting": key,
+            "label": XL_LABELS[key],
+            "lr": sweep.get(key, {}).get("chosen"),
+            "parameters": params,
+            "train_time_s": mean_std(times),
+            "top1_error": mean_std(list(acc.values())),
+            "consistency": mean_std([x["consistency"] for x in sh.values()]),
+            "shifted_accuracy": mean_std([x["shifted_accuracy"] for x in sh.values()]),
+            "mce_rel_max": mean_std(rel),
+            "mce_unnorm": mean_std(unnorm),
+            "seeds": sorted(acc),
+            "lrs_used": sorted({x for x in lrs if x is not None}),
+        })  # fmt: skip
+    return {"budget": asdict(budget), "seeds": seeds, "rows": rows, "sweep": sweep}
+
+
+def _pct(ms: tuple[float, float, int], digits: int = 2) -> str:
+    return _fmt(tuple(ms), digits=digits)  # type: ignore[arg-type]  # JSON round trips give lists
+
+
+def results_markdown(agg: Mapping[str, Any]) -> str:
+    """The main table (values in %, mean ± sample std over seeds)."""
+    lines = [
+        "| setting | run folder | lr (sweep) | parameters | top-1 error (%) | shift consistency (%) | "
+        "mCE rel. MaxPool (%) | mCE unnorm. (%) | seeds | train time per run (min) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in agg["rows"]:
+        tt = r["train_time_s"]
+        lr = "–" if r["lr"] is None else f"{r['lr']:g}"
+        params = "–" if r["parameters"] is None else f"{r['parameters']:,}"
+        minutes = "–" if tt[2] == 0 else f"{tt[0] / 60:.0f}"
+        lines.append(
+            f"| {r['label']} | `{r['setting']}` | {lr} | {params} | {_pct(r['top1_error'])} | "
+            f"{_pct(r['consistency'])} | {_pct(r['mce_rel_max'], 1)} | {_pct(r['mce_unnorm'], 1)} | "
+            f"{len(r['seeds'])} | {minutes} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def sweep_markdown(agg: Mapping[str, Any], lrs: Sequence[float]) -> str:
+    """The sweep: held-out top-1 error (%) per learning rate; the chosen rate in bold."""
+    lines = [
+        "| setting | " + " | ".join(f"lr {lr:g}" for lr in lrs) + " | chosen |",
+        "|---|" + "---|" * (len(lrs) + 1),
+    ]
+    for key, v in agg["sweep"].items():
+        cells = []
+        for lr in lrs:
+            a = v["accuracy"].get(f"{lr:g}")
+            c = "–" if a is None else f"{100 * (1 - a):.2f}"
+            cells.append(f"**{c}**" if v["chosen"] == lr else c)
+        lines.append(f"| {XL_LABELS[key]} | " + " | ".join(cells) + f" | {v['chosen'] if v['chosen'] else '–'} |")
+    return "\n".join(lines) + "\n"
+
+
+def _plot_results(agg: Mapping[str, Any], path: Path, title: str) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in agg["rows"] if r["top1_error"][2] > 0]
+    if not rows:
+        return False
+    fig, axes = plt.subplots(1, 3, figsize=(13.0, 3.8))
+    colors = ["tab:red" if r["setting"].startswith("lift") else "tab:gray" for r in rows]
+    panels = (
+        ("top1_error", "top-1 error (%)"),
+        ("consistency", "shift consistency (%)"),
+        ("mce_rel_max", "mCE relative to MaxPool (%)"),
+    )
+    for ax, (key, ylabel) in zip(axes, panels):
+        vals = [r[key] for r in rows]
+        ax.bar(range(len(rows)), [100 * v[0] if v[2] else 0 for v in vals],
+               yerr=[100 * v[1] if v[2] else 0 for v in vals], color=colors, capsize=3)  # fmt: skip
+        ax.set_xticks(range(len(rows)), [r["setting"] for r in rows], rotation=40, ha="right", fontsize=8)
+        ok = [100 * v[0] for v in vals if v[2]]
+        if ok:
+            ax.set_ylim(max(0.0, min(ok) - 5), max(ok) + 3)
+        ax.set_ylabel(ylabel + ", mean ± std")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    atomic_save_figure(fig, path, dpi=110)
+    return True
+
+
+def _plot_sweep(agg: Mapping[str, Any], lrs: Sequence[float], path: Path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    items = [(k, v) for k, v in agg["sweep"].items() if any(a is not None for a in v["accuracy"].values())]
+    if not items:
+        return False
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for i, (k, v) in enumerate(items):
+        xs = [lr for lr in lrs if v["accuracy"].get(f"{lr:g}") is not None]
+        ax.plot(xs, [100 * (1 - v["accuracy"][f"{lr:g}"]) for lr in xs], "o-", label=k,
+                color="tab:red" if k == "lift" else f"C{i % 10}")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xticks(list(lrs), [f"{lr:g}" for lr in lrs])
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("held-out top-1 error (%)")
+    ax.set_title("learning-rate sweep (held-out 10 % of the training set)", fontsize=9)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    atomic_save_figure(fig, path, dpi=110)
+    return True
+
+
+def write_xl_report(
+    out: str | os.PathLike[str], *, seeds: int, budget: XLBudget, settings: Sequence[str] | None = None
+) -> list[Path]:
+    """``report/results_xl.md`` + ``.png``, ``sweep_xl.md`` + ``.png``, ``aggregate_xl.json``, ``sweep.json``
+    and the diagnosis (``diagnosis.md`` + figures); returns the files written."""
+    from .diagnosis import write_diagnosis
+
+    out = Path(out)
+    rep = out / "report"
+    rep.mkdir(parents=True, exist_ok=True)
+    agg = aggregate_xl(out, seeds=seeds, budget=budget, settings=settings)
+    head = f"<!-- {budget.describe()}; {seeds} seed(s); values in %, mean ± sample std over seeds -->\n"
+    written = [atomic_write_text(rep / "results_xl.md", head + results_markdown(agg))]
+    if _plot_results(agg, rep / "results_xl.png", f"{budget.name} budget, {seeds} seed(s)"):
+        written.append(rep / "results_xl.png")
+    written.append(atomic_write_text(rep / "sweep_xl.md", head + sweep_markdown(agg, budget.lrs)))
+    if _plot_sweep(agg, budget.lrs, rep / "sweep_xl.png"):
+        written.append(rep / "sweep_xl.png")
+    written.append(atomic_write_json(rep / "aggregate_xl.json", agg))
+    written.append(atomic_write_json(out / "sweep.json", agg["sweep"]))
+    written += write_diagnosis(out, [r["setting"] for r in agg["rows"]], seeds=seeds, report_dir=rep)
+    return written
+
+
+# --------------------------------------------------------------------------- estimate
+def _ms(seconds: float) -> float:
+    return round(1000 * seconds, 1)
+
+
+def estimate(
+    *, budget: XLBudget, settings: Sequence[str], seeds: int, cifar_dir: str | os.PathLike[str],
+    steps: int = 10, warmup: int = 3, echo: Callable[[str], None] = print,
+) -> dict[str, Any]:  # fmt: skip
+    """Time ``steps`` SGD steps per setting (after ``warmup``) on the real data and extrapolate the study.
+
+    Each step is what ``liftpool train`` does per batch (data loading with the pad-crop/flip
+    augmentation in this process, as the runs do with ``--num-workers 0``, forward, cross-entropy
+    plus the constraint losses where on, backward, SGD).  Also timed: an evaluation forward pass
+    (batch 100, no gradients) per setting and the 15 corruptions at 5 severities on a few images.
+    Costs: sweep = ``len(lrs) x sweep_epochs`` epochs on 90 % of the training set plus a held-out
+    validation per epoch; training = ``seeds x epochs`` epochs; evaluation per run = the clean test
+    set, 2 shifted copies, 75 corrupted copies and a clean pass of the corruption subset.
+    """
+    import torch
+    from torch.utils.data import DataLoader
+
+    from ..data import build_datasets
+    from ..evaluation.corruptions import CORRUPTIONS, corrupt
+    from ..losses import lifting_loss
+    from ..models import create_model
+
+    if steps < 1 or warmup < 0:
+        raise ValueError(f"--estimate-steps must be >= 1 and --estimate-warmup >= 0, got {steps}, {warmup}")
+    keys = parse_settings(list(settings))
+    data = build_datasets("imagefolder", cifar_dir, val_split="test", augment="cifar")
+    n_train, n_test = len(data.train), len(data.val)  # type: ignore[arg-type]
+    n_classes = int(data.info["num_classes"])
+    if budget.train_per_class is not None:
+        n_train = min(n_train, budget.train_per_class * n_classes)
+    if budget.test_per_class is not None:
+        n_test = min(n_test, budget.test_per_class * n_classes)
+    n_hold = budget.holdout_per_class * n_classes
+    steps_final = n_train // budget.batch_size
+    steps_sweep = (n_train - n_hold) // budget.batch_size
+    g = torch.Generator().manual_seed(0)
+    threads = torch.get_num_threads()
+    echo(f"estimate: {threads} torch thread(s), {n_train} train / {n_test} test images, batch {budget.batch_size}, "
+         f"{warmup} warm-up + {steps} timed steps per setting")  # fmt: skip
+    per: dict[str, Any] = {}
+    for key in keys:
+        s = XL_SETTINGS[key]
+        torch.manual_seed(0)
+        kw: dict[str, Any] = {"pool_kwargs": dict(s.pool_kwargs)} if s.pool_kwargs else {}
+        model = create_model("vgg13_cifar", pool=s.pool, num_classes=n_classes, width=budget.width, **kw)
+        opt = torch.optim.SGD(model.parameters(), lr=budget.lrs[0], momentum=budget.momentum,
+                              weight_decay=budget.weight_decay)  # fmt: skip
+        loader = DataLoader(data.train, batch_size=budget.batch_size, shuffle=True, num_workers=0, generator=g)
+        it = iter(loader)
+        t_data = t_step = 0.0
+        model.train()
+        for i in range(warmup + steps):
+            t0 = time.perf_counter()
+            x, y = next(it)
+            t1 = time.perf_counter()
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            if s.constraints:
+                loss = loss + lifting_loss(model)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[no-untyped-call]  # untyped in torch's stubs
+            opt.step()
+            t2 = time.perf_counter()
+            if not math.isfinite(float(loss.detach())):
+                raise FloatingPointError(f"{key}: non-finite loss while timing")
+            if i >= warmup:
+                t_data += t1 - t0
+                t_step += t2 - t1
+        model.eval()
+        xb = x[:100] if x.shape[0] >= 100 else x
+        with torch.no_grad():
+            model(xb)
+            t0 = time.perf_counter()
+            for _ in range(3):
+                model(xb)
+            t_fwd = (time.perf_counter() - t0) / 3 / xb.shape[0]  # seconds per image
+        step_s = (t_data + t_step) / steps
+        per[key] = {"step_ms": _ms(step_s), "compute_ms": _ms(t_step / steps), "data_ms": _ms(t_data / steps),
+                    "eval_ms_per_image": round(1000 * t_fwd, 3),
+                    "min_per_epoch": round(step_s * steps_final / 60, 2)}  # fmt: skip
+        echo(f"  {key:13s} {per[key]['step_ms']:7.1f} ms/step (compute {per[key]['compute_ms']:.1f}, data "
+             f"{per[key]['data_ms']:.1f}), {per[key]['min_per_epoch']:.2f} min/epoch, eval forward "
+             f"{per[key]['eval_ms_per_image']:.3f} ms/image")  # fmt: skip
+    # corruptions: the numpy generation cost per image, all 15 x 5
+    raw = torch.rand(8, 3, 32, 32, generator=g)
+    t0 = time.perf_counter()
+    for c in CORRUPTIONS:
+        for sev in range(1, 6):
+            corrupt(raw, c, sev, rng=0)
+    corr_ms = 1000 * (time.perf_counter() - t0) / (raw.shape[0] * len(CORRUPTIONS) * 5)
+    echo(f"  corruptions: {corr_ms:.3f} ms per image and corruption/severity (mean over 15 x 5)")
+    n_corr = n_test if budget.corruption_images is None else min(n_test, budget.corruption_images)
+    hours: dict[str, float] = {"sweep": 0.0, "train": 0.0, "eval": 0.0}
+    for p in per.values():
+        st, fwd = p["step_ms"] / 1000, p["eval_ms_per_image"] / 1000
+        sweep = len(budget.lrs) * budget.sweep_epochs * (steps_sweep * st + n_hold * fwd)
+        train = seeds * budget.epochs * steps_final * st
+        ev = seeds * ((n_test * 3 + n_corr * (75 + 1)) * fwd + n_corr * 75 * corr_ms / 1000)
+        p.update(sweep_h=round(sweep / 3600, 2), train_h=round(train / 3600, 2), eval_h=round(ev / 3600, 2))
+        hours["sweep"] += sweep / 3600
+        hours["train"] += train / 3600
+        hours["eval"] += ev / 3600
+    total = sum(hours.values())
+    res = {
+        "budget": asdict(budget),
+        "settings": keys,
+        "seeds": seeds,
+        "threads": threads,
+        "steps": steps,
+        "warmup": warmup,
+        "steps_per_epoch": {"final": steps_final, "sweep": steps_sweep},
+        "per_setting": per,
+        "corruption_ms_per_image": round(corr_ms, 3),
+        "hours": {k: round(v, 2) for k, v in hours.items()},
+        "total_wall_h": round(total, 2),
+        "core_hours": round(total * threads, 1),
+        "jobs": {"sweep": len(keys) * len(budget.lrs), "train": len(keys) * seeds, "eval": len(keys) * seeds},
+        "torch": torch.__version__,
+        "cpu_count": os.cpu_count(),
+        "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+    }
+    echo(f"whole study ({len(keys)} settings, {seeds} seeds): sweep {hours['sweep']:.1f} h + training "
+         f"{hours['train']:.1f} h + evaluation {hours['eval']:.1f} h = {total:.1f} h wall with {threads} thread(s) "
+         f"= {total * threads:.0f} core-hours")  # fmt: skip
+    return res
+
+
+def estimate_markdown(est: Mapping[str, Any]) -> str:
+    lines = [
+        "| setting | ms / step | of which data | min / epoch (50k) | sweep (h) | training (h) | evaluation (h) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for k, p in est["per_setting"].items():
+        lines.append(f"| {k} | {p['step_ms']:.0f} | {p['data_ms']:.0f} | {p['min_per_epoch']:.2f} | {p['sweep_h']:.2f} "
+                     f"| {p['train_h']:.2f} | {p['eval_h']:.2f} |")  # fmt: skip
+    h = est["hours"]
+    lines.append(f"| **total** | | | | {h['sweep']:.1f} | {h['train']:.1f} | {h['eval']:.1f} |")
+    lines.append("")
+    lines.append(f"Whole study: **{est['total_wall_h']:.1f} h wall** with {est['threads']} thread(s) = "
+                 f"**{est['core_hours']:.0f} core-hours**; corruption generation "
+                 f"{est['corruption_ms_per_image']:.2f} ms per image and corruption.")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- CLI
+def run(args: argparse.Namespace) -> int:
+    """``liftpool reproduce --budget xl|xl-tiny ...`` (called by :func:`liftpool.studies.reproduce.run`)."""
+    from .reproduce import _resolve_dirs
+
+    if getattr(args, "table", None):
+        raise ValueError("--table does not apply to the xl budgets (they have their own settings; see --settings)")
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    budget = XL_BUDGETS[args.budget]
+    keys = parse_settings(getattr(args, "settings", None))
+    out = Path(args.out)
+    cifar, _ = _resolve_dirs(args)
+    if cifar is None and not args.report_only:
+        raise ValueError("no CIFAR-10 ImageFolder: pass --data-root containing cifar10-jpeg/ or --cifar-dir")
+    out.mkdir(parents=True, exist_ok=True)
+    if getattr(args, "estimate", False):
+        assert cifar is not None
+        est = estimate(budget=budget, settings=keys, seeds=args.seeds, cifar_dir=cifar,
+                       steps=args.estimate_steps, warmup=args.estimate_warmup)  # fmt: skip
+        atomic_write_json(out / "estimate.json", est)
+        atomic_write_text(out / "estimate.md", estimate_markdown(est))
+        print(estimate_markdown(est))
+        return 0
+    log_path = out / "reproduce.log"
+
+    def log(msg: str) -> None:
+        line = f"[{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC] {msg}"
+        print(line, flush=True)
+        with open(log_path, "a") as f:
+            f.write(line + "\n")
+
+    plan = build_xl_plan(budget=budget, settings=keys, seeds=args.seeds, out=out, cifar_dir=cifar or "")
+    if args.dry_run:
+        for j in plan:
+            state = "done   " if j.done() else "pending"
+            why = j.blocked()
+            cmd = f"liftpool {' '.join(j.argv())}" if why is None else f"(waits: {why})"
+            print(f"{state} {j.name}: {cmd}")
+        n = {k: sum(j.kind == k for j in plan) for k in ("sweep", "train", "eval")}
+        print(f"{len(plan)} jobs: {n['sweep']} sweep runs, {n['train']} training runs, {n['eval']} evaluations")
+        return 0
+    failed = 0
+    if not args.report_only:
+        assert cifar is not None
+        full, hold = data_dirs(out, budget)
+        log(f"{budget.describe()}; settings {', '.join(keys)}; seeds {args.seeds}; {len(plan)} jobs")
+        make_class_subset(cifar, full, {"train": budget.train_per_class, "test": budget.test_per_class})
+        make_holdout(full / "train", hold, budget.holdout_per_class, seed=0, record=out / "holdout.json")
+        failed = _run_jobs(plan, out, args.stop_at, log)
+    files = write_xl_report(out, seeds=args.seeds, budget=budget, settings=keys)
+    log(f"report: {', '.join(str(f) for f in files)}")
+    return 1 if failed else 0
+
+
+def _run_jobs(plan: Sequence[XLJob], out: Path, stop_at: str | None, log: Callable[[str], None]) -> int:
+    from tqdm import tqdm
+
+    (out / "logs").mkdir(exist_ok=True)
+    took: dict[str, list[float]] = {"sweep": [], "train": [], "eval": []}
+    failed = 0
+    todo = [j for j in plan if not j.done()]
+    log(f"{len(plan) - len(todo)} of {len(plan)} jobs already done")
+    bar = tqdm(todo, desc="reproduce xl", unit="job", disable=not sys.stderr.isatty())
+    for n, j in enumerate(bar):
+        if j.done():
+            continue
+        if _past(stop_at):
+            log(f"stop: it is past --stop-at {stop_at}; {j.name} and later jobs not started")
+            break
+        why = j.blocked()
+        if why is not None:
+            log(f"skip {j.name}: {why}")
+            failed += 1
+            continue
+        argv = list(j.argv())
+        if j.kind != "eval":
+            odir = Path(j.out)
+            if (odir / "checkpoints" / "last.pt").exists():
+                argv += ["--resume"]
+            elif odir.exists() and any(odir.iterdir()):
+                argv += ["--overwrite"]
+        logf = out / "logs" / (j.name.replace(" ", "_") + ".log")
+        log(f"start {j.name}: liftpool {' '.join(argv)}")
+        t0 = time.time()
+        with open(logf, "a") as f:
+            rc = subprocess.call([sys.executable, "-m", "liftpool", *argv], stdout=f, stderr=subprocess.STDOUT)
+        dt = time.time() - t0
+        ok = rc == 0 and j.done()
+        if not ok and j.kind == "sweep" and "non-finite loss" in logf.read_text(errors="replace"):
+            atomic_write_json(Path(j.out) / "diverged.json", {"lr": j.lr, "log": str(logf)})
+            log(f"{j.name} diverged (non-finite loss): recorded, this learning rate is out of the choice")
+            ok = True
+        took[j.kind].append(dt)
+        left = todo[n + 1 :]
+        eta = sum((sum(took[k]) / len(took[k]) if took[k] else 0.0) * sum(x.kind == k for x in left) for k in took)
+        unknown = [k for k in took if not took[k] and any(x.kind == k for x in left)]
+        log(f"{'done' if ok else 'FAILED'} {j.name} in {dt:.0f} s (rc {rc}, log {logf}); {len(left)} jobs left, ETA "
+            f"{eta / 3600:.1f} h" + (f" (+ {', '.join(unknown)} jobs not timed yet)" if unknown else ""))  # fmt: skip
+        failed += not ok
+    return failed

@@ -1,0 +1,262 @@
+"""``liftpool reproduce --budget xl``: plan, held-out split, learning-rate choice, resume, aggregation,
+report, and the xl-tiny pipeline end to end through the real ``liftpool train`` / ``eval`` subprocesses."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from liftpool.evaluation.corruptions import CORRUPTIONS
+from liftpool.models import create_model
+from liftpool.studies import reproduce as rp
+from liftpool.studies import reproduce_xl as xl
+
+XL = xl.XL_BUDGETS["xl"]
+
+
+def _imagefolder(root: Path, n_train: int = 6, n_test: int = 3, classes: tuple[str, ...] = ("cat", "dog")) -> Path:
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("test", n_test)):
+        for i, c in enumerate(classes):
+            d = root / split / c
+            d.mkdir(parents=True)
+            for k in range(n):
+                px = np.clip(40 + 160 * i + rng.integers(-30, 30, (32, 32, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(px).save(d / f"{k:03d}.png")
+    return root
+
+
+def _args(**kw) -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    rp.add_arguments(p)
+    argv = []
+    for k, v in kw.items():
+        if v is True:
+            argv.append(f"--{k.replace('_', '-')}")
+        else:
+            argv += [f"--{k.replace('_', '-')}", str(v)]
+    return p.parse_args(argv)
+
+
+def _write(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+
+
+# --------------------------------------------------------------------------- plan
+def test_plan_shape_order_and_commands():
+    plan = xl.build_xl_plan(budget=XL, settings=list(xl.XL_SETTINGS), seeds=3, out="/o", cifar_dir="/c")
+    kinds = [j.kind for j in plan]
+    assert len(plan) == 81 and kinds.count("sweep") == 27 and kinds.count("train") == kinds.count("eval") == 27
+    assert kinds[:27] == ["sweep"] * 27  # the sweep first, then seed-major training + its evaluation
+    names = [j.name for j in plan]
+    assert names[27:31] == ["train max seed0", "eval max seed0", "train avg seed0", "eval avg seed0"]
+    assert names.index("eval mixed seed0") < names.index("train max seed1")
+    sweep = [j.argv() for j in plan if j.kind == "sweep"]
+    for argv in sweep:  # 10 epochs, seed 0, validated on the held-out split of the training set only
+        a = list(argv)
+        assert a[a.index("--epochs") + 1] == "10" and a[a.index("--seed") + 1] == "0"
+        assert a[a.index("--val-split") + 1] == "val" and a[a.index("--data-dir") + 1].endswith("holdout500pc")
+        assert a[a.index("--optimizer") + 1] == "sgd" and a[a.index("--schedule") + 1] == "cosine"
+        assert a[a.index("--batch-size") + 1] == "128" and a[a.index("--width") + 1] == "0.25"
+    assert sorted({a[list(a).index("--lr") + 1] for a in sweep}) == ["0.025", "0.05", "0.1"]
+    ev = next(j for j in plan if j.name == "eval lift seed2").argv()
+    assert ev[ev.index("--corruption-images") + 1] == "all" and ev[ev.index("--split") + 1] == "test"
+    assert ev[ev.index("--metrics") + 1] == "accuracy,shift,corruption"
+    # the final runs wait for their sweep
+    train = next(j for j in plan if j.name == "train lift seed0")
+    assert "sweep of lift" in train.blocked()
+    with pytest.raises(ValueError, match="has not finished"):
+        train.argv()
+
+
+def test_settings_reach_the_model_and_avginit_starts_as_average_pooling():
+    import torch
+
+    from liftpool.layers import LiftDownPool2d
+    from liftpool.training.config import POOL_DEFAULTS
+
+    assert POOL_DEFAULTS["lift"] == {"scale": "mean"}  # why the third variant also sets zero_init
+    nets = {}
+    for key in ("avg", "lift-avginit", "lift"):
+        s = xl.XL_SETTINGS[key]
+        argv = xl._model_argv(s, XL)
+        kw = json.loads(argv[argv.index("--model-kwargs") + 1]) if "--model-kwargs" in argv else {}
+        torch.manual_seed(0)
+        nets[key] = create_model("vgg13_cifar", pool=s.pool, num_classes=10, width=0.0625, **kw).eval()
+    pools = [m for m in nets["lift-avginit"].modules() if isinstance(m, LiftDownPool2d)]
+    assert len(pools) == 5 and all(p.scale == 0.25 and p.zero_init for p in pools)
+    nets["lift-avginit"].load_state_dict(nets["avg"].state_dict(), strict=False)  # same convs, BN, classifier
+    nets["lift"].load_state_dict(nets["avg"].state_dict(), strict=False)
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.allclose(nets["lift-avginit"](x), nets["avg"](x), atol=1e-5)
+    assert not torch.allclose(nets["lift"](x), nets["avg"](x), atol=1e-3)  # random P/U: not average pooling
+    nocons = xl._model_argv(xl.XL_SETTINGS["lift-nocons"], XL)
+    assert "--no-constraints" in nocons and "--constraints" not in nocons
+
+
+def test_settings_flag_and_bad_input():
+    assert xl.parse_settings("lift-avginit,max,lift") == ["max", "lift", "lift-avginit"]
+    assert xl.parse_settings(None) == list(xl.XL_SETTINGS)[:9]
+    with pytest.raises(ValueError, match="--settings"):
+        xl.parse_settings("max,median")
+    with pytest.raises(ValueError, match="seeds must be a positive integer"):
+        xl.build_xl_plan(budget=XL, settings=["max"], seeds=0, out="/o", cifar_dir="/c")
+    with pytest.raises(ValueError, match="CIFAR-10"):
+        xl.build_xl_plan(budget=XL, settings=["max"], seeds=1, out="/o", cifar_dir=None)
+    with pytest.raises(ValueError, match="--table does not apply"):
+        rp.run(_args(budget="xl", table="table1", out="/tmp/x"))
+    with pytest.raises(ValueError, match="--table is required"):
+        rp.run(_args(budget="small", out="/tmp/x"))
+    with pytest.raises(ValueError, match="for the xl budgets"):
+        rp.run(_args(budget="small", table="table1", out="/tmp/x", settings="max"))
+
+
+# --------------------------------------------------------------------------- held-out split
+def test_holdout_is_disjoint_complete_balanced_and_deterministic(tmp_path):
+    src = _imagefolder(tmp_path / "src", n_train=12, classes=("a", "b", "c"))
+    r1 = xl.make_holdout(src / "train", tmp_path / "h1", 3, record=tmp_path / "holdout.json")
+    r2 = xl.make_holdout(src / "train", tmp_path / "h2", 3)
+    assert r1["holdout"] == r2["holdout"] and json.loads((tmp_path / "holdout.json").read_text()) == r1
+    assert r1["holdout_images"] == 9 and r1["train_images"] == 27
+    for c in ("a", "b", "c"):
+        val = sorted(p.name for p in (tmp_path / "h1" / "val" / c).iterdir())
+        train = sorted(p.name for p in (tmp_path / "h1" / "train" / c).iterdir())
+        assert val == r1["holdout"][c] and len(val) == 3
+        assert not set(val) & set(train)
+        assert sorted(val + train) == sorted(p.name for p in (src / "train" / c).iterdir())
+        assert (tmp_path / "h1" / "val" / c / val[0]).resolve().parent == (src / "train" / c).resolve()
+    # another seed draws another split
+    assert xl.make_holdout(src / "train", tmp_path / "h3", 3, seed=1)["holdout"] != r1["holdout"]
+    with pytest.raises(ValueError, match="would leave none"):
+        xl.make_holdout(src / "train", tmp_path / "h4", 12)
+    with pytest.raises(ValueError, match="per_class"):
+        xl.make_holdout(src / "train", tmp_path / "h5", 0)
+
+
+# --------------------------------------------------------------------------- learning-rate choice
+def _sweep_summary(out: Path, key: str, lr: float, acc: float, *, split="val", epochs=10, hold=None):
+    hold = hold or xl.data_dirs(out, XL)[1]
+    _write(out / "sweep" / key / f"lr{lr:g}" / "summary.json", {
+        "status": "completed", "completed_epochs": epochs, "final": {"val_acc": acc},
+        "data": {"val_split": split, "root": str(hold)},
+    })  # fmt: skip
+
+
+def test_lr_is_chosen_on_the_held_out_split_only(tmp_path):
+    out = tmp_path
+    _sweep_summary(out, "max", 0.025, 0.70)
+    _sweep_summary(out, "max", 0.05, 0.80)
+    assert xl.select_lr(out, "max", XL)[0] is None  # lr 0.1 not finished: no choice yet
+    _sweep_summary(out, "max", 0.1, 0.75)
+    # the test set says otherwise: an evaluation of the lr-0.1 run with a lower error is ignored
+    _write(out / "sweep" / "max" / "lr0.1" / "eval" / "results.json", {"results": [{"accuracy": {"top1_error": 0.0}}]})
+    lr, accs = xl.select_lr(out, "max", XL)
+    assert lr == 0.05 and accs == {0.025: 0.70, 0.05: 0.80, 0.1: 0.75}
+    # ties go to the smaller rate; a diverged run is never chosen
+    for lr_ in XL.lrs:
+        _sweep_summary(out, "avg", lr_, 0.6)
+    (out / "sweep" / "avg" / "lr0.025" / "diverged.json").write_text("{}")
+    assert xl.select_lr(out, "avg", XL)[0] == 0.05
+    # a sweep run validated on the test split is refused
+    for lr_ in XL.lrs:
+        _sweep_summary(out, "skip", lr_, 0.6, split="test")
+    with pytest.raises(ValueError, match="held-out split"):
+        xl.select_lr(out, "skip", XL)
+    for lr_ in XL.lrs:
+        _sweep_summary(out, "gated", lr_, 0.6, hold=tmp_path / "data" / "cifar10-all-all")
+    with pytest.raises(ValueError, match="held-out split"):
+        xl.select_lr(out, "gated", XL)
+    # the final run gets the chosen rate
+    plan = xl.build_xl_plan(budget=XL, settings=["max"], seeds=1, out=out, cifar_dir="/c")
+    t = next(j for j in plan if j.kind == "train")
+    assert t.blocked() is None and t.argv()[list(t.argv()).index("--lr") + 1] == "0.05"
+    assert "--diagnostics" in t.argv() and t.argv()[list(t.argv()).index("--epochs") + 1] == "30"
+
+
+# --------------------------------------------------------------------------- aggregation
+def _fake_eval(out: Path, key: str, seed: int, err: float, ce: dict[str, list[float]], cons: float) -> None:
+    _write(out / "eval" / f"{key}-seed{seed}" / "results.json", {"results": [{
+        "label": key, "accuracy": {"top1_error": err}, "shift": {"consistency": cons, "shifted_accuracy": 1 - err},
+        "corruption": {"errors": ce, "mce": float(np.mean([np.mean(v) for v in ce.values()]))},
+    }]})  # fmt: skip
+    _write(out / "runs" / key / f"seed{seed}" / "summary.json",
+           {"status": "completed", "parameters": 1000, "wall_time_s": 600.0 * (seed + 1)})  # fmt: skip
+
+
+def test_aggregate_and_report_from_fake_results(tmp_path):
+    errs = {"max": [0.20, 0.22, 0.24], "lift": [0.18, 0.21, 0.21]}
+    names = CORRUPTIONS
+    rels = []
+    for seed in range(3):
+        ce_max = {n: [0.3 + 0.01 * seed] * 5 for n in names}
+        ce_lift = {n: [0.3 + 0.01 * seed + (0.03 if i % 2 else -0.03)] * 5 for i, n in enumerate(names)}
+        _fake_eval(tmp_path, "max", seed, errs["max"][seed], ce_max, 0.9)
+        _fake_eval(tmp_path, "lift", seed, errs["lift"][seed], ce_lift, 0.8 + 0.01 * seed)
+        rels.append(np.mean([ce_lift[n][0] / ce_max[n][0] for n in names]))
+    for key, best in (("max", 0.05), ("lift", 0.1)):
+        for lr in XL.lrs:
+            _sweep_summary(tmp_path, key, lr, 0.9 if lr == best else 0.5)
+    agg = xl.aggregate_xl(tmp_path, seeds=3, budget=XL, settings=["max", "lift", "avg"])
+    rows = {r["setting"]: r for r in agg["rows"]}
+    m, sd, n = rows["lift"]["top1_error"]
+    assert (
+        n == 3
+        and m == pytest.approx(statistics.mean(errs["lift"]))
+        and sd == pytest.approx(statistics.stdev(errs["lift"]))
+    )
+    assert rows["max"]["mce_rel_max"][:2] == pytest.approx((1.0, 0.0))
+    assert rows["lift"]["mce_rel_max"][:2] == pytest.approx((statistics.mean(rels), statistics.stdev(rels)))
+    assert rows["lift"]["consistency"][:2] == pytest.approx((0.81, 0.01))
+    assert rows["avg"]["top1_error"][2] == 0 and rows["lift"]["lr"] == 0.1 and rows["max"]["lr"] == 0.05
+    files = xl.write_xl_report(tmp_path, seeds=3, budget=XL, settings=["max", "lift", "avg"])
+    md = (tmp_path / "report" / "results_xl.md").read_text()
+    assert "| MaxPool | `max` | 0.05 | 1,000 | 22.00 ± 2.00 | 90.00 ± 0.00 | 100.0 ± 0.0 |" in md
+    assert "| 3 | 20 |" in md  # mean wall time 600, 1200, 1800 s = 20 min
+    assert "| AvgPool | `avg` | – | – | – |" in md
+    sweep = (tmp_path / "report" / "sweep_xl.md").read_text()
+    assert "| MaxPool | 50.00 | **10.00** | 50.00 | 0.05 |" in sweep
+    assert {p.name for p in files} >= {"results_xl.png", "sweep_xl.png", "aggregate_xl.json", "sweep.json"}
+
+
+# --------------------------------------------------------------------------- end to end
+def test_xl_tiny_end_to_end_resumes_and_respects_stop_at(tmp_path, monkeypatch):
+    # one learning rate keeps it to 6 subprocesses (2 sweep, 2 train, 2 eval)
+    monkeypatch.setitem(xl.XL_BUDGETS, "xl-tiny", dataclasses.replace(xl.XL_BUDGETS["xl-tiny"], lrs=(0.05,)))
+    _imagefolder(tmp_path / "data" / "cifar10-jpeg")
+    out = tmp_path / "out"
+    kw = dict(budget="xl-tiny", data_root=tmp_path / "data", out=out, seeds=1, settings="max,lift")
+    # --stop-at in the past (00:00 is always passed): nothing starts, the report is still written
+    assert rp.run(_args(**kw, stop_at="00:00")) == 0
+    assert not (out / "sweep").exists() and (out / "report" / "results_xl.md").exists()
+    assert "past --stop-at 00:00" in (out / "reproduce.log").read_text()
+    assert rp.run(_args(**kw)) == 0
+    hold = json.loads((out / "holdout.json").read_text())
+    assert hold["holdout_images"] == 2 and hold["train_images"] == 6
+    for key in ("max", "lift"):
+        s = json.loads((out / "sweep" / key / "lr0.05" / "summary.json").read_text())
+        assert s["data"]["val_split"] == "val" and s["data"]["root"].endswith("holdout1pc")
+        cfg = json.loads((out / "runs" / key / "seed0" / "config.json").read_text())
+        assert cfg["train"]["lr"] == 0.05 and cfg["train"]["diagnostics"] is True
+        res = json.loads((out / "eval" / f"{key}-seed0" / "results.json").read_text())["results"][0]
+        assert set(res["corruption"]["errors"]) == set(CORRUPTIONS)
+    d = json.loads((out / "runs" / "lift" / "seed0" / "diagnostics.json").read_text())
+    assert len(d["layers"]) == 5 and d["records"]
+    rep = out / "report"
+    assert {"diagnosis.md", "diag_pu.png", "diag_constraints.png", "diag_grads.png"} <= {p.name for p in rep.iterdir()}
+    md = (rep / "results_xl.md").read_text()
+    assert "| MaxPool | `max` | 0.05 |" in md and "100.0 ± 0.0 (1 seed)" in md
+
+    def boom(*a, **k):
+        raise AssertionError("a finished job was started again")
+
+    monkeypatch.setattr(xl.subprocess, "call", boom)
+    assert rp.run(_args(**kw)) == 0
+    assert rp.run(_args(**kw, report_only=True)) == 0

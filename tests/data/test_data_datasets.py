@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from liftpool.data import (
     IGNORE_INDEX,
+    CachedImageLoader,
     CamVid,
     EpochDistributedSampler,
     LabelStats,
@@ -35,6 +36,44 @@ def test_imagefolder_auto_augment_and_val_split(tmp_path):
     assert d.info["augment"] == "imagenet" and d.info["val_split"] == "val" and d.info["val_resize"] == 46
     assert d.val[0][0].shape == (3, 40, 40)
     assert d.info["mean"] == [0.485, 0.456, 0.406]
+
+
+def test_cached_image_loader_returns_the_decoded_pixels_and_decodes_once(tmp_path):
+    root = make_imagefolder(tmp_path / "c", classes=2, per_class=3, val_per_class=1, size=12, splits=("train", "test"))
+    files = sorted((root / "train").rglob("*.*"))
+    loader = CachedImageLoader()
+    for _ in range(2):
+        for f in files:
+            with Image.open(f) as im:
+                want = np.asarray(im.convert("RGB"))
+            got = loader(f)
+            assert got.mode == "RGB" and np.array_equal(np.asarray(got), want)
+    assert (loader.misses, loader.hits, len(loader)) == (len(files), len(files), len(files))
+    assert loader.nbytes == len(files) * 12 * 12 * 3
+    # a cached image handed out is a copy: changing it leaves the cache alone
+    img = loader(files[0])
+    img.paste((0, 0, 0), (0, 0, 12, 12))
+    with Image.open(files[0]) as im:
+        assert np.array_equal(np.asarray(loader(files[0])), np.asarray(im.convert("RGB")))
+    with pytest.raises(FileNotFoundError):
+        loader(tmp_path / "missing.jpg")
+
+
+def test_build_datasets_cache_images_gives_the_same_batches(tmp_path):
+    root = make_imagefolder(tmp_path / "c", classes=2, per_class=4, val_per_class=2, size=16, splits=("train", "test"))
+    plain = build_datasets("imagefolder", root)
+    cached = build_datasets("imagefolder", root, cache_images=True)
+    assert isinstance(cached.train.loader, CachedImageLoader) and not isinstance(plain.train.loader, CachedImageLoader)
+    for epoch in range(2):  # the second pass reads from the cache
+        for i in range(len(plain.train)):
+            torch.manual_seed(100 * epoch + i)  # the same random crop/flip for both
+            a, ya = plain.train[i]
+            torch.manual_seed(100 * epoch + i)
+            b, yb = cached.train[i]
+            assert ya == yb and torch.equal(a, b)
+    assert cached.train.loader.hits == len(plain.train) and cached.train.loader.misses == len(plain.train)
+    with pytest.raises(ValueError, match="cache_images applies to the imagefolder dataset"):
+        build_datasets("camvid", make_camvid(tmp_path / "cv"), cache_images=True)
 
 
 def test_imagefolder_errors(tmp_path):

@@ -8,6 +8,7 @@ from .build import DATASETS, Datasets, build_datasets, dataset_task
 from .datasets import (
     CAMVID_CLASSES,
     VOC_CLASSES,
+    CachedImageLoader,
     CamVid,
     EpochDistributedSampler,
     LabelStats,
@@ -41,6 +42,7 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "VOC_CLASSES",
+    "CachedImageLoader",
     "CamVid",
     "Datasets",
     "EpochDistributedSampler",

@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 
 from .datasets import (
     CAMVID_VOID,
+    CachedImageLoader,
     CamVid,
     VOCSegmentation,
     _open_rgb,
@@ -86,7 +87,7 @@ def _check_root(root: str | os.PathLike[str] | None, dataset: str) -> Path:
     return root
 
 
-def _image_folder(root: Path, split: str, transform: Any) -> Any:
+def _image_folder(root: Path, split: str, transform: Any, cache: bool = False) -> Any:
     from torchvision.datasets import ImageFolder
 
     d = root / split
@@ -94,7 +95,8 @@ def _image_folder(root: Path, split: str, transform: Any) -> Any:
         have = sorted(p.name for p in root.iterdir() if p.is_dir())
         raise FileNotFoundError(f"ImageFolder split {str(d)!r} not found (sub-folders present: {have or 'none'})")
     try:
-        ds = ImageFolder(str(d), transform=transform, loader=_open_rgb)  # names a corrupt file
+        # _open_rgb names a corrupt file; the cache decodes through it once per file
+        ds = ImageFolder(str(d), transform=transform, loader=CachedImageLoader() if cache else _open_rgb)
     except FileNotFoundError as e:
         raise ValueError(f"ImageFolder split {str(d)!r} has no class folders with images ({e})") from None
     if len(ds) == 0:
@@ -190,11 +192,12 @@ def _imagefolder(
     val_resize: int | None,
     mean: tuple[float, float, float] | None,
     std: tuple[float, float, float] | None,
+    cache: bool = False,
 ) -> _Classification:
     """Two ImageFolder splits with the same classes; ``augment="auto"`` and the size follow the first image."""
     val_split = _resolve_val_split(root_p, val_split, ("val", "test"))
-    train = _image_folder(root_p, train_split, None)
-    val = _image_folder(root_p, val_split, None)
+    train = _image_folder(root_p, train_split, None, cache)
+    val = _image_folder(root_p, val_split, None, cache)
     if train.classes != val.classes:
         only_t = sorted(set(train.classes) - set(val.classes))
         only_v = sorted(set(val.classes) - set(train.classes))
@@ -232,12 +235,13 @@ def _classification_datasets(
     std: tuple[float, float, float] | None,
     num_classes: int | None,
     download: bool,
+    cache_images: bool = False,
 ) -> Datasets:
     """CIFAR or ImageFolder splits, checked against ``num_classes``, with their ``info``."""
     if dataset in ("cifar10", "cifar100"):
         c = _cifar(dataset, root_p, augment, image_size, val_resize, mean, std, download)
     else:
-        c = _imagefolder(root_p, train_split, val_split, augment, image_size, val_resize, mean, std)
+        c = _imagefolder(root_p, train_split, val_split, augment, image_size, val_resize, mean, std, cache_images)
     classes = list(c.train.classes)
     n = len(classes)
     if num_classes is not None and num_classes < n:
@@ -373,6 +377,7 @@ def build_datasets(
     check_labels: bool = True,
     class_weighting: Literal["none", "median_freq"] = "none",
     workers: int = 4,
+    cache_images: bool = False,
 ) -> Datasets:
     """Build and check the train/val datasets of ``dataset`` under ``root``.
 
@@ -388,7 +393,10 @@ def build_datasets(
     model's) must cover every label; segmentation label maps are scanned for
     out-of-range values when ``check_labels``; ``class_weighting="median_freq"``
     stores SegNet's median-frequency class weights (from the train labels) in
-    ``info["class_weights"]``.  Errors are ``ValueError`` /
+    ``info["class_weights"]``.  ``cache_images`` (ImageFolder; torchvision-format CIFAR is in
+    memory already): decode each image once and keep its pixels in memory
+    (:class:`~liftpool.data.datasets.CachedImageLoader`; for small images, e.g. CIFAR as JPEGs,
+    where decoding is a large part of a training step).  Errors are ``ValueError`` /
     ``FileNotFoundError`` naming the path and the problem.
     """
     task = dataset_task(dataset)
@@ -409,7 +417,10 @@ def build_datasets(
             std=std,
             num_classes=num_classes,
             download=download,
+            cache_images=cache_images,
         )
+    if cache_images:
+        raise ValueError(f"cache_images applies to the imagefolder dataset, not {dataset!r}")
     return _segmentation_datasets(
         dataset,
         root_p,

@@ -333,7 +333,8 @@ def _model_argv(s: Setting, b: XLBudget) -> list[str]:
         "train", "--model", "vgg13_cifar", "--width", str(b.width), "--pool", s.pool, "--dataset", "imagefolder",
         "--augment", "cifar", "--batch-size", str(b.batch_size), "--optimizer", "sgd", "--momentum", str(b.momentum),
         "--weight-decay", str(b.weight_decay), "--schedule", b.schedule,
-        "--constraints" if s.constraints else "--no-constraints", "--num-workers", "0", "--no-progress", "--no-plot",
+        "--constraints" if s.constraints else "--no-constraints", "--num-workers", "0", "--cache-images",
+        "--no-progress", "--no-plot",
     ]  # fmt: skip
     if s.pool_kwargs:
         argv += ["--model-kwargs", json.dumps({"pool_kwargs": dict(s.pool_kwargs)}, sort_keys=True)]

@@ -122,6 +122,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=S,
         help="data-loader processes per training process [cores / local processes, max 8]",
     )
+    g.add_argument(
+        "--cache-images",
+        action=B,
+        default=S,
+        help="imagefolder: decode each image once and keep its pixels in memory (small images, e.g. CIFAR "
+        "JPEGs; pays off with --num-workers 0) [off]",
+    )
 
     g = parser.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=S)

@@ -100,6 +100,7 @@ class TrainConfig:
     sync_bn: bool = False
     find_unused_parameters: bool = False
     num_workers: int | None = None
+    cache_images: bool = False
     limit_train_batches: int | None = None
     limit_val_batches: int | None = None
     device: str = "auto"
@@ -129,6 +130,7 @@ RESUME_MUTABLE = frozenset(
     {
         "epochs",
         "num_workers",
+        "cache_images",
         "data_dir",
         "download",
         "limit_train_batches",

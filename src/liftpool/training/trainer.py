@@ -219,6 +219,7 @@ def preflight(cfg: TrainConfig, info: D.DistInfo, resume_ckpt: Mapping[str, Any]
         check_labels=cfg.check_labels,
         class_weighting=weighting,
         workers=max(1, workers),
+        cache_images=cfg.cache_images,
     )
     if cfg.download and info.distributed and info.is_main:
         D.barrier()

@@ -34,6 +34,7 @@ In eager mode :func:`liftpool.kernels.native.pool` calls the same C++ functions 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any, Optional
 
 import torch
@@ -64,6 +65,50 @@ BAND_BITS: dict[str, int] = {"LL": 1, "LH": 2, "HL": 4, "HH": 8}
 
 def _ext() -> Any:
     return _build.load_extension()
+
+
+def _grads_like(*groups: Sequence[Tensor]) -> list[Tensor]:
+    """Contiguous empty tensors shaped like every tensor of ``groups``: the fake of a backward op."""
+    return [torch.empty_like(t, memory_format=torch.contiguous_format) for group in groups for t in group]
+
+
+def _register_down_autograd(op: Any, op_backward: Callable[..., list[Tensor]]) -> None:
+    """Register the autograd of a down op ``(x, params, padding, bands, scale, constraints, details,
+    *extra)`` whose backward op takes ``(x, params, grad_out, grad_details, grad_cons, padding, bands, scale,
+    *extra)``; only ``x`` and the parameters are saved."""
+
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        x, params, padding, bands, scale, _constraints, details, *extra = inputs
+        ctx.save_for_backward(x, *params)
+        ctx.details, ctx.op_args, ctx.n_inputs = details, (padding, bands, scale, *extra), len(inputs)
+
+    def backward(
+        ctx: Any, grad_out: Tensor | None, grad_det: Tensor | None, grad_cons: Tensor | None
+    ) -> tuple[Any, ...]:
+        x, *params = ctx.saved_tensors
+        if grad_cons is None:
+            grad_cons = x.new_zeros((2,))
+        grads = op_backward(x, params, grad_out, grad_det if ctx.details else None, grad_cons, *ctx.op_args)
+        return (grads[0], grads[1:], *([None] * (ctx.n_inputs - 2)))
+
+    op.register_autograd(backward, setup_context=setup_context)
+
+
+def _register_up_autograd(op: Any, op_backward: Callable[..., list[Tensor]], n_sizes: int) -> None:
+    """Register the autograd of an up op ``(bands, params, *sizes, *rest)`` (``n_sizes`` sizes) whose
+    backward op takes ``(bands, params, grad_x, *rest)``."""
+
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        bands, params = inputs[0], inputs[1]
+        ctx.save_for_backward(*bands, *params)
+        ctx.nb, ctx.op_args, ctx.n_inputs = len(bands), inputs[2 + n_sizes :], len(inputs)
+
+    def backward(ctx: Any, grad_x: Tensor) -> tuple[Any, ...]:
+        nb, saved = ctx.nb, ctx.saved_tensors
+        grads = op_backward(list(saved[:nb]), list(saved[nb:]), grad_x, *ctx.op_args)
+        return (grads[:nb], grads[nb:], *([None] * (ctx.n_inputs - 2)))
+
+    op.register_autograd(backward, setup_context=setup_context)
 
 
 @torch.library.custom_op("liftpool::down2d", mutates_args=())
@@ -129,29 +174,10 @@ def _down2d_backward_fake(
     scale: float,
     layout: int,
 ) -> list[Tensor]:
-    return [torch.empty_like(x, memory_format=torch.contiguous_format)] + [
-        torch.empty_like(p, memory_format=torch.contiguous_format) for p in params
-    ]
+    return _grads_like([x], params)
 
 
-def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
-    x, params, padding, bands, scale, _constraints, details, layout = inputs
-    ctx.save_for_backward(x, *params)
-    ctx.args = (padding, bands, scale, layout, details)
-
-
-def _backward(ctx: Any, grad_out: Tensor | None, grad_det: Tensor | None, grad_cons: Tensor | None) -> tuple[Any, ...]:
-    x, *params = ctx.saved_tensors
-    padding, bands, scale, layout, details = ctx.args
-    if grad_cons is None:
-        grad_cons = x.new_zeros((2,))
-    grads = down2d_backward(
-        x, params, grad_out, grad_det if details else None, grad_cons, padding, bands, scale, layout
-    )
-    return grads[0], grads[1:], None, None, None, None, None, None
-
-
-down2d.register_autograd(_backward, setup_context=_setup_context)
+_register_down_autograd(down2d, down2d_backward)
 
 
 @torch.library.custom_op("liftpool::up2d", mutates_args=())
@@ -176,25 +202,10 @@ def up2d_backward(bands: list[Tensor], params: list[Tensor], grad_x: Tensor, pad
 def _up2d_backward_fake(
     bands: list[Tensor], params: list[Tensor], grad_x: Tensor, padding: int, layout: int
 ) -> list[Tensor]:
-    return [torch.empty_like(b, memory_format=torch.contiguous_format) for b in bands] + [
-        torch.empty_like(p, memory_format=torch.contiguous_format) for p in params
-    ]
+    return _grads_like(bands, params)
 
 
-def _up_setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
-    bands, params, _h, _w, padding, layout = inputs
-    ctx.save_for_backward(*bands, *params)
-    ctx.args = (len(bands), padding, layout)
-
-
-def _up_backward(ctx: Any, grad_x: Tensor) -> tuple[Any, ...]:
-    nb, padding, layout = ctx.args
-    saved = ctx.saved_tensors
-    grads = up2d_backward(list(saved[:nb]), list(saved[nb:]), grad_x, padding, layout)
-    return grads[:nb], grads[nb:], None, None, None, None
-
-
-up2d.register_autograd(_up_backward, setup_context=_up_setup_context)
+_register_up_autograd(up2d, up2d_backward, 2)
 
 
 @torch.library.custom_op("liftpool::down1d", mutates_args=())
@@ -243,29 +254,10 @@ def _down1d_backward_fake(
     bands: int,
     scale: float,
 ) -> list[Tensor]:
-    return [torch.empty_like(x, memory_format=torch.contiguous_format)] + [
-        torch.empty_like(p, memory_format=torch.contiguous_format) for p in params
-    ]
+    return _grads_like([x], params)
 
 
-def _setup_context_no_layout(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
-    x, params, padding, bands, scale, _constraints, details = inputs
-    ctx.save_for_backward(x, *params)
-    ctx.args = (padding, bands, scale, details)
-
-
-def _backward_1d(
-    ctx: Any, grad_out: Tensor | None, grad_det: Tensor | None, grad_cons: Tensor | None
-) -> tuple[Any, ...]:
-    x, *params = ctx.saved_tensors
-    padding, bands, scale, details = ctx.args
-    if grad_cons is None:
-        grad_cons = x.new_zeros((2,))
-    grads = down1d_backward(x, params, grad_out, grad_det if details else None, grad_cons, padding, bands, scale)
-    return grads[0], grads[1:], None, None, None, None, None
-
-
-down1d.register_autograd(_backward_1d, setup_context=_setup_context_no_layout)
+_register_down_autograd(down1d, down1d_backward)
 
 
 @torch.library.custom_op("liftpool::up1d", mutates_args=())
@@ -288,25 +280,10 @@ def up1d_backward(bands: list[Tensor], params: list[Tensor], grad_x: Tensor, pad
 
 @up1d_backward.register_fake
 def _up1d_backward_fake(bands: list[Tensor], params: list[Tensor], grad_x: Tensor, padding: int) -> list[Tensor]:
-    return [torch.empty_like(b, memory_format=torch.contiguous_format) for b in bands] + [
-        torch.empty_like(p, memory_format=torch.contiguous_format) for p in params
-    ]
+    return _grads_like(bands, params)
 
 
-def _up1d_setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
-    bands, params, _length, padding = inputs
-    ctx.save_for_backward(*bands, *params)
-    ctx.args = (len(bands), padding)
-
-
-def _up1d_backward(ctx: Any, grad_x: Tensor) -> tuple[Any, ...]:
-    nb, padding = ctx.args
-    saved = ctx.saved_tensors
-    grads = up1d_backward(list(saved[:nb]), list(saved[nb:]), grad_x, padding)
-    return grads[:nb], grads[nb:], None, None
-
-
-up1d.register_autograd(_up1d_backward, setup_context=_up1d_setup_context)
+_register_up_autograd(up1d, up1d_backward, 1)
 
 
 def _half(n: int) -> int:
@@ -359,23 +336,10 @@ def _down3d_backward_fake(
     bands: int,
     scale: float,
 ) -> list[Tensor]:
-    return [torch.empty_like(x, memory_format=torch.contiguous_format)] + [
-        torch.empty_like(p, memory_format=torch.contiguous_format) for p in params
-    ]
+    return _grads_like([x], params)
 
 
-def _backward_3d(
-    ctx: Any, grad_out: Tensor | None, grad_det: Tensor | None, grad_cons: Tensor | None
-) -> tuple[Any, ...]:
-    x, *params = ctx.saved_tensors
-    padding, bands, scale, details = ctx.args
-    if grad_cons is None:
-        grad_cons = x.new_zeros((2,))
-    grads = down3d_backward(x, params, grad_out, grad_det if details else None, grad_cons, padding, bands, scale)
-    return grads[0], grads[1:], None, None, None, None, None
-
-
-down3d.register_autograd(_backward_3d, setup_context=_setup_context_no_layout)
+_register_down_autograd(down3d, down3d_backward)
 
 
 @torch.library.custom_op("liftpool::up3d", mutates_args=())
@@ -398,22 +362,7 @@ def up3d_backward(bands: list[Tensor], params: list[Tensor], grad_x: Tensor, pad
 
 @up3d_backward.register_fake
 def _up3d_backward_fake(bands: list[Tensor], params: list[Tensor], grad_x: Tensor, padding: int) -> list[Tensor]:
-    return [torch.empty_like(b, memory_format=torch.contiguous_format) for b in bands] + [
-        torch.empty_like(p, memory_format=torch.contiguous_format) for p in params
-    ]
+    return _grads_like(bands, params)
 
 
-def _up3d_setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
-    bands, params, _d, _h, _w, padding = inputs
-    ctx.save_for_backward(*bands, *params)
-    ctx.args = (len(bands), padding)
-
-
-def _up3d_backward(ctx: Any, grad_x: Tensor) -> tuple[Any, ...]:
-    nb, padding = ctx.args
-    saved = ctx.saved_tensors
-    grads = up3d_backward(list(saved[:nb]), list(saved[nb:]), grad_x, padding)
-    return grads[:nb], grads[nb:], None, None, None, None
-
-
-up3d.register_autograd(_up3d_backward, setup_context=_up3d_setup_context)
+_register_up_autograd(up3d, up3d_backward, 3)

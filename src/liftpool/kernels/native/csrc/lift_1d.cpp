@@ -124,21 +124,11 @@ std::vector<at::Tensor> down1d_backward_list(const at::Tensor& x_in, const std::
   TORCH_CHECK(band_mask >= 1 && band_mask <= 3, "liftpool native: 1D band mask must be 1..3, got ", band_mask);
   const at::Tensor x = x_in.contiguous();
   const int64_t L = g.W, l = g.w, B = rows_per_item(g), nb = (g.N + B - 1) / B, items = g.C * nb;
-  at::Tensor go, gdet;
-  if (grad_out.has_value() && grad_out->defined()) {
-    TORCH_CHECK(grad_out->sizes() == at::IntArrayRef({g.N, g.C, l}), "liftpool native: grad_out shape ",
-                grad_out->sizes());
-    go = grad_out->to(x.scalar_type()).contiguous();
-  }
-  if (grad_details.has_value() && grad_details->defined() && grad_details->numel() > 0) {
-    TORCH_CHECK(grad_details->sizes() == at::IntArrayRef({g.N, g.C, l}), "liftpool native: grad_details shape ",
-                grad_details->sizes());
-    gdet = grad_details->to(x.scalar_type()).contiguous();
-  }
-  TORCH_CHECK(grad_cons.numel() == 2, "liftpool native: grad_cons must have 2 elements");
-  const at::Tensor gc = grad_cons.to(at::kDouble).contiguous();
+  const at::Tensor go = incoming_grad(grad_out, {g.N, g.C, l}, x, "grad_out", false);
+  const at::Tensor gdet = incoming_grad(grad_details, {g.N, g.C, l}, x, "grad_details", true);
+  const std::array<double, 2> gc = cons_grad(grad_cons);
   const double n = static_cast<double>(std::max<int64_t>(g.N * g.C * l, 1));
-  const double au = 2 * gc.data_ptr<double>()[0] / n, ap = 2 * gc.data_ptr<double>()[1] / n;
+  const double au = 2 * gc[0] / n, ap = 2 * gc[1] / n;
   at::Tensor gx = at::empty_like(x);
   const int64_t np = g.nparam();
   at::Tensor part = at::empty({items, np}, x.options().dtype(at::kDouble));

@@ -481,20 +481,10 @@ std::vector<at::Tensor> down3d_backward_list(const at::Tensor& x_in, const std::
   const Geometry& g = G.g;
   const at::Tensor x = x_in.contiguous();
   const int64_t hw = G.hw(), vol_in = G.D * g.H * g.W, vol = G.d * hw, items = g.N * g.C, plane_out = items * vol;
-  at::Tensor go, gdet;
-  if (grad_out.has_value() && grad_out->defined()) {
-    TORCH_CHECK(grad_out->sizes() == at::IntArrayRef({g.N, g.C, G.d, g.h, g.w}), "liftpool native: grad_out shape ",
-                grad_out->sizes());
-    go = grad_out->to(x.scalar_type()).contiguous();
-  }
-  if (grad_details.has_value() && grad_details->defined() && grad_details->numel() > 0) {
-    TORCH_CHECK(grad_details->sizes() == at::IntArrayRef({7, g.N, g.C, G.d, g.h, g.w}),
-                "liftpool native: grad_details shape ", grad_details->sizes());
-    gdet = grad_details->to(x.scalar_type()).contiguous();
-  }
-  TORCH_CHECK(grad_cons.numel() == 2, "liftpool native: grad_cons must have 2 elements");
-  const at::Tensor gc = grad_cons.to(at::kDouble).contiguous();
-  const double gcu = gc.data_ptr<double>()[0], gcp = gc.data_ptr<double>()[1];
+  const at::Tensor go = incoming_grad(grad_out, {g.N, g.C, G.d, g.h, g.w}, x, "grad_out", false);
+  const at::Tensor gdet = incoming_grad(grad_details, {7, g.N, g.C, G.d, g.h, g.w}, x, "grad_details", true);
+  const std::array<double, 2> gc = cons_grad(grad_cons);
+  const double gcu = gc[0], gcp = gc[1];
   const double n0 = static_cast<double>(items * G.D * g.H * g.w), n1 = static_cast<double>(items * G.D * hw),
                n2 = static_cast<double>(items * vol);
   at::Tensor gx = at::empty_like(x);

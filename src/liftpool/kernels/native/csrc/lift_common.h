@@ -237,4 +237,20 @@ void append_param_grads(std::vector<at::Tensor>& out, const at::Tensor& part, co
   unpack_param_grads(out, gp64, params, like);
 }
 
+// An incoming gradient of a backward op, checked against `shape` and brought to x's dtype, contiguous;
+// undefined when absent (and, with empty_is_absent, when it has no elements).
+inline at::Tensor incoming_grad(const std::optional<at::Tensor>& g, at::IntArrayRef shape, const at::Tensor& x,
+                                const char* name, bool empty_is_absent) {
+  if (!g.has_value() || !g->defined() || (empty_is_absent && g->numel() == 0)) return at::Tensor();
+  TORCH_CHECK(g->sizes() == shape, "liftpool native: ", name, " shape ", g->sizes());
+  return g->to(x.scalar_type()).contiguous();
+}
+
+// The gradient of the constraint sums (u, p) as two doubles.
+inline std::array<double, 2> cons_grad(const at::Tensor& grad_cons) {
+  TORCH_CHECK(grad_cons.numel() == 2, "liftpool native: grad_cons must have 2 elements");
+  const at::Tensor gc = grad_cons.to(at::kDouble).contiguous();
+  return {gc.data_ptr<double>()[0], gc.data_ptr<double>()[1]};
+}
+
 }  // namespace liftpool

@@ -332,20 +332,10 @@ std::vector<at::Tensor> down2d_backward(const at::Tensor& x_in, const at::Tensor
   TORCH_CHECK(layout == 1 || layout == 2, "liftpool native: layout must be 1 (plane) or 2 (images innermost)");
   const at::Tensor x = x_in.contiguous(), params = params_in.contiguous();
   const int64_t hw = g.h * g.w, HW = g.H * g.W, plane_out = g.N * g.C * hw;
-  at::Tensor go, gdet;
-  if (grad_out.has_value() && grad_out->defined()) {
-    TORCH_CHECK(grad_out->sizes() == at::IntArrayRef({g.N, g.C, g.h, g.w}), "liftpool native: grad_out shape ",
-                grad_out->sizes());
-    go = grad_out->to(x.scalar_type()).contiguous();
-  }
-  if (grad_details.has_value() && grad_details->defined() && grad_details->numel() > 0) {
-    TORCH_CHECK(grad_details->sizes() == at::IntArrayRef({3, g.N, g.C, g.h, g.w}),
-                "liftpool native: grad_details shape ", grad_details->sizes());
-    gdet = grad_details->to(x.scalar_type()).contiguous();
-  }
-  TORCH_CHECK(grad_cons.numel() == 2, "liftpool native: grad_cons must have 2 elements");
-  const at::Tensor gc = grad_cons.to(at::kDouble).contiguous();
-  const double gcu = gc.data_ptr<double>()[0], gcp = gc.data_ptr<double>()[1];
+  const at::Tensor go = incoming_grad(grad_out, {g.N, g.C, g.h, g.w}, x, "grad_out", false);
+  const at::Tensor gdet = incoming_grad(grad_details, {3, g.N, g.C, g.h, g.w}, x, "grad_details", true);
+  const std::array<double, 2> gc = cons_grad(grad_cons);
+  const double gcu = gc[0], gcp = gc[1];
   const double nh = static_cast<double>(g.N * g.C * g.H * g.w), nv = static_cast<double>(g.N * g.C * hw);
   at::Tensor gx = at::empty_like(x);
   const int64_t ng = groups_of(g);

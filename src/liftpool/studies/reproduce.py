@@ -279,6 +279,16 @@ def table_rows(table: str) -> list[tuple[str, Setting]]:
 
 
 # --------------------------------------------------------------------------- data
+def link_or_copy(src: Path, target: Path) -> None:
+    """``target`` becomes a symlink to ``src`` (a copy where links are not allowed); kept if it exists."""
+    if target.exists() or target.is_symlink():
+        return
+    try:
+        os.symlink(src.resolve(), target)
+    except OSError:
+        shutil.copyfile(src, target)
+
+
 def make_class_subset(
     src: str | os.PathLike[str], dst: str | os.PathLike[str], per_class: Mapping[str, int | None], *, seed: int = 0
 ) -> Path:
@@ -312,13 +322,7 @@ def make_class_subset(
             ddir = dst / split / c
             ddir.mkdir(parents=True, exist_ok=True)
             for f in files:
-                target = ddir / f
-                if target.exists() or target.is_symlink():
-                    continue
-                try:
-                    os.symlink((sdir / c / f).resolve(), target)
-                except OSError:
-                    shutil.copyfile(sdir / c / f, target)
+                link_or_copy(sdir / c / f, ddir / f)
     marker.write_text("ok\n")
     return dst
 

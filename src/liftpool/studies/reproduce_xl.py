@@ -49,7 +49,6 @@ import json
 import math
 import os
 import random
-import shutil
 import subprocess
 import sys
 import time
@@ -59,7 +58,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..io import atomic_save_figure, atomic_write_json, atomic_write_text
-from .reproduce import Setting, _fmt, _past, _read_json, eval_done, make_class_subset, mean_std, train_done
+from .reproduce import (
+    Setting,
+    _fmt,
+    _past,
+    _read_json,
+    eval_done,
+    link_or_copy,
+    make_class_subset,
+    mean_std,
+    train_done,
+)
 
 __all__ = [
     "XL_BUDGETS",
@@ -251,13 +260,7 @@ def make_holdout(
             for f in sorted(p.name for p in (src / c).iterdir() if not p.name.startswith(".")):
                 d = dst / ("val" if f in hs else "train") / c
                 d.mkdir(parents=True, exist_ok=True)
-                target = d / f
-                if target.exists() or target.is_symlink():
-                    continue
-                try:
-                    os.symlink((src / c / f).resolve(), target)
-                except OSError:
-                    shutil.copyfile(src / c / f, target)
+                link_or_copy(src / c / f, d / f)
         atomic_write_text(dst / ".complete", "ok\n")
     if record is not None:
         atomic_write_json(record, rec)

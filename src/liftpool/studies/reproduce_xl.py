@@ -337,7 +337,7 @@ def _model_argv(s: Setting, b: XLBudget) -> list[str]:
         "--augment", "cifar", "--batch-size", str(b.batch_size), "--optimizer", "sgd", "--momentum", str(b.momentum),
         "--weight-decay", str(b.weight_decay), "--schedule", b.schedule,
         "--constraints" if s.constraints else "--no-constraints", "--num-workers", "0", "--cache-images",
-        "--no-progress", "--no-plot",
+        "--channels-last", "--no-progress", "--no-plot",
     ]  # fmt: skip
     if s.pool_kwargs:
         argv += ["--model-kwargs", json.dumps({"pool_kwargs": dict(s.pool_kwargs)}, sort_keys=True)]

@@ -6,17 +6,21 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shutil
 import statistics
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from liftpool.evaluation.corruptions import CORRUPTIONS
 from liftpool.models import create_model
 from liftpool.studies import reproduce as rp
 from liftpool.studies import reproduce_xl as xl
+from liftpool.studies import xl_summary as xs
 
 XL = xl.XL_BUDGETS["xl"]
 
@@ -226,18 +230,76 @@ def test_aggregate_and_report_from_fake_results(tmp_path):
     assert {p.name for p in files} >= {"results_xl.png", "sweep_xl.png", "aggregate_xl.json", "sweep.json"}
 
 
+# --------------------------------------------------------------------------- summary.json
+def test_summary_json_has_exactly_the_documented_form(tmp_path):
+    for seed in range(2):
+        ce_max = {n: [0.30] * 5 for n in CORRUPTIONS}
+        ce_lift = {n: [0.27] * 5 for n in CORRUPTIONS}
+        _fake_eval(tmp_path, "max", seed, 0.10 + 0.01 * seed, ce_max, 0.88)
+        _fake_eval(tmp_path, "lift", seed, 0.12, ce_lift, 0.90)
+        for key, lr in (("max", 0.05), ("lift", 0.1)):
+            d = tmp_path / "runs" / key / f"seed{seed}"
+            _write(d / "summary.json", {"status": "completed", "completed_epochs": 30, "train_images": 50000,
+                                        "wall_time_s": 1800.0, "parameters": 1000})  # fmt: skip
+            _write(d / "config.json", {"train": {"lr": lr}})
+            _write(tmp_path / "jobs" / f"train_{key}_seed{seed}.json",
+                   {"threads": 1, "cpu": "Some CPU", "commit": "abc123", "wall_s": 1800.0})  # fmt: skip
+            r = json.loads((tmp_path / "eval" / f"{key}-seed{seed}" / "results.json").read_text())
+            r["results"][0]["images"] = 10000
+            _write(tmp_path / "eval" / f"{key}-seed{seed}" / "results.json", r)
+    path = xl.write_xl_summary(tmp_path, seeds=3, budget=XL, settings=["max", "lift", "avg"])
+    summ = json.loads(path.read_text())
+    assert set(summ) == {"recipe", "runs"} and summ["recipe"]["epochs"] == 30 and summ["recipe"]["seeds"] == 3
+    assert [(r["setting"], r["seed"]) for r in summ["runs"]] == [("max", 0), ("lift", 0), ("max", 1), ("lift", 1)]
+    for r in summ["runs"]:
+        assert tuple(r) == xs.RUN_FIELDS
+    m0, l1 = summ["runs"][0], summ["runs"][3]
+    assert m0 == {"setting": "max", "seed": 0, "lr": 0.05, "epochs": 30, "train_images": 50000, "test_images": 10000,
+                  "top1_error": 10.0, "shift_consistency": 88.0, "mce_rel_max": 100.0, "corruption_error": 30.0,
+                  "wall_s": 1800.0, "threads": 1, "cpu": "Some CPU", "commit": "abc123"}  # fmt: skip
+    assert l1["top1_error"] == 12.0 and l1["mce_rel_max"] == pytest.approx(90.0) and l1["corruption_error"] == 27.0
+    md = xs.summary_markdown(summ, settings=["max", "lift", "avg"], labels=xl.XL_LABELS)
+    assert "| MaxPool (`max`) | – | 2 | 10.50 ± 0.71 |" in md and "| 0 | not run |" in md
+    assert "| LiftDownPool has a lower top-1 error than MaxPool | top1_error: +2.00, +1.00 | not supported (0/2" in md
+    assert "more robust to corruptions than MaxPool (mCE < 100 %) | mce_rel_max: -10.00, -10.00 | supported (2/2" in md
+    assert "constraint losses help" in md and "no data" in md  # lift-nocons was not run
+
+
+def test_paired_differences_and_verdicts():
+    runs = [{"setting": s, "seed": k, "top1_error": v} for s, k, v in
+            (("lift", 0, 9.0), ("max", 0, 10.0), ("lift", 1, 11.0), ("max", 1, 10.0), ("lift", 2, 8.0))]  # fmt: skip
+    assert xs.paired(runs, "lift", "max", "top1_error") == {0: -1.0, 1: 1.0}  # seed 2 has no MaxPool run
+    assert xs.verdict([-1.0, 1.0], lower_is_better=True) == "inconclusive (1/2 seeds)"
+    assert xs.verdict([1.0, 2.0], lower_is_better=False) == "supported (2/2 seeds)"
+    assert xs.verdict([], lower_is_better=True) == "no data"
+
+
 # --------------------------------------------------------------------------- end to end
-def test_xl_tiny_end_to_end_resumes_and_respects_stop_at(tmp_path, monkeypatch):
-    # one learning rate keeps it to 6 subprocesses (2 sweep, 2 train, 2 eval)
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
+
+
+def test_xl_tiny_end_to_end_two_workers_commits_resumes_and_respects_stop_at(tmp_path, monkeypatch):
+    # one learning rate keeps it to 6 subprocesses (2 sweep, 2 train, 2 eval); the results live in a git repository
     monkeypatch.setitem(xl.XL_BUDGETS, "xl-tiny", dataclasses.replace(xl.XL_BUDGETS["xl-tiny"], lrs=(0.05,)))
     _imagefolder(tmp_path / "data" / "cifar10-jpeg")
-    out = tmp_path / "out"
-    kw = dict(budget="xl-tiny", data_root=tmp_path / "data", out=out, seeds=1, settings="max,lift")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    _git(repo, "config", "user.email", "t@example.org")
+    _git(repo, "config", "user.name", "t")
+    ignore = "*.pt\n!res/xl/runs/*/seed0/weights_fp16.pt\nres/xl/data/\nres/xl/**/checkpoints/\n"
+    (repo / ".gitignore").write_text(ignore)
+    _git(repo, "add", ".gitignore")
+    _git(repo, "commit", "-qm", "init")
+    out = repo / "res" / "xl"
+    kw = dict(budget="xl-tiny", data_root=tmp_path / "data", out=out, seeds=1, settings="max,lift",
+              corruption_cache=tmp_path / "cache")  # fmt: skip
     # --stop-at in the past (00:00 is always passed): nothing starts, the report is still written
     assert rp.run(_args(**kw, stop_at="00:00")) == 0
     assert not (out / "sweep").exists() and (out / "report" / "results_xl.md").exists()
     assert "past --stop-at 00:00" in (out / "reproduce.log").read_text()
-    assert rp.run(_args(**kw)) == 0
+    assert rp.run(_args(**kw, workers=2, threads=1, commit=True)) == 0
     hold = json.loads((out / "holdout.json").read_text())
     assert hold["holdout_images"] == 2 and hold["train_images"] == 6
     for key in ("max", "lift"):
@@ -254,9 +316,41 @@ def test_xl_tiny_end_to_end_resumes_and_respects_stop_at(tmp_path, monkeypatch):
     md = (rep / "results_xl.md").read_text()
     assert "| MaxPool | `max` | 0.05 |" in md and "100.0 ± 0.0 (1 seed)" in md
 
-    def boom(*a, **k):
-        raise AssertionError("a finished job was started again")
+    # every finished job was committed on its own, with its record; checkpoints and data links never
+    log = _git(repo, "log", "--format=%s")
+    for job in ("sweep max lr0.05", "train lift seed0", "eval max seed0", "eval lift seed0"):
+        assert f"xl study: {job} finished" in log
+    tracked = _git(repo, "ls-files").split()
+    assert "res/xl/summary.json" in tracked and "res/xl/jobs/train_max_seed0.json" in tracked
+    assert "res/xl/runs/lift/seed0/weights_fp16.pt" in tracked and "res/xl/runs/lift/seed0/summary.json" in tracked
+    assert not any("/checkpoints/" in f or "/data/" in f for f in tracked)
+    rec = json.loads((out / "jobs" / "train_lift_seed0.json").read_text())
+    assert rec["threads"] == 1 and rec["workers"] == 2 and rec["ok"] and rec["commit"]
+    summ = json.loads((out / "summary.json").read_text())
+    assert [(r["setting"], r["seed"], r["epochs"], r["threads"]) for r in summ["runs"]] == [
+        ("max", 0, 1, 1), ("lift", 0, 1, 1)]  # fmt: skip
+    assert summ["runs"][0]["mce_rel_max"] == 100.0 and summ["runs"][1]["train_images"] == 8
+    # the float16 weights-only copy loads with weights_only=True and gives the trained model's outputs
+    from liftpool.training.checkpoint import load_model
 
-    monkeypatch.setattr(xl.subprocess, "call", boom)
+    w, _ = load_model(out / "runs" / "lift" / "seed0" / "weights_fp16.pt", weights_only=True)
+    full, _ = load_model(out / "runs" / "lift" / "seed0" / "checkpoints" / "last.pt")
+    x = torch.rand(2, 3, 32, 32)
+    assert torch.allclose(w(x), full(x), atol=5e-2)
+    assert (out / "runs" / "lift" / "seed0" / "weights_fp16.pt").stat().st_size < 1.5e6
+    assert not (out / "runs" / "lift" / "seed1").exists()
+    # the corrupted copies were generated once and reused by the second evaluation
+    assert len(list((tmp_path / "cache").rglob("*.npy"))) == 75
+
+    def starts() -> int:
+        return sum(" UTC] start " in line for line in (out / "reproduce.log").read_text().splitlines())
+
+    n = starts()
+    assert n == 6
+    assert rp.run(_args(**kw)) == 0
+    # a fresh clone has no checkpoints: the evaluated runs still count as done
+    for ck in list(out.rglob("checkpoints")):
+        shutil.rmtree(ck)
     assert rp.run(_args(**kw)) == 0
     assert rp.run(_args(**kw, report_only=True)) == 0
+    assert starts() == n  # no finished job was started again

@@ -165,6 +165,42 @@ def test_corruption_errors_are_seeded() -> None:
     assert a == b and len(a["shot_noise"]) == 5
 
 
+def test_corruption_cache_gives_the_same_errors_and_is_reused(tmp_path, monkeypatch) -> None:
+    from liftpool.evaluation import runners
+
+    data = _loader(10, 4, classes=3)  # batches of 4, 4, 2
+
+    class Bright(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            m = x.mean(dim=(1, 2, 3))
+            return torch.stack([-(m - 0.45).abs(), -(m - 0.5).abs(), -(m - 0.55).abs()], dim=1)
+
+    names = ("shot_noise", "fog", "jpeg_compression")
+    plain = evaluate_corruptions(Bright(), data, corruptions=names, severities=(1, 4), seed=2)
+    cached = evaluate_corruptions(Bright(), data, corruptions=names, severities=(1, 4), seed=2, cache_dir=tmp_path)
+    assert cached == plain
+    files = sorted(p.name for p in tmp_path.rglob("*.npy"))
+    assert files == sorted(f"{n}-s{s}.npy" for n in names for s in (1, 4))
+    # the copies are bit-identical to new ones: a second evaluation only reads them
+    batches = [x for x, _ in data]
+    for n in names:
+        assert torch.equal(runners.corrupted_copy(batches, n, 4, seed=2, cache_dir=tmp_path),
+                           runners.corrupted_copy(batches, n, 4, seed=2))  # fmt: skip
+
+    def no_generation(*a, **k):
+        raise AssertionError("corrupted again although cached")
+
+    monkeypatch.setattr(runners, "corrupt", no_generation)
+    again = evaluate_corruptions(Bright(), data, corruptions=names, severities=(1, 4), seed=2, cache_dir=tmp_path)
+    assert again == plain
+    # other pixels, another seed or another batching are other keys: never a stale copy
+    with pytest.raises(AssertionError, match="corrupted again"):
+        evaluate_corruptions(Bright(), data, corruptions=names, severities=(1, 4), seed=3, cache_dir=tmp_path)
+    with pytest.raises(AssertionError, match="corrupted again"):
+        evaluate_corruptions(Bright(), _loader(10, 5, classes=3), corruptions=names, severities=(1,), seed=2,
+                             cache_dir=tmp_path)  # fmt: skip
+
+
 def test_flip_rates() -> None:
     data = _loader(4, 2)
     fr = evaluate_perturbations(Constant(), data, perturbations=("translate", "gaussian_noise"), frames=4)

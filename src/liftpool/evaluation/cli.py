@@ -145,6 +145,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--profile", choices=("auto", "cifar", "imagenet"), default="auto",
                    help="severity table: CIFAR-10-C (below 112 px) or ImageNet-C [auto]")  # fmt: skip
     g.add_argument(
+        "--corruption-cache",
+        default=None,
+        metavar="DIR",
+        help="keep the corrupted copies of the images in DIR and reuse them in later evaluations of the same "
+        "images (same results; an evaluation is then forward passes only) [off]",
+    )
+    g.add_argument(
         "--ce-baseline",
         default=None,
         help="label of an evaluated checkpoint to normalise CE and FR by, besides AlexNet",
@@ -253,6 +260,7 @@ def run(args: argparse.Namespace) -> int:
             corruption_images=args.corruption_images,
             profile=args.profile,
             ce_baseline=args.ce_baseline,
+            corruption_cache=args.corruption_cache,
             perturbations=args.perturbations,
             frames=args.frames,
             perturbation_images=args.perturbation_images,

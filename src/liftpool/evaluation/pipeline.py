@@ -85,6 +85,7 @@ class EvalOptions:
     corruption_images: int | None = 500
     profile: Profile = "auto"
     ce_baseline: str | None = None  # label of an evaluated model to normalise CE/FR by
+    corruption_cache: str | None = None  # folder of corrupted copies reused across evaluations
     # perturbations
     perturbations: Sequence[str] = PERTURBATIONS
     frames: int = 10
@@ -270,7 +271,7 @@ def _corruption(ev: _Eval, e: ModelEntry, net: nn.Module, row: dict[str, Any]) -
     cds = _subset(ev.ds, opts.corruption_images, opts.seed + 1)
     errs = evaluate_corruptions(
         net, _loader(cds, opts), corruptions=opts.corruptions, severities=opts.severities,
-        seed=opts.seed, profile=opts.profile, device=device, progress=opts.progress,
+        seed=opts.seed, profile=opts.profile, device=device, progress=opts.progress, cache_dir=opts.corruption_cache,
     )  # fmt: skip
     clean = evaluate_accuracy(net, _loader(cds, opts), device=device).top1_error
     n_classes = (e.config.get("model") or {}).get("num_classes")

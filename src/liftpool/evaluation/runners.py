@@ -20,7 +20,10 @@ Examples:
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any, Literal, NamedTuple, cast
 
 import numpy as np
@@ -28,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import corruptions as _corruptions_module
 from .corruptions import ALL_CORRUPTIONS, Profile, corrupt
 from .metrics import ConfusionMatrix, SegmentationScores, flip_rate, topk_correct
 from .perturbations import PERTURBATIONS, flip_reference, perturbation_sequence
@@ -36,6 +40,7 @@ __all__ = [
     "AccuracyResult",
     "Normalized",
     "ShiftResult",
+    "corrupted_copy",
     "draw_shift_offsets",
     "evaluate_accuracy",
     "evaluate_corruptions",
@@ -290,6 +295,52 @@ def _seed_for(seed: int, *keys: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed), *[int(k) for k in keys]]))
 
 
+def _corruption_cache_key(batches: Sequence[Tensor], seed: int, profile: str) -> str:
+    """What the cached corrupted copies depend on: the clean pixels and how they are batched (batch
+    ``k`` draws from the generator seeded by ``(seed, c, s, k)``), the seed, the severity table and
+    the corruption code itself."""
+    h = hashlib.sha256()
+    h.update(f"{seed}/{profile}/{[tuple(b.shape) for b in batches]}/{batches[0].dtype}".encode())
+    h.update(hashlib.sha256(Path(_corruptions_module.__file__).read_bytes()).digest())
+    for b in batches:
+        h.update(b.contiguous().numpy().tobytes())
+    return h.hexdigest()[:20]
+
+
+def corrupted_copy(
+    batches: Sequence[Tensor], name: str, severity: int, *, seed: int = 0, profile: Profile = "auto",
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> Tensor:  # fmt: skip
+    """All ``batches`` (clean pixels) under one corruption and severity, concatenated.
+
+    Batch ``k`` is corrupted with the generator seeded by ``(seed, c, severity, k)``, exactly as
+    :func:`evaluate_corruptions` does.  With ``cache_dir`` the result is read from (or written to,
+    atomically) ``<cache_dir>/<key>/<name>-s<severity>.npy``, keyed by the pixels, their batching,
+    the seed, the profile and the corruption code, so a cached copy is bit-identical to a new one.
+    """
+    cidx = ALL_CORRUPTIONS.index(name)
+    path = None
+    if cache_dir is not None:
+        path = Path(cache_dir) / _corruption_cache_key(batches, seed, profile) / f"{name}-s{severity}.npy"
+        if path.is_file():
+            try:
+                arr = np.load(path)
+                want = (sum(b.shape[0] for b in batches), *batches[0].shape[1:])
+                if arr.shape == want and arr.dtype == batches[0].numpy().dtype:
+                    return torch.from_numpy(arr)
+            except (OSError, ValueError):
+                pass  # unreadable: regenerate below
+    x = torch.cat([corrupt(b, name, severity, rng=_seed_for(seed, cidx, severity, k), profile=profile)
+                   for k, b in enumerate(batches)])  # fmt: skip
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            np.save(f, x.numpy())
+        os.replace(tmp, path)
+    return x
+
+
 @torch.no_grad()
 def evaluate_corruptions(
     model: nn.Module,
@@ -301,11 +352,15 @@ def evaluate_corruptions(
     profile: Profile = "auto",
     device: torch.device | str | None = None,
     progress: bool = False,
+    cache_dir: str | os.PathLike[str] | None = None,
 ) -> dict[str, list[float]]:
     """Top-1 error under each corruption at each severity: ``{name: [error per severity]}``.
 
     The images of batch ``k`` under corruption ``c`` at severity ``s`` use a numpy generator
-    seeded by ``(seed, c, s, k)``, so results do not depend on evaluation order.
+    seeded by ``(seed, c, s, k)``, so results do not depend on evaluation order.  With
+    ``cache_dir`` the corrupted copies are generated once and reused from disk by every later
+    evaluation of the same images (:func:`corrupted_copy`): the evaluation is then forward
+    passes only, with the same result.
     """
     unknown = [c for c in corruptions if c not in ALL_CORRUPTIONS]
     if unknown:
@@ -317,6 +372,21 @@ def evaluate_corruptions(
     dev = _device_of(model, device)
     wrong = {c: [0] * len(severities) for c in corruptions}
     n = 0
+    if cache_dir is not None:
+        pairs = [(_check_images(images).cpu(), targets.cpu()) for images, targets in loader]
+        if not pairs:
+            raise ValueError("the loader yielded no images")
+        batches = [p[0] for p in pairs]
+        t_all = torch.cat([p[1] for p in pairs])
+        n = int(t_all.shape[0])
+        bounds = np.cumsum([0] + [b.shape[0] for b in batches]).tolist()
+        todo = [(c, si, sev) for c in corruptions for si, sev in enumerate(severities)]
+        for name, si, sev in _batches(todo, progress, "corruptions", total=len(todo)):
+            x = corrupted_copy(batches, name, sev, seed=seed, profile=profile, cache_dir=cache_dir)
+            for a, b in zip(bounds[:-1], bounds[1:]):
+                pred = model_output(model, x[a:b].to(dev)).argmax(dim=1).cpu()
+                wrong[name][si] += int((pred != t_all[a:b]).sum())
+        return {c: [w / n for w in wrong[c]] for c in corruptions}
     for k, (images, targets) in enumerate(_batches(loader, progress, "corruptions")):
         images = _check_images(images).cpu()
         t = targets.cpu()

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..io import atomic_save_figure, atomic_write_text
-from .reproduce import _read_json
+from .common import read_json as _read_json
 
 __all__ = ["load_diagnostics", "summarize", "write_diagnosis"]
 

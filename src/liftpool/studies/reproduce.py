@@ -33,20 +33,30 @@ from __future__ import annotations
 
 import argparse
 import functools
-import importlib
 import json
 import math
 import os
-import random
-import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 from ..io import atomic_save_figure, atomic_write_bytes, atomic_write_text
+from .common import (
+    CAMVID_SUBDIR,
+    CIFAR_SUBDIR,
+    Setting,
+    eval_done,
+    make_class_subset,
+    mean_std,
+    train_done,
+)
+from .common import fmt_mean_std as _fmt
+from .common import past as _past
+from .common import read_json as _read_json
+from .common import resolve_data_dirs as _resolve_dirs
 
 __all__ = [
     "BUDGETS",
@@ -77,9 +87,7 @@ METHOD_LABELS: dict[str, str] = {
 SEG_METHODS: tuple[str, ...] = ("max", "maxblur", "lift")
 SEG_LABELS: dict[str, str] = {"max": "MaxUnpool", "maxblur": "MaxUnpool+BlurPool", "lift": "LiftUpPool"}
 BANDS: tuple[str, ...] = ("LL", "LH", "HL", "HH")
-CIFAR_SUBDIR = "cifar10-jpeg"
-CAMVID_SUBDIR = "camvid-240x180"
-#: budgets of the full-CIFAR-10 SGD study (issue 16), run by :mod:`liftpool.studies.reproduce_xl`
+#: budgets of the full-CIFAR-10 SGD study, run by :mod:`liftpool.studies.reproduce_xl`
 XL_BUDGET_NAMES: tuple[str, ...] = ("xl", "xl-tiny")
 
 
@@ -218,16 +226,6 @@ BUDGETS: dict[str, Budget] = {
 }
 
 
-class Setting(NamedTuple):
-    """One trained configuration (shared by every table that has it as a row)."""
-
-    key: str  #: folder name, unique per configuration
-    task: Literal["cls", "seg"]
-    pool: str
-    pool_kwargs: Mapping[str, Any]
-    constraints: bool = True
-
-
 class Job(NamedTuple):
     """One subprocess of the plan: a training run or an evaluation."""
 
@@ -279,84 +277,7 @@ def table_rows(table: str) -> list[tuple[str, Setting]]:
 
 
 # --------------------------------------------------------------------------- data
-def link_or_copy(src: Path, target: Path) -> None:
-    """``target`` becomes a symlink to ``src`` (a copy where links are not allowed); kept if it exists."""
-    if target.exists() or target.is_symlink():
-        return
-    try:
-        os.symlink(src.resolve(), target)
-    except OSError:
-        shutil.copyfile(src, target)
-
-
-def make_class_subset(
-    src: str | os.PathLike[str], dst: str | os.PathLike[str], per_class: Mapping[str, int | None], *, seed: int = 0
-) -> Path:
-    """Class-balanced ImageFolder subset of ``src`` under ``dst`` (symbolic links, copies where links fail).
-
-    ``per_class`` maps a split (``"train"``, ``"test"``) to images per class (None = all).
-    The choice is a seeded random sample of each class's sorted file list, so it is the same
-    on every machine.  Returns ``dst``.  An existing complete subset is reused.
-    """
-    src, dst = Path(src), Path(dst)
-    marker = dst / ".complete"
-    if marker.exists():
-        return dst
-    for split, n in per_class.items():
-        sdir = src / split
-        if not sdir.is_dir():
-            raise ValueError(
-                f"data folder {src} has no {split}/ split (expected an ImageFolder {split}/<class>/<image>)"
-            )
-        classes = sorted(d.name for d in sdir.iterdir() if d.is_dir())
-        if not classes:
-            raise ValueError(f"{sdir} holds no class folders")
-        for c in classes:
-            files = sorted(f.name for f in (sdir / c).iterdir() if f.is_file() and not f.name.startswith("."))
-            if n is not None and n < len(files):
-                files = sorted(random.Random(f"{seed}/{split}/{c}").sample(files, n))
-            if n is not None and n > len(files):
-                raise ValueError(
-                    f"class {c!r} of {sdir} has {len(files)} images, fewer than the {n} per class asked for"
-                )
-            ddir = dst / split / c
-            ddir.mkdir(parents=True, exist_ok=True)
-            for f in files:
-                link_or_copy(sdir / c / f, ddir / f)
-    marker.write_text("ok\n")
-    return dst
-
-
 # --------------------------------------------------------------------------- done checks
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def train_done(run_dir: str | os.PathLike[str], epochs: int) -> bool:
-    s = _read_json(Path(run_dir) / "summary.json")
-    return bool(s) and s.get("status") == "completed" and s.get("completed_epochs") == epochs
-
-
-def eval_done(
-    out: str | os.PathLike[str], labels: Sequence[str], metrics: Sequence[str], options: Mapping[str, Any] | None = None
-) -> bool:
-    """True when ``out/results.json`` holds exactly ``labels`` with every metric and the given eval options."""
-    r = _read_json(Path(out) / "results.json")
-    if not r:
-        return False
-    have = (r.get("meta") or {}).get("options") or {}
-    if any(have.get(k) != v for k, v in (options or {}).items()):
-        return False
-    rows = r.get("results") or []
-    if sorted(x.get("label") for x in rows) != sorted(labels):
-        return False
-    keys = {"accuracy": "accuracy", "shift": "shift", "corruption": "corruption", "segmentation": "segmentation"}
-    return all(keys[m] in x for x in rows for m in metrics if m in keys)
-
-
 # --------------------------------------------------------------------------- plan
 def _train_argv(
     s: Setting, seed: int, b: Budget, run_dir: Path, cifar: Path | None, camvid: Path | None
@@ -516,29 +437,6 @@ def _subset_name(b: Budget) -> str:
 
 
 # --------------------------------------------------------------------------- aggregation
-def mean_std(values: Sequence[float | None]) -> tuple[float, float, int]:
-    """Mean, sample standard deviation (ddof = 1; 0 for one value) and count; NaNs and Nones are dropped.
-
-    >>> mean_std([1.0, 2.0, 3.0])
-    (2.0, 1.0, 3)
-    >>> mean_std([])[2]
-    0
-    """
-    v = [float(x) for x in values if x is not None and not math.isnan(float(x))]
-    if not v:
-        return (math.nan, math.nan, 0)
-    m = sum(v) / len(v)
-    sd = math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1)) if len(v) > 1 else 0.0
-    return (m, sd, len(v))
-
-
-def _fmt(ms: tuple[float, float, int], scale: float = 100.0, digits: int = 2) -> str:
-    m, sd, n = ms
-    if n == 0:
-        return "–"
-    return f"{scale * m:.{digits}f} ± {scale * sd:.{digits}f}" + ("" if n >= 2 else " (1 seed)")
-
-
 def _eval_rows(out: Path, tag: str, seed: int) -> dict[str, dict[str, Any]]:
     r = _read_json(out / "eval" / f"{tag}-seed{seed}" / "results.json")
     return {x["label"]: x for x in (r or {}).get("results", [])}
@@ -861,31 +759,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--estimate-steps", type=int, default=10, help="timed steps per setting (--estimate) [10]")
     g.add_argument("--estimate-warmup", type=int, default=3, help="untimed warm-up steps per setting [3]")
-
-
-def _resolve_dirs(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
-    root = Path(args.data_root) if args.data_root else None
-    if root is not None and not root.is_dir():
-        raise ValueError(f"--data-root {root} is not a folder")
-    cifar = (
-        Path(args.cifar_dir)
-        if args.cifar_dir
-        else (root / CIFAR_SUBDIR if root and (root / CIFAR_SUBDIR).is_dir() else None)
-    )
-    camvid = (
-        Path(args.camvid_dir)
-        if args.camvid_dir
-        else (root / CAMVID_SUBDIR if root and (root / CAMVID_SUBDIR).is_dir() else None)
-    )
-    return cifar, camvid
-
-
-def _past(stop_at: str | None) -> bool:
-    if not stop_at:
-        return False
-    hh, mm = (int(x) for x in stop_at.split(":"))
-    now = time.gmtime()
-    return (now.tm_hour, now.tm_min) >= (hh, mm)
+    g.add_argument("--deadline", default=None, metavar="HH:MM",
+                   help="UTC (or YYYY-MM-DDTHH:MM): start no job expected to end after it (durations measured from "
+                        "the finished jobs of the same kind, else a first guess), then exit cleanly")  # fmt: skip
+    g.add_argument("--workers", type=int, default=1,
+                   help="jobs run side by side [1]; each gets --threads torch threads")  # fmt: skip
+    g.add_argument("--threads", type=int, default=None,
+                   help="torch threads per job [CPU cores / --workers]")  # fmt: skip
+    g.add_argument("--commit", action="store_true",
+                   help="git-commit each finished job's results (its folder, record, log, the summary and report) "
+                        "in the repository holding --out")  # fmt: skip
+    g.add_argument("--corruption-cache", default=None, metavar="DIR",
+                   help="where the corrupted test-set copies are kept between evaluations "
+                        "[$LIFTPOOL_CACHE_DIR/corruptions or ~/.cache/liftpool/corruptions]")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -897,12 +783,18 @@ def run(args: argparse.Namespace) -> int:
             assert 0 <= hh < 24 and 0 <= mm < 60
         except (ValueError, AssertionError):
             raise ValueError(f"--stop-at must be HH:MM, got {args.stop_at!r}") from None
-    if args.budget in XL_BUDGET_NAMES:  # loaded by name: reproduce_xl builds on this module
-        return int(importlib.import_module("liftpool.studies.reproduce_xl").run(args))
+    if args.budget in XL_BUDGET_NAMES:
+        from . import reproduce_xl
+
+        return reproduce_xl.run(args)
     if not args.table:
         raise ValueError(f"--table is required with --budget {args.budget} (one of {', '.join((*TABLES, 'all'))})")
-    if getattr(args, "settings", None) or getattr(args, "estimate", False):
-        raise ValueError(f"--settings and --estimate are for the xl budgets ({', '.join(XL_BUDGET_NAMES)})")
+    xl_only = ("settings", "estimate", "deadline", "commit", "corruption_cache", "threads")
+    if any(getattr(args, k, None) for k in xl_only) or getattr(args, "workers", 1) != 1:
+        raise ValueError(
+            f"--settings, --estimate, --deadline, --workers, --threads, --commit and --corruption-cache are for the "
+            f"xl budgets ({', '.join(XL_BUDGET_NAMES)})"
+        )
     budget = BUDGETS[args.budget]
     tables = args.table
     out = Path(args.out)

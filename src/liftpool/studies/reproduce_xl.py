@@ -1,4 +1,4 @@
-r"""``liftpool reproduce --budget xl``: the classification claims on full CIFAR-10 with SGD (issue 16).
+r"""``liftpool reproduce --budget xl``: the classification claims on full CIFAR-10 with SGD.
 
 The study, one command, resumable::
 
@@ -49,7 +49,6 @@ import json
 import math
 import os
 import random
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -58,17 +57,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..io import atomic_save_figure, atomic_write_json, atomic_write_text
-from .reproduce import (
+from .common import (
     Setting,
-    _fmt,
-    _past,
-    _read_json,
     eval_done,
     link_or_copy,
     make_class_subset,
     mean_std,
+    resolve_data_dirs,
     train_done,
 )
+from .common import fmt_mean_std as _fmt
+from .common import read_json as _read_json
+from .jobs import Job, git_commit, parse_deadline, run_jobs
+from .xl_summary import build_summary, plot_curves, plot_error_vs_mce, summary_markdown
 
 __all__ = [
     "XL_BUDGETS",
@@ -127,6 +128,9 @@ class XLBudget:
     test_per_class: int | None = None
     corruption_images: int | None = None  #: per corruption and severity; None = the whole test set
     limit_train_batches: int | None = None  #: smoke tests only
+    #: first guesses of one job's wall time (s) for the deadline, per kind, until a job of that kind has finished
+    #: here (measured on the 2-core CPU with two 1-thread workers: a sweep run ~11 min, a training run ~40 min)
+    guess_s: tuple[tuple[str, float], ...] = (("sweep", 900.0), ("train", 2700.0), ("eval", 600.0))
 
     def describe(self) -> str:
         tr = "all" if self.train_per_class is None else f"{self.train_per_class}/class"
@@ -157,24 +161,13 @@ XL_BUDGETS: dict[str, XLBudget] = {
         test_per_class=2,
         corruption_images=2,
         limit_train_batches=1,
+        guess_s=(("sweep", 20.0), ("train", 20.0), ("eval", 20.0)),
     ),  # fmt: skip
 }
 
 
-@dataclass(frozen=True)
-class XLJob:
-    """One subprocess of the xl plan; ``argv`` is built when the job starts (the final runs' learning
-    rate comes from the finished sweep), ``blocked`` says why it cannot start yet (``None``: it can)."""
-
-    name: str
-    kind: JobKind
-    setting: str
-    out: str
-    argv: Callable[[], tuple[str, ...]]
-    done: Callable[[], bool]
-    blocked: Callable[[], str | None]
-    seed: int = 0
-    lr: float | None = None
+#: one job of the xl plan (a ``liftpool train`` or ``liftpool eval`` subprocess)
+XLJob = Job
 
 
 # --------------------------------------------------------------------------- inputs
@@ -249,7 +242,7 @@ def make_holdout(
     rec = {
         "seed": seed,
         "per_class": per_class,
-        "source": str(src),
+        "source": f"{src.parent.name}/{src.name}",
         "train_images": n_train,
         "holdout_images": per_class * len(classes),
         "holdout": held,
@@ -355,16 +348,53 @@ def _final_argv(s: Setting, b: XLBudget, out: Path, full: Path, seed: int, run_d
     lr, _ = select_lr(out, s.key, b)
     if lr is None:
         raise ValueError(f"the sweep of {s.key!r} has not finished")
-    return (*_model_argv(s, b), "--data-dir", str(full), "--val-split", "test", "--limit-val-batches", "0",
+    # the test split is evaluated after every epoch for the learning curves only: the evaluated model is
+    # the last epoch's, and the learning rate was chosen on the held-out split
+    return (*_model_argv(s, b), "--data-dir", str(full), "--val-split", "test",
             "--epochs", str(b.epochs), "--lr", f"{lr:g}", "--seed", str(seed), "--diagnostics",
             "--out", str(run_dir))  # fmt: skip
 
 
-def _eval_argv(key: str, b: XLBudget, full: Path, ckpt: Path, eout: Path) -> tuple[str, ...]:
+def _eval_argv(
+    key: str, b: XLBudget, full: Path, ckpt: Path, eout: Path, cache: str | None = None
+) -> tuple[str, ...]:
     ci = "all" if b.corruption_images is None else str(b.corruption_images)
-    return ("eval", str(ckpt), "--labels", key, "--data-dir", str(full), "--split", "test", "--out", str(eout),
+    argv = ("eval", str(ckpt), "--labels", key, "--data-dir", str(full), "--split", "test", "--out", str(eout),
             "--seed", "0", "--no-progress", "--metrics", ",".join(EVAL_METRICS), "--corruptions", "benchmark",
             "--corruption-images", ci)  # fmt: skip
+    return argv + (("--corruption-cache", cache) if cache else ())
+
+
+def default_corruption_cache() -> Path:
+    """Where the corrupted test-set copies are kept between evaluations (outside the repository):
+    ``$LIFTPOOL_CACHE_DIR/corruptions``, else ``~/.cache/liftpool/corruptions``."""
+    root = os.environ.get("LIFTPOOL_CACHE_DIR")
+    return (Path(root) if root else Path.home() / ".cache" / "liftpool") / "corruptions"
+
+
+#: the weights-only float16 copy of every setting's seed-0 model kept in the repository
+WEIGHTS_FILE = "weights_fp16.pt"
+
+
+def _train_finished(run_dir: Path, epochs: int, eout: Path, key: str, b: XLBudget) -> bool:
+    """A final run is done when it completed its epochs and either its checkpoint is here (for the
+    evaluation) or its evaluation is done; a clone holding only the committed summary of a run whose
+    evaluation never finished retrains it."""
+    if not train_done(run_dir, epochs):
+        return False
+    return (run_dir / "checkpoints" / "last.pt").exists() or _eval_finished(eout, key, b)
+
+
+def _eval_finished(eout: Path, key: str, b: XLBudget) -> bool:
+    return eval_done(eout, (key,), EVAL_METRICS, {"corruption_images": b.corruption_images})
+
+
+def _export_seed0(run_dir: Path, seed: int) -> list[Path]:
+    if seed != 0:
+        return []
+    from ..training.checkpoint import export_weights
+
+    return [export_weights(run_dir / "checkpoints" / "last.pt", run_dir / WEIGHTS_FILE)]
 
 
 def _sweep_blocked(out: Path, key: str, b: XLBudget) -> str | None:
@@ -381,11 +411,12 @@ def _exists_or(path: Path, why: str) -> str | None:
 
 def build_xl_plan(
     *, budget: XLBudget, settings: Sequence[str], seeds: int, out: str | os.PathLike[str],
-    cifar_dir: str | os.PathLike[str] | None,
-) -> list[XLJob]:  # fmt: skip
+    cifar_dir: str | os.PathLike[str] | None, corruption_cache: str | os.PathLike[str] | None = None,
+) -> list[Job]:  # fmt: skip
     """The ordered jobs: every sweep run (settings in priority order), then seed by seed each
     setting's final training run followed by its evaluation, so an interrupted study has whole
-    seeds of the most important settings first."""
+    seeds of the most important settings first.  A training job of seed 0 also writes the
+    weights-only float16 copy of its model (:data:`WEIGHTS_FILE`)."""
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds must be a positive integer, got {seeds!r}")
     if cifar_dir is None:
@@ -393,30 +424,34 @@ def build_xl_plan(
     keys = parse_settings(list(settings))
     out = Path(out)
     full, hold = data_dirs(out, budget)
-    jobs: list[XLJob] = []
+    guess = dict(budget.guess_s)
+    cache = None if corruption_cache is None else str(corruption_cache)
+    jobs: list[Job] = []
     for key in keys:
         s = XL_SETTINGS[key]
         for lr in budget.lrs:
             d = _sweep_dir(out, key, lr)
             done = functools.partial(lambda d: train_done(d, budget.sweep_epochs) or _diverged(d), d)
-            jobs.append(XLJob(f"sweep {key} {_lr_tag(lr)}", "sweep", key, str(d),
-                              functools.partial(_sweep_argv, s, budget, lr, hold, d), done,
-                              lambda: None, budget.sweep_seed, lr))  # fmt: skip
+            jobs.append(Job(f"sweep {key} {_lr_tag(lr)}", "sweep", key, str(d),
+                            functools.partial(_sweep_argv, s, budget, lr, hold, d), done,
+                            estimate_s=guess["sweep"], seed=budget.sweep_seed, lr=lr, resumable=True))  # fmt: skip
     for seed in range(seeds):
         for key in keys:
             s = XL_SETTINGS[key]
             run_dir = out / "runs" / key / f"seed{seed}"
             ckpt = run_dir / "checkpoints" / "last.pt"
             eout = out / "eval" / f"{key}-seed{seed}"
-            jobs.append(XLJob(f"train {key} seed{seed}", "train", key, str(run_dir),
-                              functools.partial(_final_argv, s, budget, out, full, seed, run_dir),
-                              functools.partial(train_done, run_dir, budget.epochs),
-                              functools.partial(_sweep_blocked, out, key, budget), seed))  # fmt: skip
-            opts = {"corruption_images": budget.corruption_images}
-            jobs.append(XLJob(f"eval {key} seed{seed}", "eval", key, str(eout),
-                              functools.partial(_eval_argv, key, budget, full, ckpt, eout),
-                              functools.partial(eval_done, eout, (key,), EVAL_METRICS, opts),
-                              functools.partial(_exists_or, ckpt, f"missing {ckpt}"), seed))  # fmt: skip
+            jobs.append(Job(f"train {key} seed{seed}", "train", key, str(run_dir),
+                            functools.partial(_final_argv, s, budget, out, full, seed, run_dir),
+                            functools.partial(_train_finished, run_dir, budget.epochs, eout, key, budget),
+                            functools.partial(_sweep_blocked, out, key, budget), estimate_s=guess["train"],
+                            seed=seed, resumable=True,
+                            after=functools.partial(_export_seed0, run_dir, seed)))  # fmt: skip
+            jobs.append(Job(f"eval {key} seed{seed}", "eval", key, str(eout),
+                            functools.partial(_eval_argv, key, budget, full, ckpt, eout, cache),
+                            functools.partial(_eval_finished, eout, key, budget),
+                            functools.partial(_exists_or, ckpt, f"missing {ckpt}"), estimate_s=guess["eval"],
+                            seed=seed))  # fmt: skip
     return jobs
 
 
@@ -577,17 +612,45 @@ def _plot_sweep(agg: Mapping[str, Any], lrs: Sequence[float], path: Path) -> boo
     return True
 
 
+def xl_recipe(budget: XLBudget, settings: Sequence[str], seeds: int) -> dict[str, Any]:
+    """The recipe block of ``summary.json``: the budget, the settings (with their labels and pooling
+    options) and the number of seeds asked for."""
+    return {
+        "description": budget.describe(),
+        **asdict(budget),
+        "model": "vgg13_cifar (batch norm)",
+        "augment": "random crop with 4-pixel padding + horizontal flip",
+        "seeds": seeds,
+        "settings": {k: {"label": XL_LABELS[k], "pool": XL_SETTINGS[k].pool,
+                         "pool_kwargs": dict(XL_SETTINGS[k].pool_kwargs), "constraints": XL_SETTINGS[k].constraints}
+                     for k in settings},
+        "evaluated_model": "last epoch",
+        "lr_choice": "highest held-out accuracy after sweep_epochs (seed sweep_seed), ties to the smaller rate",
+    }  # fmt: skip
+
+
+def write_xl_summary(
+    out: str | os.PathLike[str], *, seeds: int, budget: XLBudget, settings: Sequence[str] | None = None
+) -> Path:
+    """``<out>/summary.json`` (:func:`liftpool.studies.xl_summary.build_summary`), written atomically."""
+    keys = parse_settings(list(settings)) if settings is not None else list(XL_SETTINGS)
+    summ = build_summary(out, settings=keys, seeds=seeds, recipe=xl_recipe(budget, keys, seeds))
+    return atomic_write_json(Path(out) / "summary.json", summ)
+
+
 def write_xl_report(
     out: str | os.PathLike[str], *, seeds: int, budget: XLBudget, settings: Sequence[str] | None = None
 ) -> list[Path]:
-    """``report/results_xl.md`` + ``.png``, ``sweep_xl.md`` + ``.png``, ``aggregate_xl.json``, ``sweep.json``
-    and the diagnosis (``diagnosis.md`` + figures); returns the files written."""
+    """``report/results_xl.md`` + ``.png``, ``sweep_xl.md`` + ``.png``, ``aggregate_xl.json``, ``sweep.json``,
+    ``summary_xl.md`` (table, paired differences and verdicts from ``summary.json``), ``curves.png``,
+    ``error_vs_mce.png`` and the diagnosis (``diagnosis.md`` + figures); returns the files written."""
     from .diagnosis import write_diagnosis
 
     out = Path(out)
     rep = out / "report"
     rep.mkdir(parents=True, exist_ok=True)
-    agg = aggregate_xl(out, seeds=seeds, budget=budget, settings=settings)
+    keys = parse_settings(list(settings)) if settings is not None else list(XL_SETTINGS)
+    agg = aggregate_xl(out, seeds=seeds, budget=budget, settings=keys)
     head = f"<!-- {budget.describe()}; {seeds} seed(s); values in %, mean ± sample std over seeds -->\n"
     written = [atomic_write_text(rep / "results_xl.md", head + results_markdown(agg))]
     if _plot_results(agg, rep / "results_xl.png", f"{budget.name} budget, {seeds} seed(s)"):
@@ -597,6 +660,13 @@ def write_xl_report(
         written.append(rep / "sweep_xl.png")
     written.append(atomic_write_json(rep / "aggregate_xl.json", agg))
     written.append(atomic_write_json(out / "sweep.json", agg["sweep"]))
+    summ = build_summary(out, settings=keys, seeds=seeds, recipe=xl_recipe(budget, keys, seeds))
+    md = summary_markdown(summ, settings=keys, labels=XL_LABELS, sweep=agg["sweep"])
+    written.append(atomic_write_text(rep / "summary_xl.md", md))
+    if plot_curves(out, keys, seeds, rep / "curves.png"):
+        written.append(rep / "curves.png")
+    if plot_error_vs_mce(summ, keys, rep / "error_vs_mce.png"):
+        written.append(rep / "error_vs_mce.png")
     written += write_diagnosis(out, [r["setting"] for r in agg["rows"]], seeds=seeds, report_dir=rep)
     return written
 
@@ -752,16 +822,21 @@ def estimate_markdown(est: Mapping[str, Any]) -> str:
 # --------------------------------------------------------------------------- CLI
 def run(args: argparse.Namespace) -> int:
     """``liftpool reproduce --budget xl|xl-tiny ...`` (called by :func:`liftpool.studies.reproduce.run`)."""
-    from .reproduce import _resolve_dirs
-
     if getattr(args, "table", None):
         raise ValueError("--table does not apply to the xl budgets (they have their own settings; see --settings)")
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+    workers = getattr(args, "workers", 1) or 1
+    if workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {workers}")
+    threads = getattr(args, "threads", None)
+    if threads is not None and threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {threads}")
+    deadline = parse_deadline(args.deadline) if getattr(args, "deadline", None) else None
     budget = XL_BUDGETS[args.budget]
     keys = parse_settings(getattr(args, "settings", None))
     out = Path(args.out)
-    cifar, _ = _resolve_dirs(args)
+    cifar, _ = resolve_data_dirs(args)
     if cifar is None and not args.report_only:
         raise ValueError("no CIFAR-10 ImageFolder: pass --data-root containing cifar10-jpeg/ or --cifar-dir")
     out.mkdir(parents=True, exist_ok=True)
@@ -781,7 +856,9 @@ def run(args: argparse.Namespace) -> int:
         with open(log_path, "a") as f:
             f.write(line + "\n")
 
-    plan = build_xl_plan(budget=budget, settings=keys, seeds=args.seeds, out=out, cifar_dir=cifar or "")
+    cache = getattr(args, "corruption_cache", None) or default_corruption_cache()
+    plan = build_xl_plan(budget=budget, settings=keys, seeds=args.seeds, out=out, cifar_dir=cifar or "",
+                         corruption_cache=cache)  # fmt: skip
     if args.dry_run:
         for j in plan:
             state = "done   " if j.done() else "pending"
@@ -791,6 +868,25 @@ def run(args: argparse.Namespace) -> int:
         n = {k: sum(j.kind == k for j in plan) for k in ("sweep", "train", "eval")}
         print(f"{len(plan)} jobs: {n['sweep']} sweep runs, {n['train']} training runs, {n['eval']} evaluations")
         return 0
+    commit = bool(getattr(args, "commit", False))
+
+    def report() -> list[Path]:
+        files = write_xl_report(out, seeds=args.seeds, budget=budget, settings=keys)
+        files.append(write_xl_summary(out, seeds=args.seeds, budget=budget, settings=keys))
+        return files
+
+    def on_done(job: Job, record: Mapping[str, Any], extra: Sequence[Path]) -> None:
+        try:
+            files = report()
+        except Exception as e:  # noqa: BLE001  # a failed report must not stop the study
+            log(f"report failed after {job.name}: {type(e).__name__}: {e}")
+            files = []
+        if commit:
+            paths = [Path(job.out), out / "jobs" / f"{job.file_name}.json", out / "logs" / f"{job.file_name}.log",
+                     log_path, out / "holdout.json", out / "sweep.json", *extra, *files]  # fmt: skip
+            ok, msg = git_commit(paths, f"{out.name} study: {job.name} finished in {record['wall_s'] / 60:.0f} min")
+            log(f"git: {'committed' if ok else 'not committed'} ({msg})")
+
     failed = 0
     if not args.report_only:
         assert cifar is not None
@@ -798,55 +894,8 @@ def run(args: argparse.Namespace) -> int:
         log(f"{budget.describe()}; settings {', '.join(keys)}; seeds {args.seeds}; {len(plan)} jobs")
         make_class_subset(cifar, full, {"train": budget.train_per_class, "test": budget.test_per_class})
         make_holdout(full / "train", hold, budget.holdout_per_class, seed=0, record=out / "holdout.json")
-        failed = _run_jobs(plan, out, args.stop_at, log)
-    files = write_xl_report(out, seeds=args.seeds, budget=budget, settings=keys)
+        failed = run_jobs(plan, out, workers=workers, threads=threads, deadline=deadline, stop_at=args.stop_at,
+                          log=log, on_done=on_done)  # fmt: skip
+    files = report()
     log(f"report: {', '.join(str(f) for f in files)}")
     return 1 if failed else 0
-
-
-def _run_jobs(plan: Sequence[XLJob], out: Path, stop_at: str | None, log: Callable[[str], None]) -> int:
-    from tqdm import tqdm
-
-    (out / "logs").mkdir(exist_ok=True)
-    took: dict[str, list[float]] = {"sweep": [], "train": [], "eval": []}
-    failed = 0
-    todo = [j for j in plan if not j.done()]
-    log(f"{len(plan) - len(todo)} of {len(plan)} jobs already done")
-    bar = tqdm(todo, desc="reproduce xl", unit="job", disable=not sys.stderr.isatty())
-    for n, j in enumerate(bar):
-        if j.done():
-            continue
-        if _past(stop_at):
-            log(f"stop: it is past --stop-at {stop_at}; {j.name} and later jobs not started")
-            break
-        why = j.blocked()
-        if why is not None:
-            log(f"skip {j.name}: {why}")
-            failed += 1
-            continue
-        argv = list(j.argv())
-        if j.kind != "eval":
-            odir = Path(j.out)
-            if (odir / "checkpoints" / "last.pt").exists():
-                argv += ["--resume"]
-            elif odir.exists() and any(odir.iterdir()):
-                argv += ["--overwrite"]
-        logf = out / "logs" / (j.name.replace(" ", "_") + ".log")
-        log(f"start {j.name}: liftpool {' '.join(argv)}")
-        t0 = time.time()
-        with open(logf, "a") as f:
-            rc = subprocess.call([sys.executable, "-m", "liftpool", *argv], stdout=f, stderr=subprocess.STDOUT)
-        dt = time.time() - t0
-        ok = rc == 0 and j.done()
-        if not ok and j.kind == "sweep" and "non-finite loss" in logf.read_text(errors="replace"):
-            atomic_write_json(Path(j.out) / "diverged.json", {"lr": j.lr, "log": str(logf)})
-            log(f"{j.name} diverged (non-finite loss): recorded, this learning rate is out of the choice")
-            ok = True
-        took[j.kind].append(dt)
-        left = todo[n + 1 :]
-        eta = sum((sum(took[k]) / len(took[k]) if took[k] else 0.0) * sum(x.kind == k for x in left) for k in took)
-        unknown = [k for k in took if not took[k] and any(x.kind == k for x in left)]
-        log(f"{'done' if ok else 'FAILED'} {j.name} in {dt:.0f} s (rc {rc}, log {logf}); {len(left)} jobs left, ETA "
-            f"{eta / 3600:.1f} h" + (f" (+ {', '.join(unknown)} jobs not timed yet)" if unknown else ""))  # fmt: skip
-        failed += not ok
-    return failed

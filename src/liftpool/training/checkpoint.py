@@ -40,10 +40,16 @@ A checkpoint is a ``torch.save``-d ``dict`` (written atomically: temp file + ``o
 
 ``best.pt`` and ``last.pt`` share this format.  :func:`load_model` needs only
 ``model_state`` and ``config``; resuming needs the rest.
+
+A *weights file* (:func:`export_weights`) is the same dict with only the markers,
+``model_state`` (optionally cast, e.g. to float16) and ``config``, and nothing but
+tensors and plain Python values, so it loads with ``torch.load(..., weights_only=True)``
+(``load_checkpoint(path, weights_only=True)``, ``load_model(path, weights_only=True)``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import zipfile
@@ -62,6 +68,7 @@ __all__ = [
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_VERSION",
     "CheckpointError",
+    "export_weights",
     "load_checkpoint",
     "load_model",
     "save_checkpoint",
@@ -102,17 +109,23 @@ def save_checkpoint(path: str | os.PathLike[str], *, model: nn.Module, config: M
     return atomic_torch_save(ckpt, path)
 
 
-def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> dict[str, Any]:
+def load_checkpoint(
+    path: str | os.PathLike[str], map_location: Any = "cpu", *, weights_only: bool = False
+) -> dict[str, Any]:
     """Load and validate a checkpoint; raises :class:`CheckpointError` (a ``ValueError``) with
-    the path and the reason for a missing, truncated, corrupt or foreign file."""
+    the path and the reason for a missing, truncated, corrupt or foreign file.
+
+    ``weights_only=True`` loads with torch's restricted unpickler (tensors and plain Python values
+    only): right for files from :func:`export_weights` and from untrusted sources; a full training
+    checkpoint (it holds RNG states) is then refused."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist or is not a file")
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {str(path)!r} is empty (0 bytes)")
     try:
-        # weights_only=False: the file holds RNG states (numpy/python tuples) besides tensors.
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+        # a training checkpoint holds RNG states (numpy/python tuples) besides tensors: weights_only=False
+        ckpt = torch.load(path, map_location=map_location, weights_only=weights_only)
     except (
         RuntimeError,
         EOFError,
@@ -122,6 +135,7 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> 
         ValueError,
         AttributeError,
         ImportError,
+        TypeError,
     ) as e:
         raise CheckpointError(
             f"checkpoint {str(path)!r} is corrupt or not a torch file: {type(e).__name__}: {e}"
@@ -142,7 +156,9 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: Any = "cpu") -> 
     return ckpt
 
 
-def load_model(path: str | os.PathLike[str], map_location: Any = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+def load_model(
+    path: str | os.PathLike[str], map_location: Any = "cpu", *, weights_only: bool = False
+) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the trained model of a checkpoint: ``(model in eval mode, config)``.
 
     ``config`` is the checkpoint's ``"config"`` dict (see the module docstring):
@@ -156,7 +172,7 @@ def load_model(path: str | os.PathLike[str], map_location: Any = "cpu") -> tuple
         ValueError (:class:`CheckpointError`): the file is missing, corrupt or not a
             liftpool checkpoint, or its weights do not fit the rebuilt model.
     """
-    ckpt = load_checkpoint(path, map_location=map_location)
+    ckpt = load_checkpoint(path, map_location=map_location, weights_only=weights_only)
     config = ckpt["config"]
     model = build_model(config["model"])
     try:
@@ -169,3 +185,30 @@ def load_model(path: str | os.PathLike[str], map_location: Any = "cpu") -> tuple
         model.to(map_location)
     model.eval()
     return model, config
+
+
+def export_weights(
+    src: str | os.PathLike[str], dst: str | os.PathLike[str], *, dtype: torch.dtype | None = torch.float16
+) -> Path:
+    """Write the weights of checkpoint ``src`` to ``dst`` as a weights file (see the module docstring).
+
+    Floating-point tensors are cast to ``dtype`` (None keeps them); integer buffers (BatchNorm's
+    ``num_batches_tracked``) are kept.  The config is stored as plain JSON values.  The file is
+    written atomically and loads with :func:`load_model` (``weights_only=True``), which casts the
+    weights back to the model's dtype.
+    """
+    ckpt = load_checkpoint(src)
+    state = {
+        k: (v.detach().to(dtype) if dtype is not None and v.is_floating_point() else v.detach()).clone()
+        for k, v in ckpt["model_state"].items()
+    }
+    out = {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": CHECKPOINT_VERSION,
+        "liftpool_version": str(ckpt.get("liftpool_version", __version__)),
+        "torch_version": str(torch.__version__),
+        "model_state": state,
+        "config": json.loads(json.dumps(ckpt["config"], default=str)),
+        "weights_dtype": str(dtype).replace("torch.", "") if dtype is not None else "as trained",
+    }
+    return atomic_torch_save(out, dst)

@@ -924,6 +924,9 @@ def _summary(run: _Run, resumed: bool) -> dict[str, Any]:
         "lift_layers": pf.n_lift,
         "task": pf.task,
         "data": {k: v for k, v in pf.data_info.items() if k != "class_names"},
+        "train_images": len(run.loaders.train.dataset),  # type: ignore[arg-type]
+        "val_images": len(run.loaders.val.dataset),  # type: ignore[arg-type]
+        "threads": torch.get_num_threads(),
         "device": str(info.device),
         "world_size": info.world_size,
         "torch_version": torch.__version__,

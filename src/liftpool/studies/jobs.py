@@ -1,0 +1,318 @@
+"""Running a study's jobs: parallel workers, a deadline, timing records and commits of finished results.
+
+A study is a list of :class:`Job` in priority order; each job is one ``liftpool`` subprocess whose
+output folder tells whether it is done.  :func:`run_jobs` keeps ``workers`` subprocesses busy
+(each with ``threads`` torch threads), always starting the first job in the list that is neither
+done, running nor waiting for another job, and that is *expected to end before the deadline*:
+a job's expected duration is the median wall time of the finished jobs of the same kind and
+setting (:class:`History`, read from ``<out>/jobs/*.json``), else of the same kind, else the
+caller's estimate.  When a job ends, its record is written (atomically) and ``on_done`` runs (the
+xl study commits the job's results to git there, :func:`git_commit`).
+
+Examples:
+    >>> from datetime import datetime, timezone
+    >>> now = datetime(2026, 12, 5, 15, 0, tzinfo=timezone.utc)
+    >>> parse_deadline("17:26", now).isoformat()
+    '2026-12-05T17:26:00+00:00'
+    >>> parse_deadline("01:30", now).isoformat()  # the next 01:30 UTC
+    '2026-12-06T01:30:00+00:00'
+    >>> History([{"kind": "train", "setting": "max", "wall_s": 60.0, "ok": True}]).expected("train", "lift", 99.0)
+    60.0
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from ..io import atomic_write_json
+from .common import past
+
+__all__ = ["History", "Job", "cpu_model", "git_commit", "git_head", "parse_deadline", "run_jobs"]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One subprocess of a study.
+
+    ``argv()`` gives the arguments after ``liftpool`` when the job starts; ``done()`` reads its
+    output; ``blocked()`` says why it cannot start yet (None: it can); ``estimate_s`` is the
+    expected wall time before any job of its kind has finished; ``after`` runs in the scheduler
+    once the job succeeded (e.g. to export weights)."""
+
+    name: str
+    kind: str
+    setting: str
+    out: str
+    argv: Callable[[], Sequence[str]]
+    done: Callable[[], bool]
+    blocked: Callable[[], str | None] = lambda: None
+    estimate_s: float = 600.0
+    seed: int = 0
+    lr: float | None = None
+    resumable: bool = False  #: a ``liftpool train`` run: add --resume / --overwrite as its folder requires
+    after: Callable[[], Sequence[Path]] | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def file_name(self) -> str:
+        return self.name.replace(" ", "_")
+
+
+def parse_deadline(text: str, now: datetime | None = None) -> datetime:
+    """``HH:MM`` -> the next such UTC time after ``now`` (today or tomorrow); ``YYYY-MM-DDTHH:MM``
+    -> that UTC time.  Raises ``ValueError`` naming the argument otherwise."""
+    now = now or datetime.now(timezone.utc)
+    try:
+        if "T" in text:
+            return datetime.strptime(text, "%Y-%m-%dT%H:%M").replace(tzinfo=timezone.utc)
+        hh, mm = (int(x) for x in text.split(":"))
+        if not (0 <= hh < 24 and 0 <= mm < 60) or len(text.split(":")[1]) != 2:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"--deadline must be HH:MM or YYYY-MM-DDTHH:MM (UTC), got {text!r}") from None
+    t = now.replace(hour=hh, minute=mm, second=0, microsecond=0)
+    return t if t > now else t + timedelta(days=1)
+
+
+class History:
+    """Wall times of finished jobs (records with ``kind``, ``setting``, ``wall_s``, ``ok``)."""
+
+    def __init__(self, records: Sequence[Mapping[str, Any]] = ()) -> None:
+        self.records = [dict(r) for r in records]
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike[str]) -> History:
+        recs = []
+        for p in sorted(Path(folder).glob("*.json")):
+            try:
+                r = json.loads(p.read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(r, dict) and isinstance(r.get("wall_s"), (int, float)):
+                recs.append(r)
+        return cls(recs)
+
+    def add(self, record: Mapping[str, Any]) -> None:
+        self.records.append(dict(record))
+
+    def expected(self, kind: str, setting: str, estimate_s: float, threads: int | None = None) -> float:
+        """Median wall time of finished (ok) jobs of this kind and setting, else of this kind, else
+        ``estimate_s``; records made with another thread count are used only when no other exists."""
+        ok = [r for r in self.records if r.get("ok") and r.get("kind") == kind]
+        if threads is not None and any(r.get("threads") == threads for r in ok):
+            ok = [r for r in ok if r.get("threads") == threads]
+        same = [float(r["wall_s"]) for r in ok if r.get("setting") == setting]
+        if same:
+            return float(statistics.median(same))
+        if ok:
+            return float(statistics.median(float(r["wall_s"]) for r in ok))
+        return float(estimate_s)
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; the platform's processor string elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_head(path: str | os.PathLike[str]) -> str | None:
+    """The commit checked out in the repository holding ``path`` (None outside git)."""
+    try:
+        r = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return r.stdout.strip() if r.returncode == 0 else None
+
+
+def git_commit(paths: Sequence[str | os.PathLike[str]], message: str, *, retries: int = 5) -> tuple[bool, str]:
+    """Commit exactly ``paths`` (files or folders, ignored files excluded) in their repository.
+
+    Other staged or unstaged changes of the working tree are left alone (``git commit -- paths``).
+    Retries while another git process holds the index lock.  Returns ``(committed, message)``:
+    ``(False, "nothing to commit")`` when the paths hold no change."""
+    existing = [Path(p) for p in paths if Path(p).exists()]
+    if not existing:
+        return False, "nothing to commit"
+    top = subprocess.run(["git", "-C", str(existing[0] if existing[0].is_dir() else existing[0].parent),
+                          "rev-parse", "--show-toplevel"], capture_output=True, text=True)  # fmt: skip
+    if top.returncode != 0:
+        return False, f"not in a git repository: {existing[0]}"
+    root = Path(top.stdout.strip())
+    rel = [os.path.relpath(p.resolve(), root) for p in existing]
+    last = ""
+    for attempt in range(retries):
+        add = subprocess.run(["git", "-C", str(root), "add", "--", *rel], capture_output=True, text=True)
+        if add.returncode == 0:
+            diff = subprocess.run(["git", "-C", str(root), "diff", "--cached", "--quiet", "--", *rel])
+            if diff.returncode == 0:
+                return False, "nothing to commit"
+            c = subprocess.run(["git", "-C", str(root), "commit", "-q", "-m", message, "--", *rel],
+                               capture_output=True, text=True)  # fmt: skip
+            if c.returncode == 0:
+                return True, message
+            last = c.stderr.strip() or c.stdout.strip()
+        else:
+            last = add.stderr.strip()
+        if "index.lock" not in last:
+            break
+        time.sleep(2.0 * (attempt + 1))
+    return False, last
+
+
+@dataclass
+class _Running:
+    job: Job
+    proc: subprocess.Popen[bytes]
+    start: float
+    logf: Any
+    expected: float
+
+
+def _argv_for(job: Job) -> list[str]:
+    argv = list(job.argv())
+    if job.resumable:
+        odir = Path(job.out)
+        if (odir / "checkpoints" / "last.pt").exists():
+            argv += ["--resume"]
+        elif odir.exists() and any(odir.iterdir()):
+            argv += ["--overwrite"]
+    return argv
+
+
+def run_jobs(
+    plan: Sequence[Job],
+    out: str | os.PathLike[str],
+    *,
+    workers: int = 1,
+    threads: int | None = None,
+    deadline: datetime | None = None,
+    stop_at: str | None = None,
+    log: Callable[[str], None] = print,
+    on_done: Callable[[Job, dict[str, Any], list[Path]], None] | None = None,
+    poll_s: float = 2.0,
+    clock: Callable[[], float] = time.time,
+    launcher: Sequence[str] = (sys.executable, "-m", "liftpool"),
+) -> int:
+    """Run the pending jobs of ``plan``; returns the number of jobs that failed or could not start.
+
+    ``<out>/jobs/<name>.json`` gets each finished job's record (kind, setting, seed, lr, start and end
+    UTC, wall seconds, return code, threads, CPU, commit), ``<out>/logs/<name>.log`` its output.
+    Each job runs ``[*launcher, *job.argv()]`` (default: ``python -m liftpool ...``).
+    A job whose expected end lies after ``deadline`` is not started; nor is any job once the UTC
+    clock has passed ``stop_at`` (``HH:MM``).  Exits when nothing more can start and nothing runs.
+    """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
+    out = Path(out)
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    (out / "jobs").mkdir(parents=True, exist_ok=True)
+    hist = History.load(out / "jobs")
+    nthreads = threads or max(1, (os.cpu_count() or 1) // workers)
+    env = {**os.environ, "OMP_NUM_THREADS": str(nthreads), "MKL_NUM_THREADS": str(nthreads)}
+    cpu, commit = cpu_model(), git_head(out)
+    running: list[_Running] = []
+    finished: set[str] = set()
+    failed = 0
+    waiting_logged: set[str] = set()
+    todo = [j for j in plan if not j.done()]
+    log(f"{len(plan) - len(todo)} of {len(plan)} jobs already done; {workers} worker(s) x {nthreads} thread(s)"
+        + (f"; deadline {deadline:%Y-%m-%d %H:%M} UTC" if deadline else ""))  # fmt: skip
+    stopping = False
+    while True:
+        # start jobs while a worker is free
+        while len(running) < workers and not stopping:
+            if past(stop_at):
+                log(f"stop: it is past --stop-at {stop_at}; no new job starts")
+                stopping = True
+                break
+            busy = {r.job.name for r in running}
+            cand = None
+            for j in todo:
+                if j.name in busy or j.name in finished or j.done():
+                    continue
+                why = j.blocked()
+                if why is not None:
+                    continue
+                exp = hist.expected(j.kind, j.setting, j.estimate_s, nthreads)
+                if deadline is not None and clock() + exp > deadline.timestamp():
+                    if j.name not in waiting_logged:
+                        log(f"not starting {j.name}: expected {exp / 60:.0f} min would end after the deadline "
+                            f"{deadline:%H:%M} UTC")  # fmt: skip
+                        waiting_logged.add(j.name)
+                    continue
+                cand = (j, exp)
+                break
+            if cand is None:
+                break
+            j, exp = cand
+            argv = _argv_for(j)
+            logf = open(out / "logs" / f"{j.file_name}.log", "a")  # noqa: SIM115  # closed when the job ends
+            log(f"start {j.name} (expected {exp / 60:.0f} min): liftpool {' '.join(argv)}")
+            proc = subprocess.Popen([*launcher, *argv], stdout=logf, stderr=subprocess.STDOUT,
+                                    env=env)  # fmt: skip
+            running.append(_Running(j, proc, clock(), logf, exp))
+        if not running:
+            break
+        time.sleep(poll_s)
+        for r in list(running):
+            rc = r.proc.poll()
+            if rc is None:
+                continue
+            running.remove(r)
+            r.logf.close()
+            end = clock()
+            j = r.job
+            ok = rc == 0 and j.done()
+            diverged = not ok and j.kind == "sweep" and "non-finite loss" in (
+                out / "logs" / f"{j.file_name}.log").read_text(errors="replace")  # fmt: skip
+            if diverged:
+                atomic_write_json(Path(j.out) / "diverged.json", {"lr": j.lr})
+                log(f"{j.name} diverged (non-finite loss): recorded, this learning rate is out of the choice")
+                ok = True
+            files: list[Path] = []
+            if ok and j.after is not None:
+                files = list(j.after())
+            wall = round(end - r.start, 1)
+            rec: dict[str, Any] = {
+                "name": j.name, "kind": j.kind, "setting": j.setting, "seed": j.seed, "lr": j.lr, "ok": ok, "rc": rc,
+                "diverged": diverged,
+                "start_utc": datetime.fromtimestamp(r.start, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "end_utc": datetime.fromtimestamp(end, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "wall_s": wall, "threads": nthreads, "workers": workers, "cpu": cpu,
+                "commit": commit, "python": platform.python_version(),
+            }  # fmt: skip
+            finished.add(j.name)
+            if ok:
+                atomic_write_json(out / "jobs" / f"{j.file_name}.json", rec)
+                hist.add(rec)
+            else:
+                failed += 1
+            left = [x for x in todo if x.name not in finished and not x.done()]
+            eta = sum(hist.expected(x.kind, x.setting, x.estimate_s, nthreads) for x in left) / workers
+            log(f"{'done' if ok else 'FAILED'} {j.name} in {wall / 60:.1f} min (rc {rc}); {len(left)} jobs "
+                f"left, ETA {eta / 3600:.1f} h with {workers} worker(s)")  # fmt: skip
+            if on_done is not None and ok:
+                on_done(j, rec, files)
+    left = [j for j in todo if j.name not in finished and not j.done()]
+    if left:
+        blocked = [j for j in left if j.blocked() is not None]
+        log(f"{len(left)} job(s) not run" + (f" ({len(blocked)} waiting for others)" if blocked else ""))
+    return failed

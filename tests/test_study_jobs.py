@@ -1,0 +1,152 @@
+"""The study job runner: workers side by side, the deadline, dependencies, records, commits."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from liftpool.studies.jobs import History, Job, git_commit, parse_deadline, run_jobs
+
+PY = (sys.executable, "-c")
+
+
+def _job(tmp: Path, name: str, *, sleep: float = 0.0, kind: str = "train", setting: str = "max", rc: int = 0,
+         blocked=None, estimate_s: float = 1.0, after=None) -> Job:  # fmt: skip
+    """A job whose "command" is a Python snippet: it records its start/end time and writes done.txt."""
+    d = tmp / "work" / name.replace(" ", "_")
+    code = (f"import time, pathlib; p = pathlib.Path({str(d)!r}); p.mkdir(parents=True, exist_ok=True); "
+            f"(p / 'start').write_text(repr(time.time())); time.sleep({sleep}); "
+            f"(p / 'end').write_text(repr(time.time())); "
+            + ("(p / 'done.txt').write_text('ok'); " if rc == 0 else "") + f"raise SystemExit({rc})")  # fmt: skip
+    return Job(name, kind, setting, str(d), lambda: (code,), lambda: (d / "done.txt").exists(),
+               blocked or (lambda: None), estimate_s=estimate_s, after=after)  # fmt: skip
+
+
+def _run(tmp: Path, plan, **kw) -> tuple[int, list[str]]:
+    lines: list[str] = []
+    n = run_jobs(plan, tmp / "out", launcher=PY, poll_s=0.05, log=lines.append, **kw)
+    return n, lines
+
+
+def test_parse_deadline_forms_and_errors():
+    now = datetime(2026, 12, 5, 23, 50, tzinfo=timezone.utc)
+    assert parse_deadline("23:55", now) == now + timedelta(minutes=5)
+    assert parse_deadline("00:10", now) == now + timedelta(minutes=20)  # the next 00:10 is tomorrow
+    assert parse_deadline("2026-12-07T08:00", now).day == 7
+    for bad in ("25:00", "7pm", "12:5", "", "12:60"):
+        with pytest.raises(ValueError, match="--deadline"):
+            parse_deadline(bad, now)
+
+
+def test_history_prefers_same_setting_then_kind_then_estimate():
+    h = History([
+        {"kind": "train", "setting": "max", "wall_s": 100.0, "ok": True, "threads": 1},
+        {"kind": "train", "setting": "max", "wall_s": 300.0, "ok": True, "threads": 1},
+        {"kind": "train", "setting": "lift", "wall_s": 500.0, "ok": True, "threads": 1},
+        {"kind": "train", "setting": "lift", "wall_s": 9999.0, "ok": False, "threads": 1},
+        {"kind": "train", "setting": "avg", "wall_s": 50.0, "ok": True, "threads": 2},
+    ])  # fmt: skip
+    assert h.expected("train", "max", 1.0, threads=1) == 200.0
+    assert h.expected("train", "lift", 1.0, threads=1) == 500.0  # the failed record is ignored
+    assert h.expected("train", "skip", 1.0, threads=1) == 300.0  # median of the kind (100, 300, 500)
+    assert h.expected("train", "avg", 1.0, threads=2) == 50.0
+    assert h.expected("eval", "max", 42.0) == 42.0
+
+
+def test_two_workers_run_side_by_side_and_dependencies_wait(tmp_path):
+    a = _job(tmp_path, "train a", sleep=1.0)
+    b = _job(tmp_path, "train b", sleep=1.0)
+    c = _job(tmp_path, "eval a", kind="eval",
+             blocked=lambda: None if (tmp_path / "work" / "train_a" / "done.txt").exists() else "waits for a")
+    failed, log = _run(tmp_path, [c, a, b], workers=2, threads=1)
+    assert failed == 0, log
+    t = {n: (float((tmp_path / "work" / n / "start").read_text()), float((tmp_path / "work" / n / "end").read_text()))
+         for n in ("train_a", "train_b", "eval_a")}  # fmt: skip
+    assert t["train_a"][0] < t["train_b"][1] and t["train_b"][0] < t["train_a"][1]  # overlapped
+    assert t["eval_a"][0] >= t["train_a"][1]  # started after its dependency ended
+    rec = json.loads((tmp_path / "out" / "jobs" / "train_a.json").read_text())
+    assert rec["ok"] and rec["threads"] == 1 and rec["workers"] == 2 and rec["wall_s"] >= 1.0 and rec["cpu"]
+    # rerun: everything is done, nothing starts
+    failed, log = _run(tmp_path, [c, a, b], workers=2)
+    assert failed == 0 and "3 of 3 jobs already done" in log[0] and not any(x.startswith("start") for x in log)
+
+
+def test_deadline_skips_jobs_that_would_end_after_it_but_starts_those_that_fit(tmp_path):
+    jobs_dir = tmp_path / "out" / "jobs"
+    jobs_dir.mkdir(parents=True)
+    (jobs_dir / "old.json").write_text(json.dumps({"kind": "train", "setting": "max", "wall_s": 3600.0, "ok": True}))
+    long = _job(tmp_path, "train max seed1")  # expected 1 h from the record
+    short = _job(tmp_path, "eval max seed0", kind="eval", estimate_s=1.0)  # no record: its estimate
+    deadline = datetime.now(timezone.utc) + timedelta(minutes=30)
+    failed, log = _run(tmp_path, [long, short], deadline=deadline)
+    assert failed == 0
+    assert not (tmp_path / "work" / "train_max_seed1").exists()
+    assert (tmp_path / "work" / "eval_max_seed0" / "done.txt").exists()
+    assert any("not starting train max seed1: expected 60 min" in x for x in log)
+    # with the deadline further away it runs
+    failed, _ = _run(tmp_path, [long, short], deadline=deadline + timedelta(hours=2))
+    assert failed == 0 and (tmp_path / "work" / "train_max_seed1" / "done.txt").exists()
+
+
+def test_stop_at_in_the_past_starts_nothing(tmp_path):
+    failed, log = _run(tmp_path, [_job(tmp_path, "train a")], stop_at="00:00")
+    assert failed == 0 and any("past --stop-at 00:00" in x for x in log)
+    assert not (tmp_path / "work").exists()
+
+
+def test_failed_job_is_counted_not_recorded_and_after_hook_runs_on_success(tmp_path):
+    called = []
+    ok = _job(tmp_path, "train ok", after=lambda: called.append(1) or [])
+    bad = _job(tmp_path, "train bad", rc=3)
+    failed, log = _run(tmp_path, [bad, ok])
+    assert failed == 1 and called == [1]
+    assert not (tmp_path / "out" / "jobs" / "train_bad.json").exists()
+    assert (tmp_path / "out" / "jobs" / "train_ok.json").exists()
+    assert any(x.startswith("FAILED train bad") and "rc 3" in x for x in log)
+
+
+def test_bad_arguments_are_named(tmp_path):
+    with pytest.raises(ValueError, match="workers"):
+        run_jobs([], tmp_path, workers=0)
+    with pytest.raises(ValueError, match="threads"):
+        run_jobs([], tmp_path, threads=0)
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
+
+
+def test_git_commit_commits_only_the_given_paths(tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q")
+    _git(repo, "config", "user.email", "t@example.org")
+    _git(repo, "config", "user.name", "t")
+    (repo / ".gitignore").write_text("res/**/checkpoints/\n")
+    (repo / "code.py").write_text("x = 1\n")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-qm", "init")
+    (repo / "code.py").write_text("x = 2\n")  # someone's unfinished work, staged
+    _git(repo, "add", "code.py")
+    run = repo / "res" / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "summary.json").write_text("{}")
+    (run / "checkpoints" / "last.pt").write_text("big")
+    ok, msg = git_commit([run, repo / "res" / "missing.json"], "study: run finished")
+    assert ok, msg
+    files = _git(repo, "show", "--name-only", "--format=", "HEAD").split()
+    assert files == ["res/run/summary.json"]  # not the checkpoint (ignored), not code.py
+    assert "code.py" in _git(repo, "diff", "--cached", "--name-only")  # still staged, untouched
+    assert git_commit([run], "again") == (False, "nothing to commit")
+    assert git_commit([tmp_path / "nowhere"], "x") == (False, "nothing to commit")
+
+
+def test_history_load_skips_unreadable_records(tmp_path):
+    (tmp_path / "a.json").write_text(json.dumps({"kind": "eval", "setting": "max", "wall_s": 5.0, "ok": True}))
+    (tmp_path / "b.json").write_text("{half")
+    assert History.load(tmp_path).expected("eval", "max", 1.0) == 5.0

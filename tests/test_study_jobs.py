@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -71,9 +72,26 @@ def test_two_workers_run_side_by_side_and_dependencies_wait(tmp_path):
     assert t["eval_a"][0] >= t["train_a"][1]  # started after its dependency ended
     rec = json.loads((tmp_path / "out" / "jobs" / "train_a.json").read_text())
     assert rec["ok"] and rec["threads"] == 1 and rec["workers"] == 2 and rec["wall_s"] >= 1.0 and rec["cpu"]
+    if hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) >= 2:
+        assert rec["pinned"]
     # rerun: everything is done, nothing starts
     failed, log = _run(tmp_path, [c, a, b], workers=2)
     assert failed == 0 and "3 of 3 jobs already done" in log[0] and not any(x.startswith("start") for x in log)
+
+
+TWO_CPUS = hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) >= 2
+
+
+@pytest.mark.skipif(not TWO_CPUS, reason="needs 2 CPUs")
+def test_pinned_workers_get_one_cpu_each(tmp_path):
+    code = "import os, pathlib, time; time.sleep(0.5); pathlib.Path({!r}).write_text(repr(sorted(os.sched_getaffinity(0))))"
+    plan = [Job(f"train {k}", "train", "max", str(tmp_path / k), (lambda k=k: (code.format(str(tmp_path / k)),)),
+                (lambda k=k: (tmp_path / k).exists())) for k in ("a", "b")]  # fmt: skip
+    failed, _ = _run(tmp_path, plan, workers=2, threads=1, pin=True)
+    masks = sorted((tmp_path / k).read_text() for k in ("a", "b"))
+    assert failed == 0 and len(set(masks)) == 2 and all(len(eval(m)) == 1 for m in masks)
+    with pytest.raises(ValueError, match="pin needs"):
+        run_jobs(plan, tmp_path / "o2", workers=2, threads=len(os.sched_getaffinity(0)), pin=True)
 
 
 def test_deadline_skips_jobs_that_would_end_after_it_but_starts_those_that_fit(tmp_path):

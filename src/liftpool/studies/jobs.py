@@ -22,6 +22,7 @@ Examples:
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -182,6 +183,7 @@ class _Running:
     start: float
     logf: Any
     expected: float
+    slot: int = 0
 
 
 def _argv_for(job: Job) -> list[str]:
@@ -208,12 +210,15 @@ def run_jobs(
     poll_s: float = 2.0,
     clock: Callable[[], float] = time.time,
     launcher: Sequence[str] = (sys.executable, "-m", "liftpool"),
+    pin: bool | None = None,
 ) -> int:
     """Run the pending jobs of ``plan``; returns the number of jobs that failed or could not start.
 
     ``<out>/jobs/<name>.json`` gets each finished job's record (kind, setting, seed, lr, start and end
     UTC, wall seconds, return code, threads, CPU, commit), ``<out>/logs/<name>.log`` its output.
-    Each job runs ``[*launcher, *job.argv()]`` (default: ``python -m liftpool ...``).
+    Each job runs ``[*launcher, *job.argv()]`` (default: ``python -m liftpool ...``).  With ``pin``
+    (default: when ``workers`` > 1 and the system allows it) worker slot ``i`` is pinned to its own
+    ``threads`` CPUs, so side-by-side jobs never share a core while another is idle.
     A job whose expected end lies after ``deadline`` is not started; nor is any job once the UTC
     clock has passed ``stop_at`` (``HH:MM``).  Exits when nothing more can start and nothing runs.
     """
@@ -228,6 +233,12 @@ def run_jobs(
     nthreads = threads or max(1, (os.cpu_count() or 1) // workers)
     env = {**os.environ, "OMP_NUM_THREADS": str(nthreads), "MKL_NUM_THREADS": str(nthreads)}
     cpu, commit = cpu_model(), git_head(out)
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if pin is None:
+        pin = workers > 1 and len(cpus) >= workers * nthreads
+    if pin and len(cpus) < workers * nthreads:
+        raise ValueError(f"pin needs workers x threads = {workers * nthreads} CPUs, this process may use {len(cpus)}")
+    slots = [set(cpus[i * nthreads : (i + 1) * nthreads]) for i in range(workers)] if pin else []
     running: list[_Running] = []
     finished: set[str] = set()
     failed = 0
@@ -266,9 +277,11 @@ def run_jobs(
             argv = _argv_for(j)
             logf = open(out / "logs" / f"{j.file_name}.log", "a")  # noqa: SIM115  # closed when the job ends
             log(f"start {j.name} (expected {exp / 60:.0f} min): liftpool {' '.join(argv)}")
-            proc = subprocess.Popen([*launcher, *argv], stdout=logf, stderr=subprocess.STDOUT,
-                                    env=env)  # fmt: skip
-            running.append(_Running(j, proc, clock(), logf, exp))
+            slot = min(set(range(workers)) - {r.slot for r in running})
+            pin_fn = functools.partial(os.sched_setaffinity, 0, slots[slot]) if pin else None
+            proc = subprocess.Popen([*launcher, *argv], stdout=logf, stderr=subprocess.STDOUT, env=env,
+                                    preexec_fn=pin_fn)  # fmt: skip
+            running.append(_Running(j, proc, clock(), logf, exp, slot))
         if not running:
             break
         time.sleep(poll_s)
@@ -296,7 +309,7 @@ def run_jobs(
                 "diverged": diverged,
                 "start_utc": datetime.fromtimestamp(r.start, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "end_utc": datetime.fromtimestamp(end, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "wall_s": wall, "threads": nthreads, "workers": workers, "cpu": cpu,
+                "wall_s": wall, "threads": nthreads, "workers": workers, "pinned": bool(pin), "cpu": cpu,
                 "commit": commit, "python": platform.python_version(),
             }  # fmt: skip
             finished.add(j.name)

@@ -84,7 +84,7 @@ TWO_CPUS = hasattr(os, "sched_getaffinity") and len(os.sched_getaffinity(0)) >= 
 
 @pytest.mark.skipif(not TWO_CPUS, reason="needs 2 CPUs")
 def test_pinned_workers_get_one_cpu_each(tmp_path):
-    code = "import os, pathlib, time; time.sleep(0.5); pathlib.Path({!r}).write_text(repr(sorted(os.sched_getaffinity(0))))"
+    code = "import os, pathlib, time; time.sleep(0.5); pathlib.Path({!r}).write_text(repr(sorted(os.sched_getaffinity(0))))"  # noqa: E501
     plan = [Job(f"train {k}", "train", "max", str(tmp_path / k), (lambda k=k: (code.format(str(tmp_path / k)),)),
                 (lambda k=k: (tmp_path / k).exists())) for k in ("a", "b")]  # fmt: skip
     failed, _ = _run(tmp_path, plan, workers=2, threads=1, pin=True)

@@ -1,16 +1,19 @@
 """Copy the aggregated tables and figures of `liftpool reproduce` into docs/results.md.
 
-Every ``<!-- BEGIN <budget>/<file> -->`` ... ``<!-- END -->`` block of the page is replaced by
-``<runs>/<budget>/report/<file>`` (or "(not run)" when that file does not exist), and every
+Every ``<!-- BEGIN <budget>/<file> -->`` ... ``<!-- END -->`` block of the page whose budget folder
+``<runs>/<budget>`` exists is replaced by ``<runs>/<budget>/report/<file>`` (or "(not run)" when that
+file does not exist; image links in it are made relative to the page), and every
 ``<runs>/<budget>/report/results_<table>[_predictions].png`` is copied to
 ``docs/figures/results_<budget>_<table>[_predictions].png``.  The prose (verdicts) is not touched.
 
-    python scripts/update_results_doc.py --runs /work/runs/reproduce [--doc docs/results.md]
+    python scripts/update_results_doc.py --runs <runs dir> [--doc docs/results.md]
+    python scripts/update_results_doc.py --runs results      # the xl study committed under results/xl
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 from pathlib import Path
 
@@ -31,8 +34,12 @@ def main() -> None:
     def fill(m: re.Match[str]) -> str:
         key = m.group(1)
         budget, name = key.split("/", 1)
+        if not (runs / budget).is_dir():
+            return m.group(0)
         f = runs / budget / "report" / name
         body = f.read_text() if f.exists() else "(not run)\n"
+        rel = os.path.relpath(f.parent.resolve(), doc.parent.resolve())
+        body = re.sub(r"\]\(([\w.-]+\.png)\)", lambda g: f"]({rel}/{g.group(1)})", body)
         body = "\n".join(line for line in body.splitlines() if not line.startswith("<!-- budget")) + "\n"
         return f"<!-- BEGIN {key} -->\n{body}<!-- END -->"
 

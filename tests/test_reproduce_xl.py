@@ -9,6 +9,7 @@ import json
 import shutil
 import statistics
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -339,6 +340,20 @@ def test_xl_tiny_end_to_end_two_workers_commits_resumes_and_respects_stop_at(tmp
     assert torch.allclose(w(x), full(x), atol=5e-2)
     assert (out / "runs" / "lift" / "seed0" / "weights_fp16.pt").stat().st_size < 1.5e6
     assert not (out / "runs" / "lift" / "seed1").exists()
+    sec = (out / "report" / "results_section.md").read_text()
+    assert "**Status: 2 of 2 planned runs finished and evaluated**" in sec and "![test error per epoch" in sec
+    assert "| LiftDownPool has a lower top-1 error than MaxPool |" in sec and "### Diagnosis" in sec
+    # the results page takes the section; blocks of budgets that are not there are left alone
+    doc = tmp_path / "docs" / "results.md"
+    doc.parent.mkdir()
+    doc.write_text("# R\n<!-- BEGIN xl/results_section.md -->\nold\n<!-- END -->\n"
+                   "<!-- BEGIN small/results_table3.md -->\nkept\n<!-- END -->\n")  # fmt: skip
+    script = Path(__file__).resolve().parents[1] / "scripts" / "update_results_doc.py"
+    subprocess.run([sys.executable, str(script), "--runs", str(repo / "res"), "--doc", str(doc)], check=True,
+                   capture_output=True)  # fmt: skip
+    page = doc.read_text()
+    assert "old" not in page and "kept" in page and "**Status: 2 of 2" in page
+    assert "](../repo/res/xl/report/curves.png)" in page
     # the corrupted copies were generated once and reused by the second evaluation
     assert len(list((tmp_path / "cache").rglob("*.npy"))) == 75
 

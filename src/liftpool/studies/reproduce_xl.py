@@ -668,7 +668,78 @@ def write_xl_report(
     if plot_error_vs_mce(summ, keys, rep / "error_vs_mce.png"):
         written.append(rep / "error_vs_mce.png")
     written += write_diagnosis(out, [r["setting"] for r in agg["rows"]], seeds=seeds, report_dir=rep)
+    atomic_write_json(out / "summary.json", summ)
+    sec = results_section(out, seeds=seeds, budget=budget, settings=keys, report_files=written)
+    written.append(atomic_write_text(rep / "results_section.md", sec))
     return written
+
+
+def machine_time(out: str | os.PathLike[str]) -> dict[str, Any]:
+    """What the study's finished jobs cost (``<out>/jobs/*.json``): per kind the number of jobs and
+    their summed wall hours, the core-hours (wall x threads) and the machine-hours of a machine with
+    ``cores`` cores running them side by side (core-hours / cores), the cores being those the records
+    say were used (workers x threads)."""
+    from .jobs import History
+
+    recs = [r for r in History.load(Path(out) / "jobs").records if r.get("ok")]
+    kinds: dict[str, dict[str, float]] = {}
+    core_h = 0.0
+    cores = 1
+    for r in recs:
+        k = kinds.setdefault(str(r.get("kind")), {"jobs": 0, "wall_h": 0.0})
+        k["jobs"] += 1
+        k["wall_h"] += float(r["wall_s"]) / 3600
+        t = int(r.get("threads") or 1)
+        core_h += float(r["wall_s"]) * t / 3600
+        cores = max(cores, t * int(r.get("workers") or 1))
+    return {"kinds": {k: {"jobs": int(v["jobs"]), "wall_h": round(v["wall_h"], 2)} for k, v in kinds.items()},
+            "core_hours": round(core_h, 2), "cores": cores, "machine_hours": round(core_h / cores, 2)}  # fmt: skip
+
+
+def results_section(
+    out: str | os.PathLike[str], *, seeds: int, budget: XLBudget, settings: Sequence[str], report_files: Sequence[Path]
+) -> str:
+    """The generated part of the results page: status, cost, the summary tables and verdicts, the
+    sweep, the figures (by file name, next to this file in ``report/``) and the diagnosis."""
+    out = Path(out)
+    summ = read_summary(out)
+    runs = summ.get("runs", []) if summ else []
+    done = {(r["setting"], r["seed"]) for r in runs}
+    planned = len(settings) * seeds
+    mt = machine_time(out)
+    names = {p.name for p in report_files}
+    per = ", ".join(f"{k} {v['jobs']} jobs / {v['wall_h']:.1f} h" for k, v in sorted(mt["kinds"].items()))
+    lines = [
+        f"**Status: {len(done)} of {planned} planned runs finished and evaluated** ({len(settings)} settings x "
+        f"{seeds} seeds; per setting below).  Machine time of the finished jobs: **{mt['machine_hours']:.1f} h** "
+        f"of the {mt['cores']}-core machine ({mt['core_hours']:.1f} core-hours; {per or 'none yet'}).",
+        "",
+    ]
+    rep = out / "report"
+    for title, f in (("Results", "summary_xl.md"), ("Learning rates (held-out sweep)", "sweep_xl.md")):
+        if (rep / f).exists():
+            body = [x for x in (rep / f).read_text().splitlines() if not x.startswith("<!--")]
+            lines += [f"### {title}", "", *body, ""]
+    figs = [(n, cap) for n, cap in (
+        ("curves.png", "test error per epoch per setting (mean over seeds, band = min-max)"),
+        ("error_vs_mce.png", "clean error vs mCE relative to MaxPool, one point per run"),
+        ("sweep_xl.png", "learning-rate sweep on the held-out split"),
+        ("diag_pu.png", "LiftDownPool's P and U over training"),
+        ("diag_constraints.png", "constraint terms over training"),
+        ("diag_grads.png", "gradient norms per pooling stage"),
+    ) if n in names]  # fmt: skip
+    if figs:
+        lines += ["### Figures", ""] + [f"![{cap}]({n})" for n, cap in figs] + [""]
+    if (rep / "diagnosis.md").exists():
+        body = (rep / "diagnosis.md").read_text().splitlines()
+        lines += ["###" + x[2:] if x.startswith("## ") else x for x in body] + [""]
+    return "\n".join(lines)
+
+
+def read_summary(out: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """``<out>/summary.json`` (None if missing or unreadable)."""
+    s = _read_json(Path(out) / "summary.json")
+    return s if isinstance(s, dict) else None
 
 
 # --------------------------------------------------------------------------- estimate
@@ -871,9 +942,7 @@ def run(args: argparse.Namespace) -> int:
     commit = bool(getattr(args, "commit", False))
 
     def report() -> list[Path]:
-        files = write_xl_report(out, seeds=args.seeds, budget=budget, settings=keys)
-        files.append(write_xl_summary(out, seeds=args.seeds, budget=budget, settings=keys))
-        return files
+        return [*write_xl_report(out, seeds=args.seeds, budget=budget, settings=keys), out / "summary.json"]
 
     def on_done(job: Job, record: Mapping[str, Any], extra: Sequence[Path]) -> None:
         try:

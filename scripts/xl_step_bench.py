@@ -26,7 +26,7 @@ from liftpool.losses import lifting_loss
 from liftpool.models import create_model
 
 
-def make(pool: str, channels_last: bool, compiled: bool) -> tuple[torch.nn.Module, torch.nn.Module, torch.optim.Optimizer]:
+def make(pool: str, channels_last: bool, compiled: bool) -> tuple[torch.nn.Module, torch.nn.Module, torch.optim.Optimizer]:  # noqa: E501
     kw = {"kernel_size": 5, "scale": "mean"} if pool == "lift" else {}
     net = create_model("vgg13_cifar", pool=pool, num_classes=10, width=0.25, pool_kwargs=kw)
     if channels_last:
@@ -36,7 +36,7 @@ def make(pool: str, channels_last: bool, compiled: bool) -> tuple[torch.nn.Modul
     return net, run, opt
 
 
-def step(net: torch.nn.Module, run: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> None:
+def step(net: torch.nn.Module, run: torch.nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> None:  # noqa: E501
     opt.zero_grad(set_to_none=True)
     loss = F.cross_entropy(run(x), y) + lifting_loss(net)
     loss.backward()
@@ -64,7 +64,7 @@ def time_configs(steps: int, warmup: int, threads: int, configs: list[tuple[str,
             times[k].append(time.perf_counter() - t0)
     return {f"{p}{' channels_last' if cl else ''}{' compile' if c else ''}": 1e3 * statistics.median(v)
             for (p, cl, c), v in times.items()} | {
-        f"warmup_s {p}{' channels_last' if cl else ''}{' compile' if c else ''}": b[4] for (p, cl, c), b in built.items()}
+        f"warmup_s {p}{' channels_last' if cl else ''}{' compile' if c else ''}": b[4] for (p, cl, c), b in built.items()}  # noqa: E501
 
 
 def main() -> None:
@@ -85,18 +85,18 @@ def main() -> None:
     for k, v in r2.items():
         print(f"  {k:32s} {v:8.1f}")
     for p in ("max", "lift"):
-        print(f"  {p}: channels_last {r2[p + ' channels_last'] / r2[p]:.2f}x, compile {r2[p + ' compile'] / r2[p]:.2f}x plain")
+        print(f"  {p}: channels_last {r2[p + ' channels_last'] / r2[p]:.2f}x, compile {r2[p + ' compile'] / r2[p]:.2f}x plain")  # noqa: E501
     t0 = time.perf_counter()
     one = json.loads(subprocess.check_output([*me, "--threads", "2", "--configs", "max,lift"]))
     t_one = time.perf_counter() - t0
     t0 = time.perf_counter()
-    procs = [subprocess.Popen([*me, "--threads", "1", "--configs", "max,lift"], stdout=subprocess.PIPE) for _ in range(2)]
+    procs = [subprocess.Popen([*me, "--threads", "1", "--configs", "max,lift"], stdout=subprocess.PIPE) for _ in range(2)]  # noqa: E501
     side = [json.loads(p.communicate()[0]) for p in procs]
     t_two = time.perf_counter() - t0
     print("one 2-thread process:", {k: round(v, 1) for k, v in one.items() if not k.startswith("warmup")},
           f"wall {t_one:.1f} s")
     for s in side:
-        print("one of two 1-thread processes side by side:", {k: round(v, 1) for k, v in s.items() if not k.startswith("warmup")})
+        print("one of two 1-thread processes side by side:", {k: round(v, 1) for k, v in s.items() if not k.startswith("warmup")})  # noqa: E501
     for p in ("max", "lift"):
         per_hour_one = 1.0 / one[p]
         per_hour_two = 2.0 / statistics.mean(s[p] for s in side)

@@ -149,7 +149,7 @@ def _fx_leaf(module: nn.Module, args: tuple[Any, ...]) -> Any:
     proxies = [a for a in args if isinstance(a, torch.fx.Proxy)]
     if not proxies:
         return None
-    tracer = proxies[0].tracer
+    tracer: Any = proxies[0].tracer  # a torch.fx.Tracer (TracerBase in the stubs has no path_of_module)
     try:
         path = tracer.path_of_module(module)
     except NameError:
@@ -365,7 +365,7 @@ class LiftDownPoolNd(nn.Module):
     def forward(self, x: Tensor) -> Tensor | tuple[Tensor, AnyDetails]:
         leaf = _fx_leaf(self, (x,))
         if leaf is not None:
-            return leaf  # type: ignore[no-any-return]
+            return leaf
         self._check_input(x)
         pooled, rest, cons = self._pool(x, self.training)
         if cons is not None:
@@ -480,7 +480,7 @@ class LiftUpPoolNd(nn.Module):
     def forward(self, y: Tensor, details: AnyDetails) -> Tensor:
         leaf = _fx_leaf(self, (y, details))
         if leaf is not None:
-            return leaf  # type: ignore[no-any-return]
+            return leaf
         cls = type(self).__name__
         dt = self.down._details_type
         if not isinstance(details, dt):

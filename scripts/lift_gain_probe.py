@@ -1,4 +1,4 @@
-"""Why the plain band sum diverges under ``liftpool train``'s default SGD recipe (issue 15 item 5).
+"""Why the plain band sum diverges under ``liftpool train``'s default SGD recipe.
 
 VGG13-CIFAR width 0.25 (BN), SGD lr 0.1, momentum 0.9, wd 5e-4, batch 16 (the CLI defaults at
 the batch size of the report), the same seed and batches for every variant: prints each pooling

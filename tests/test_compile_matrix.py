@@ -7,7 +7,7 @@ to replication (3x3, 4x4 with the default reflect padding) or any size with
 
 One compiled function per configuration is reused across all sizes (``dynamic=True``);
 ``fail_on_recompile_limit_hit`` makes a silent fallback to eager an error.  Compiling is slow
-on 2 CPU cores, so the default run compiles the issue's repro (replicate padding, 3x3 and 4x4
+on 2 CPU cores, so the default run compiles the known failure case (replicate padding, 3x3 and 4x4
 maps, odd sizes); a mixed model (reflect-with-fallback, replicate, a LiftDownPool2d/LiftUpPool2d
 pair), the full matrix (LiftDownPool1d/2d/3d and LiftUpPool2d, every padding mode, every size 1..9 per
 axis) and vgg13_cifar are marked slow.
@@ -86,7 +86,7 @@ def _check_compiled_matches_eager(model: nn.Module, shapes: Sequence[tuple[int, 
 
 
 def test_compile_small_maps_replicate() -> None:
-    """The issue's repro (4x4 and 3x3 maps, replicate padding) and odd sizes, one compiled function."""
+    """The known failure case (4x4 and 3x3 maps, replicate padding) and odd sizes, one compiled function."""
     shapes = [(4, C, 4, 4), (2, C, 3, 3), (3, C, 6, 5)]  # sizes 1..9, all modes: the slow matrix
     # backend="eager": the ATen composite (whose edge extension inductor must compile); the default
     # native kernel is one opaque custom op under compile (tests/native covers it)

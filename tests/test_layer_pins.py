@@ -1,4 +1,4 @@
-"""Issue 15 item 8: behaviour pinned where only a repr (or nothing) pinned it.
+"""Behaviour pinned where only a repr (or nothing) pinned it.
 
 * the default ``kernel_size=5``: a LiftDownPool's predictor/updater reads exactly 5 neighbouring
   samples (an impulse moves exactly 5 outputs; ``kernel_size=3`` moves 3);

@@ -1,4 +1,4 @@
-"""Issue 15 item 8: ``from_wavelet(..., padding_mode=...)`` honours its padding mode.
+"""``from_wavelet(..., padding_mode=...)`` honours its padding mode.
 
 The boundary samples of CDF 5/3 (the paper's Eq. 13-14) and Haar, for every padding mode,
 against the equations written out sample by sample here.  The boundary extension acts on the

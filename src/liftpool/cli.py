@@ -1,4 +1,4 @@
-"""The ``liftpool`` command line: ``liftpool {demo,train,eval,bench,info,reproduce} ...``.
+"""The ``liftpool`` command line: ``liftpool {demo,train,eval,bench,info,build,reproduce} ...``.
 
 Each subcommand lives in its own module, which provides ``add_arguments(parser)``
 and ``run(args) -> int``; modules are imported only when their subcommand runs,
@@ -22,6 +22,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("liftpool.evaluation.cli", "accuracy, shift consistency, corruption robustness, mIoU, figures"),
     "bench": ("liftpool.studies.bench", "speed and memory of LiftPool against the poolings it replaces"),
     "info": ("liftpool.kernels.info", "which kernel (native C++ / eager) runs the layers, its build flags and cache"),
+    "build": (
+        "liftpool.kernels.prebuild",
+        "compile the native CPU kernel ahead of time (containers, clusters) and print where it is cached",
+    ),
     "reproduce": ("liftpool.studies.reproduce", "rerun the paper-claim experiments of docs/results.md"),
 }
 

@@ -137,6 +137,31 @@ def _tracing() -> bool:
     return bool(jit.is_scripting() or jit.is_tracing() or torch.compiler.is_compiling())
 
 
+def _fx_leaf(module: nn.Module, args: tuple[Any, ...]) -> Any:
+    """Under ``torch.fx`` symbolic tracing (an argument is a ``Proxy``): one ``call_module`` node for
+    ``module`` (the layer is an FX leaf, as ``nn.Conv2d`` is), else ``None``.
+
+    The layer's forward checks sizes and picks a kernel in Python, which a Proxy cannot answer; as a
+    leaf it runs as itself when the traced module runs, so ``torch.fx.symbolic_trace``, torchvision's
+    ``create_feature_extractor`` and timm's FX feature extraction work on models holding it (their
+    tracers call ``forward`` of every module they do not treat as a leaf: the node is made here).
+    """
+    proxies = [a for a in args if isinstance(a, torch.fx.Proxy)]
+    if not proxies:
+        return None
+    tracer: Any = proxies[0].tracer  # a torch.fx.Tracer (TracerBase in the stubs has no path_of_module)
+    try:
+        path = tracer.path_of_module(module)
+    except NameError:
+        path = ""
+    if not path:
+        raise TypeError(
+            f"{type(module).__name__} cannot be the root of an FX trace (its forward branches on sizes); "
+            "trace a module that holds it: the layer is then one call_module node"
+        )
+    return tracer.create_proxy("call_module", path, args, {})
+
+
 class LiftDownPoolNd(nn.Module):
     """Base class of :class:`LiftDownPool1d` / ``2d`` / ``3d`` (subclasses set ``spatial_dims`` and the result types).
 
@@ -338,6 +363,9 @@ class LiftDownPoolNd(nn.Module):
         return self._reconstruct(tensors, bands.size)
 
     def forward(self, x: Tensor) -> Tensor | tuple[Tensor, AnyDetails]:
+        leaf = _fx_leaf(self, (x,))
+        if leaf is not None:
+            return leaf
         self._check_input(x)
         pooled, rest, cons = self._pool(x, self.training)
         if cons is not None:
@@ -450,6 +478,9 @@ class LiftUpPoolNd(nn.Module):
         raise _not_scriptable(self)
 
     def forward(self, y: Tensor, details: AnyDetails) -> Tensor:
+        leaf = _fx_leaf(self, (y, details))
+        if leaf is not None:
+            return leaf
         cls = type(self).__name__
         dt = self.down._details_type
         if not isinstance(details, dt):

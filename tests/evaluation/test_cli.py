@@ -102,7 +102,7 @@ def test_eval_classification_two_checkpoints(tmp_path: Path, capsys: pytest.Capt
         c = r["corruption"]
         assert set(c["ce"]) == {"gaussian_noise", "fog", "saturate"} and len(c["errors"]["fog"]) == 2
         assert c["mce"] == pytest.approx((c["ce"]["gaussian_noise"] + c["ce"]["fog"]) / 2)
-        # 32x32, 3 classes, 2 of the 15 benchmark corruptions: no AlexNet normalisation, not called mCE (issue 15)
+        # 32x32, 3 classes, 2 of the 15 benchmark corruptions: no AlexNet normalisation, not called mCE
         assert c["mce_normalized"] is None and c["ce_normalized"] is None
         assert c["mce_complete"] is False and c["benchmark_corruptions"] == 2 and "not mCE" in c["mce_name"]
         assert c["vs_baseline"]["baseline"] == "vgg13_cifar-max"

@@ -1,4 +1,4 @@
-"""Issue 15 item 8: metrics pinned against hand computations and published constants.
+"""Metrics pinned against hand computations and published constants.
 
 * frequency-weighted IoU = sum_c (ground-truth frequency of c) * IoU_c, by hand;
 * crop-mode shift consistency cuts its windows centred in the image (a position-reading model);

@@ -1,4 +1,4 @@
-"""Issue 15 item 8: BlurPool2d against the published anti-aliased-CNN definition (Zhang 2019,
+"""BlurPool2d against the published anti-aliased-CNN definition (Zhang 2019,
 github.com/adobe/antialiased-cnns ``Downsample``): reflection padding of ``(k-1)//2`` on the left/top
 and ``ceil((k-1)/2)`` on the right/bottom, the outer product of the binomial row ``C(k-1, j)``
 normalised to sum 1, a depthwise convolution with stride 2.  Even sizes pad asymmetrically, so

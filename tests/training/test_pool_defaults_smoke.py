@@ -1,4 +1,4 @@
-"""Issue 15 item 5: ``liftpool train`` with its default recipe (SGD lr 0.1, momentum 0.9,
+"""``liftpool train`` with its default recipe (SGD lr 0.1, momentum 0.9,
 wd 5e-4, default init) trains every pool that ``--pool`` accepts, on a tiny real-image folder.
 
 Before the per-pool default (``POOL_DEFAULTS``: the band mean for ``lift``) the plain band sum

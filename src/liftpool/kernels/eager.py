@@ -249,12 +249,18 @@ def _channel_groups(t: Tensor, groups: int) -> list[Tensor]:
     return [t[:, g * size : (g + 1) * size] for g in range(groups)]
 
 
+def _sum_square(t: Tensor) -> Tensor:
+    """``sum(t**2)`` whose gradient ``2 t g`` keeps ``t``'s memory layout (``mean``'s and
+    ``mse_loss``'s backward return NCHW tensors, after which every backward kernel mixes layouts
+    and runs ~10x slower) and is non-finite exactly where ``t`` is, as the paper-literal
+    ``pow(2).sum()`` (the backward of ``vector_norm(t).square()`` divides by the norm: one inf
+    or NaN in ``t`` made the whole gradient NaN)."""
+    return (t * t).sum()
+
+
 def _mean_square(t: Tensor) -> Tensor:
-    """``mean(t**2)`` as ``||t||^2 / numel``: one pass forward and one backward, and the
-    gradient keeps ``t``'s memory layout (``mean``'s and ``mse_loss``'s backward return
-    NCHW tensors, after which every backward kernel mixes layouts and runs ~10x slower).
-    An empty tensor (a batch of N = 0) gives 0, not 0/0 = NaN."""
-    return torch.linalg.vector_norm(t).square() / max(t.numel(), 1)
+    """``mean(t**2)``; an empty tensor (a batch of N = 0) gives 0, not 0/0 = NaN."""
+    return _sum_square(t) / max(t.numel(), 1)
 
 
 def _add_constraints(
@@ -333,16 +339,20 @@ def _lift_2d(x: Tensor, transforms: nn.ModuleList, spatial_dims: int, constraint
         ts, td = s - o, d
         if spatial_dims == 2:
             # the literal step runs on the H unpadded rows: the duplicated last row of an odd H
-            # (odd rows' group, last row) does not count; weighted by H % 2, not branched on
+            # (odd rows' group, row H // 2) does not count.  Selected out (torch.where on the row
+            # index, not a branch on the parity, and not a subtraction: inf - inf would be NaN)
             H = x.shape[-2]
-            odd = H % 2
+            dev = s.device
+            # (2C, h, 1): every row of the even rows' group, the first H // 2 rows of the odd rows' group;
+            # built as (h, 1, 2C) and permuted, so that its strides are channels_last like ts and td (the
+            # selection and its backward then keep that layout)
+            rows_ok = (torch.arange(s.shape[-2], device=dev) < H // 2).view(-1, 1, 1)
+            real = (rows_ok | (torch.arange(2 * c, device=dev) < c)).permute(2, 0, 1)
             numel = n * c * H * s.shape[-1]
-            dup_s = ts[:, c:, -1:]
-            dup_d = td[:, c:, -1:]
             # sum / max(numel, 1): the mean, and 0 (not NaN) for an empty batch
             denom = max(numel, 1)
-            cu = (torch.linalg.vector_norm(ts).square() - odd * torch.linalg.vector_norm(dup_s).square()) / denom
-            cp = (torch.linalg.vector_norm(td).square() - odd * torch.linalg.vector_norm(dup_d).square()) / denom
+            cu = _sum_square(torch.where(real, ts, 0.0)) / denom
+            cp = _sum_square(torch.where(real, td, 0.0)) / denom
         else:
             cu, cp = _mean_square(ts), _mean_square(td)
         acc = _add_constraints(acc, cu, cp)
@@ -368,6 +378,11 @@ def _unlift_2d(s: Tensor, d: Tensor, size: Sequence[int], transforms: nn.ModuleL
         P, U = _lifters(transforms, 1)
         e = U.unupdate(s, d, -2)
         o = P.unpredict(d, e, -2)
+        # an odd H drops the last odd row: zero it before the horizontal step (selected, not a branch on
+        # the parity), as the literal path crops after each axis; it is cropped from the output anyway,
+        # and so a non-finite value in it cannot reach the gradients through 0 * inf or 0 * NaN
+        H = size[0]
+        o = torch.where((torch.arange(o.shape[-2], device=o.device) < H // 2).unsqueeze(-1), o, 0.0)
         e_s, e_d = _channel_groups(e, 2)
         o_s, o_d = _channel_groups(o, 2)
         s = torch.cat([e_s, o_s], dim=1)

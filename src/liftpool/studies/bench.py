@@ -61,7 +61,7 @@ __all__ = ["add_arguments", "run", "time_interleaved", "saved_bytes", "peak_byte
 SECTIONS = ("layer", "up", "nd", "net", "scale")
 LAYER_METHODS = ("max", "avg", "skip", "blur5", "lift", "lift_eager", "lift_keep", "lift_ref")
 NET_POOLS = ("max", "avg", "skip", "blur", "lift", "lift_eager", "lift_keep", "lift_ref")
-#: the issue-13 target shape, then the small maps of a CIFAR network (N=64), then large ones
+#: the 56x56 target shape (docs/performance.md), then the small maps of a CIFAR network (N=64), then large ones
 SMALL_SHAPES = ((64, 16, 32, 32), (64, 32, 16, 16), (64, 64, 8, 8), (64, 128, 4, 4), (64, 128, 2, 2))
 FULL_SHAPES = ((32, 64, 56, 56), *SMALL_SHAPES, (128, 128, 32, 32), (8, 256, 14, 14), (1, 3, 512, 512))
 QUICK_SHAPES = ((32, 64, 56, 56), *SMALL_SHAPES)
@@ -76,7 +76,7 @@ NETS: dict[str, tuple[int, int | tuple[int, int]]] = {
 NET_WIDTH: dict[str, float] = {"segnet": 0.125}
 #: pools whose SegNet variant exists (encoder-decoder pairs)
 SEG_POOLS = ("max", "lift", "lift_eager")
-#: 1D and 3D layer shapes of ``liftpool bench --sections nd`` (issue 14's targets)
+#: 1D and 3D layer shapes of ``liftpool bench --sections nd`` (the targets in docs/performance.md)
 ND_SHAPES: tuple[tuple[int, ...], ...] = ((32, 64, 4096), (4, 32, 16, 56, 56))
 
 

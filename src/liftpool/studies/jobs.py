@@ -184,6 +184,7 @@ class _Running:
     logf: Any
     expected: float
     slot: int = 0
+    commit: str | None = None
 
 
 def _argv_for(job: Job) -> list[str]:
@@ -232,7 +233,8 @@ def run_jobs(
     hist = History.load(out / "jobs")
     nthreads = threads or max(1, (os.cpu_count() or 1) // workers)
     env = {**os.environ, "OMP_NUM_THREADS": str(nthreads), "MKL_NUM_THREADS": str(nthreads)}
-    cpu, commit = cpu_model(), git_head(out)
+    cpu = cpu_model()
+    code_dir = Path(__file__).resolve().parent  # the commit of the code the jobs import, not of --out
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     if pin is None:
         pin = workers > 1 and len(cpus) >= workers * nthreads
@@ -281,7 +283,7 @@ def run_jobs(
             pin_fn = functools.partial(os.sched_setaffinity, 0, slots[slot]) if pin else None
             proc = subprocess.Popen([*launcher, *argv], stdout=logf, stderr=subprocess.STDOUT, env=env,
                                     preexec_fn=pin_fn)  # fmt: skip
-            running.append(_Running(j, proc, clock(), logf, exp, slot))
+            running.append(_Running(j, proc, clock(), logf, exp, slot, git_head(code_dir)))
         if not running:
             break
         time.sleep(poll_s)
@@ -310,7 +312,7 @@ def run_jobs(
                 "start_utc": datetime.fromtimestamp(r.start, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "end_utc": datetime.fromtimestamp(end, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "wall_s": wall, "threads": nthreads, "workers": workers, "pinned": bool(pin), "cpu": cpu,
-                "commit": commit, "python": platform.python_version(),
+                "commit": r.commit, "python": platform.python_version(),
             }  # fmt: skip
             finished.add(j.name)
             if ok:

@@ -14,6 +14,12 @@ The API the kernel dispatch point calls:
 Precision: float32 and float64 are computed in their own type; bfloat16/float16 inputs (and
 autocast) are computed in float32 inside and the results cast to the dtype the eager path returns.
 channels_last input is copied to NCHW inside (the outputs are returned channels_last again).
+
+Non-finite values propagate as in the eager path (ReLU keeps NaN, its gradient passes at NaN), and
+constraint terms without an incoming gradient are left out of the backward (not multiplied by 0).
+Second derivatives: when a backward runs with ``create_graph=True`` (gradient penalties,
+Hessian-vector products), it is computed by the eager composite on the saved inputs, so autograd
+can differentiate it again; a plain backward runs the fused C++ kernel.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ __all__ = ["NB_MAX_WIDTH", "SUPPORTED_DTYPES", "applicable", "available", "build
 #: Input dtypes the native path accepts (bfloat16/float16 are computed in float32).
 SUPPORTED_DTYPES: tuple[torch.dtype, ...] = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 #: Maps at most this wide (and batches of at least NB_MIN_BATCH) take the images-innermost layout.
+#: The C++ op decides (``layout=0``: ``resolve_layout`` in ``csrc/lift_common.h``, the same numbers),
+#: so a traced or exported graph holds no branch on the sizes; :func:`_layout` mirrors the rule.
 #: Measured (fwd+bwd, 1 thread, N=64, interleaved, shared machine): images-innermost / plane time
 #: = 0.85 at 16x16, 0.89 at 24x24, 1.12 at 32x32, 1.37 at 48x48 (and ~0.6 at 8x8).
 NB_MAX_WIDTH: int = 24
@@ -155,28 +163,104 @@ def _down_forward(dims: int, x: Tensor, params: list[Tensor], args: tuple[Any, .
     return fn(x, params, *args)
 
 
+def _named(transforms: nn.ModuleList, params: Sequence[Tensor]) -> dict[str, Tensor]:
+    """``params`` (the tensors :func:`_params` lists, or stand-ins for them) by parameter name in ``transforms``."""
+    names = {id(p): n for n, p in transforms.named_parameters(remove_duplicate=False)}
+    return {names[id(p)]: t for p, t in zip(_params(transforms), params)}
+
+
+def _differentiable_grads(
+    fn: Any, transforms: nn.ModuleList, inputs: Sequence[Tensor], params: Sequence[Tensor], outs_grads: Any
+) -> list[Tensor | None]:
+    """The gradients w.r.t. ``inputs`` and ``params`` of the eager composite ``fn(*inputs)`` (run with
+    ``transforms`` holding ``params``), as a differentiable graph: the backward of a native call when a
+    second derivative is asked for (``create_graph=True``)."""
+    from torch.func import functional_call
+
+    from .. import eager
+
+    class _Composite(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.transforms = transforms
+
+        def forward(self, *xs: Tensor) -> Any:
+            return fn(list(xs), self.transforms)
+
+    wanted = [t for t in (*inputs, *params) if t.requires_grad]
+    with torch.enable_grad(), eager.recompute_mode("never"):
+        named = {f"transforms.{k}": v for k, v in _named(transforms, params).items()}
+        outs = functional_call(_Composite(), named, tuple(inputs))
+        pairs = [(o, g) for o, g in outs_grads(outs) if g is not None and o.requires_grad]
+        got = torch.autograd.grad(
+            [o for o, _ in pairs], wanted, [g for _, g in pairs], create_graph=True, allow_unused=True
+        ) if pairs else [None] * len(wanted)
+    by_id = {id(t): g for t, g in zip(wanted, got)}
+    return [by_id.get(id(t)) if t.requires_grad else None for t in (*inputs, *params)]
+
+
 class _Down(torch.autograd.Function):
-    """Eager autograd of ``liftpool::down{1,2}d`` (the ops' own formula, see :mod:`.ops`), called directly."""
+    """Eager autograd of ``liftpool::down{1,2,3}d`` (the ops' own formula, see :mod:`.ops`), called directly.
+
+    A backward with ``create_graph=True`` runs the eager composite instead (differentiable again).
+    """
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, args: tuple[Any, ...], *params: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(
+        ctx: Any, x: Tensor, args: tuple[Any, ...], transforms: nn.ModuleList, *params: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
         out, det, cons = _down_forward(x.ndim - 2, x, list(params), args)
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(x, *params)
         ctx.args = args
+        ctx.transforms = transforms
         return out, det, cons
 
     @staticmethod
-    @torch.autograd.function.once_differentiable  # no double backward (as the op)
     def backward(ctx: Any, g_out: Tensor | None, g_det: Tensor | None, g_cons: Tensor | None) -> tuple[Any, ...]:
         x, *params = ctx.saved_tensors
-        padding, mask, scale, _constraints, details, *layout = ctx.args
-        if g_cons is None:
-            g_cons = x.new_zeros((2,))
+        padding, mask, scale, constraints, details, *layout = ctx.args
+        if torch.is_grad_enabled():  # create_graph=True: a differentiable backward
+            grads = _down_composite_grads(ctx.transforms, x, params, ctx.args, g_out, g_det, g_cons)
+            return (grads[0], None, None, *grads[1:])
+        if g_cons is None:  # no gradient reaches the constraint terms: their terms are left out
+            g_cons = x.new_zeros((0,))
         ext = ops._ext()
         fn = {3: ext.down1d_backward_list, 4: ext.down2d_backward_list, 5: ext.down3d_backward_list}[x.ndim]
         grads = fn(x, params, g_out, g_det if details else None, g_cons, padding, mask, scale, *layout)
-        return (grads[0], None, *grads[1:])
+        return (grads[0], None, None, *grads[1:])
+
+
+def _down_composite_grads(
+    transforms: nn.ModuleList,
+    x: Tensor,
+    params: Sequence[Tensor],
+    args: tuple[Any, ...],
+    g_out: Tensor | None,
+    g_det: Tensor | None,
+    g_cons: Tensor | None,
+) -> list[Tensor | None]:
+    """Differentiable gradients of a native down call w.r.t. ``x`` and ``params`` (eager composite)."""
+    from .. import eager
+
+    _padding, mask, scale, constraints, details, *_layout = args
+    dims = x.ndim - 2
+    order = _BANDS[dims]
+    chosen = [b for i, b in enumerate(order) if mask >> i & 1]
+
+    def fn(xs: list[Tensor], tr: nn.ModuleList) -> tuple[Tensor, list[Tensor] | None, Constraints | None]:
+        return eager.fast_pool(xs[0], tr, dims, chosen, scale, constraints, details)
+
+    def pairs(outs: Any) -> list[tuple[Tensor, Tensor | None]]:
+        out, rest, cons = outs
+        res: list[tuple[Tensor, Tensor | None]] = [(out, g_out)]
+        if details and rest is not None and g_det is not None:
+            res += list(zip(rest, g_det.unbind(0) if dims > 1 else [g_det]))
+        if constraints and cons is not None and g_cons is not None:
+            res += [(cons[0], g_cons[0]), (cons[1], g_cons[1])]
+        return res
+
+    return _differentiable_grads(fn, transforms, [x], params, pairs)
 
 
 def _result_dtype(x: Tensor, param_dtype: torch.dtype) -> torch.dtype:
@@ -185,7 +269,8 @@ def _result_dtype(x: Tensor, param_dtype: torch.dtype) -> torch.dtype:
 
 
 def _layout(n: int, width: int) -> int:
-    """1 (plane) or 2 (images innermost) for a 2D call on ``n`` images of input width ``width``."""
+    """1 (plane) or 2 (images innermost) for a 2D call on ``n`` images of input width ``width``
+    (the rule the op applies for ``layout=0``; for tests and inspection)."""
     return 2 if width <= NB_MAX_WIDTH and n >= NB_MIN_BATCH else 1
 
 
@@ -243,14 +328,14 @@ def pool(
         mask |= 1 << order.index(b)
     args: tuple[Any, ...] = (_padding_code(transforms), mask, float(scale), bool(constraints), bool(details))
     if spatial_dims == 2:
-        args += (_layout(xc.shape[0], xc.shape[-1]) if layout is None else layout,)
+        args += (0 if layout is None else layout,)  # 0: the op picks the layout by shape (no branch here)
     if torch.compiler.is_compiling():  # the registered op: one node in the compiled graph
         op = {1: torch.ops.liftpool.down1d, 2: torch.ops.liftpool.down2d, 3: torch.ops.liftpool.down3d}[spatial_dims]
         out, det, cons = op(xc, pc, *args)
     elif torch.is_grad_enabled() and (xc.requires_grad or any(p.requires_grad for p in pc)):
         # eager autograd: the same C++ functions and backward formula as the op's, without the custom_op
         # Python dispatch layers (their cost is the kernel's own at 2x2 maps)
-        out, det, cons = _Down.apply(xc, args, *pc)
+        out, det, cons = _Down.apply(xc, args, transforms, *pc)
     else:
         out, det, cons = _down_forward(spatial_dims, xc, pc, args)
 
@@ -276,22 +361,27 @@ def _up_forward(bands: list[Tensor], params: list[Tensor], args: tuple[Any, ...]
 
 
 class _Up(torch.autograd.Function):
-    """Eager autograd of ``liftpool::up{1,2}d`` (the ops' own formula, see :mod:`.ops`), called directly."""
+    """Eager autograd of ``liftpool::up{1,2,3}d`` (the ops' own formula, see :mod:`.ops`), called directly.
+
+    A backward with ``create_graph=True`` runs the eager composite instead (differentiable again).
+    """
 
     @staticmethod
-    def forward(ctx: Any, nbands: int, args: tuple[Any, ...], *tensors: Tensor) -> Tensor:
+    def forward(ctx: Any, nbands: int, args: tuple[Any, ...], transforms: nn.ModuleList, *tensors: Tensor) -> Tensor:
         out = _up_forward(list(tensors[:nbands]), list(tensors[nbands:]), args)
         ctx.save_for_backward(*tensors)
         ctx.nbands = nbands
         ctx.args = args
+        ctx.transforms = transforms
         return out
 
     @staticmethod
-    @torch.autograd.function.once_differentiable  # no double backward (as the op)
     def backward(ctx: Any, g_x: Tensor) -> tuple[Any, ...]:
         saved, nb = ctx.saved_tensors, ctx.nbands
-        ext = ops._ext()
         bands, params = list(saved[:nb]), list(saved[nb:])
+        if torch.is_grad_enabled():  # create_graph=True: a differentiable backward
+            return (None, None, None, *_up_composite_grads(ctx.transforms, bands, params, ctx.args, g_x))
+        ext = ops._ext()
         if nb == 4:
             _h, _w, padding, layout = ctx.args
             grads = ext.up2d_backward_list(bands, params, g_x, padding, layout)
@@ -299,7 +389,23 @@ class _Up(torch.autograd.Function):
             padding = ctx.args[-1]
             fn = ext.up1d_backward_list if nb == 2 else ext.up3d_backward_list
             grads = fn(bands, params, g_x, padding)
-        return (None, None, *grads)
+        return (None, None, None, *grads)
+
+
+def _up_composite_grads(
+    transforms: nn.ModuleList, bands: Sequence[Tensor], params: Sequence[Tensor], args: tuple[Any, ...], g_x: Tensor
+) -> list[Tensor | None]:
+    """Differentiable gradients of a native up call w.r.t. every band and ``params`` (eager composite)."""
+    from .. import eager
+
+    dims = {2: 1, 4: 2, 8: 3}[len(bands)]
+    size = tuple(args[:dims])
+    order = _BANDS[dims]
+
+    def fn(xs: list[Tensor], tr: nn.ModuleList) -> Tensor:
+        return eager.fast_reconstruct(dict(zip(order, xs)), size, tr)
+
+    return _differentiable_grads(fn, transforms, bands, params, lambda out: [(out, g_x)])
 
 
 def reconstruct(
@@ -332,15 +438,14 @@ def reconstruct(
     padding = _padding_code(transforms)
     args: tuple[Any, ...]
     if dims == 2:
-        lay = _layout(low.shape[0], size[1]) if layout is None else layout
-        args = (size[0], size[1], padding, lay)
+        args = (size[0], size[1], padding, 0 if layout is None else layout)  # 0: the op picks by shape
     else:
         args = (*size, padding)
     if torch.compiler.is_compiling():
         op = {1: torch.ops.liftpool.up1d, 2: torch.ops.liftpool.up2d, 3: torch.ops.liftpool.up3d}[dims]
         out = op(ts, pc, *args)
     elif torch.is_grad_enabled() and any(t.requires_grad for t in (*ts, *pc)):
-        out = _Up.apply(len(ts), args, *ts, *pc)
+        out = _Up.apply(len(ts), args, transforms, *ts, *pc)
     else:
         out = _up_forward(ts, pc, args)
     if out.dtype != out_dtype:

@@ -10,6 +10,13 @@ one builds, the others wait and then load the finished module.
 A missing compiler or a failed build never raises from :func:`load_extension`'s callers: the
 state records the error, :func:`liftpool.kernels.native.available` returns ``False`` and ONE
 ``RuntimeWarning`` says why (the layer then takes the eager path).
+
+A compile says so on stderr, one line when it starts (what, where, roughly how long) and one when it
+ends, so a first call that takes minutes does not look like a hang; ``liftpool build`` compiles ahead
+of time (container images, clusters: see the README on sharing the cache).  The extension machinery's
+"No CUDA runtime is found" log line (logged when ``torch.utils.cpp_extension`` is imported on a
+machine with a CUDA toolkit but no GPU, by this build or by ``torch.compile``) is filtered out: it
+concerns CUDA builds only.
 """
 
 from __future__ import annotations
@@ -50,6 +57,25 @@ CXX_FLAGS: tuple[str, ...] = (
     "-DNDEBUG",
 )
 LD_FLAGS: tuple[str, ...] = ("-fopenmp",)
+#: What a first build usually takes (the five C++ files, -O3), for the line that announces it.
+BUILD_TIME_HINT = "about 1-3 minutes"
+
+
+class _NoCudaRuntimeFilter(logging.Filter):
+    """Drops ``torch.utils.cpp_extension``'s "No CUDA runtime is found" record (irrelevant to a CPU build)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("No CUDA runtime is found")
+
+
+_CPP_EXTENSION_LOG = logging.getLogger("torch.utils.cpp_extension")
+if not any(isinstance(f, _NoCudaRuntimeFilter) for f in _CPP_EXTENSION_LOG.filters):
+    _CPP_EXTENSION_LOG.addFilter(_NoCudaRuntimeFilter())
+
+
+def _say(message: str) -> None:
+    """One line on stderr (not a warning: the build is not a problem, only slow)."""
+    print(f"liftpool: {message}", file=sys.stderr, flush=True)
 
 
 class BuildState:
@@ -130,14 +156,8 @@ def _file_lock(path: Path) -> Iterator[None]:
 
 
 def _compile(build_dir: Path, name: str) -> ModuleType:
-    # importing cpp_extension logs "No CUDA runtime is found" on CPU-only machines: not our concern
-    log = logging.getLogger("torch.utils.cpp_extension")
-    level = log.level
-    log.setLevel(logging.ERROR)
-    try:
-        from torch.utils.cpp_extension import load
-    finally:
-        log.setLevel(level)
+    # importing cpp_extension logs "No CUDA runtime is found" on CPU-only machines: filtered out above
+    from torch.utils.cpp_extension import load
 
     module: ModuleType = load(
         name=name,
@@ -175,8 +195,20 @@ def load_extension() -> ModuleType:
                 # leftover one is stale (an interrupted build) and would make load() wait forever
                 with contextlib.suppress(FileNotFoundError):
                     (build_dir / "lock").unlink()
-                st.module = _compile(build_dir, name)
+                if fresh:
+                    _say(
+                        f"compiling the native CPU kernel (C++, once per CPU, torch and Python version; "
+                        f"{BUILD_TIME_HINT}) into {build_dir}"
+                    )
+                try:
+                    st.module = _compile(build_dir, name)
+                except Exception:
+                    if fresh:
+                        _say(f"the native CPU kernel did not build after {time.perf_counter() - t0:.0f} s")
+                    raise
                 elapsed = time.perf_counter() - t0
+                if fresh:
+                    _say(f"native CPU kernel built in {elapsed:.0f} s")
                 info_path = build_dir / "build_info.json"
                 if fresh:
                     st.built_now = True

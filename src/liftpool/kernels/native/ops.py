@@ -21,13 +21,19 @@ lifter (``weight (C, 1, K)``, ``bias (C,)``, ``pw_weight (C, 1)``, ``pw_bias (C,
 per transform: 8 (one shared pair) or 24 (3 pairs in the order of the 1D transforms), in ``x``'s
 dtype.  Passing them unpacked (the kernel packs them in C++) saves a chain of ``cat``/``stack``
 calls and their backward on every layer call.  ``padding`` indexes :data:`PADDING_CODES`;
-``bands`` is a bit mask (LL=1, LH=2, HL=4, HH=8); ``layout`` 1 = plane, 2 = images innermost.
+``bands`` is a bit mask (LL=1, LH=2, HL=4, HH=8); ``layout`` 1 = plane, 2 = images innermost,
+0 = chosen by the op from the shape (what the layers pass: no shape-dependent branch in Python, so
+``torch.export`` with dynamic sizes sees none).  ``grad_cons`` of a backward op may be empty: the
+constraint terms then have no incoming gradient and are left out.
 ``details`` is ``(3, N, C, h, w)`` (LH, HL, HH) when asked for, else an empty tensor; ``constraints``
 is ``(c_u, c_p)`` (zeros when not asked for).
 
-Both ops have fake (meta) implementations and the forward has an autograd formula that calls the
-backward op, so ``torch.compile(fullgraph=True)`` keeps them in one graph.  The backward op is not
-itself differentiable (no double backward).  The compiled module is loaded on the first real call.
+The ops are registered for CPU tensors (a CUDA tensor gets the dispatcher's clear "no kernel" error,
+never a CPU read of device memory; the C++ checks the device of every tensor too).  Every op has a
+fake (meta) implementation and the forward has an autograd formula that calls the backward op, so
+``torch.compile(fullgraph=True)`` keeps them in one graph.  The backward ops are not themselves
+differentiable (the layers' eager autograd, below, computes a backward with ``create_graph=True`` by
+the eager composite instead).  The compiled module is loaded on the first real call.
 In eager mode :func:`liftpool.kernels.native.pool` calls the same C++ functions through a plain
 ``torch.autograd.Function`` (cheaper than the custom-op dispatch); under ``torch.compile``, these ops.
 """
@@ -86,8 +92,8 @@ def _register_down_autograd(op: Any, op_backward: Callable[..., list[Tensor]]) -
         ctx: Any, grad_out: Tensor | None, grad_det: Tensor | None, grad_cons: Tensor | None
     ) -> tuple[Any, ...]:
         x, *params = ctx.saved_tensors
-        if grad_cons is None:
-            grad_cons = x.new_zeros((2,))
+        if grad_cons is None:  # no gradient reaches the constraint terms: left out of the backward
+            grad_cons = x.new_zeros((0,))
         grads = op_backward(x, params, grad_out, grad_det if ctx.details else None, grad_cons, *ctx.op_args)
         return (grads[0], grads[1:], *([None] * (ctx.n_inputs - 2)))
 
@@ -111,7 +117,7 @@ def _register_up_autograd(op: Any, op_backward: Callable[..., list[Tensor]], n_s
     op.register_autograd(backward, setup_context=setup_context)
 
 
-@torch.library.custom_op("liftpool::down2d", mutates_args=())
+@torch.library.custom_op("liftpool::down2d", mutates_args=(), device_types="cpu")
 def down2d(
     x: Tensor,
     params: list[Tensor],
@@ -144,7 +150,7 @@ def _down2d_fake(
     return out, det, x.new_empty((2,))
 
 
-@torch.library.custom_op("liftpool::down2d_backward", mutates_args=())
+@torch.library.custom_op("liftpool::down2d_backward", mutates_args=(), device_types="cpu")
 def down2d_backward(
     x: Tensor,
     params: list[Tensor],
@@ -180,7 +186,7 @@ def _down2d_backward_fake(
 _register_down_autograd(down2d, down2d_backward)
 
 
-@torch.library.custom_op("liftpool::up2d", mutates_args=())
+@torch.library.custom_op("liftpool::up2d", mutates_args=(), device_types="cpu")
 def up2d(bands: list[Tensor], params: list[Tensor], H: int, W: int, padding: int, layout: int) -> Tensor:
     x: Tensor = _ext().up2d_forward_list(bands, params, H, W, padding, layout)
     return x
@@ -192,7 +198,7 @@ def _up2d_fake(bands: list[Tensor], params: list[Tensor], H: int, W: int, paddin
     return bands[0].new_empty((n, c, H, W))
 
 
-@torch.library.custom_op("liftpool::up2d_backward", mutates_args=())
+@torch.library.custom_op("liftpool::up2d_backward", mutates_args=(), device_types="cpu")
 def up2d_backward(bands: list[Tensor], params: list[Tensor], grad_x: Tensor, padding: int, layout: int) -> list[Tensor]:
     grads: list[Tensor] = _ext().up2d_backward_list(bands, params, grad_x, padding, layout)
     return grads
@@ -208,7 +214,7 @@ def _up2d_backward_fake(
 _register_up_autograd(up2d, up2d_backward, 2)
 
 
-@torch.library.custom_op("liftpool::down1d", mutates_args=())
+@torch.library.custom_op("liftpool::down1d", mutates_args=(), device_types="cpu")
 def down1d(
     x: Tensor, params: list[Tensor], padding: int, bands: int, scale: float, constraints: bool, details: bool
 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -226,7 +232,7 @@ def _down1d_fake(
     return out, det, x.new_empty((2,))
 
 
-@torch.library.custom_op("liftpool::down1d_backward", mutates_args=())
+@torch.library.custom_op("liftpool::down1d_backward", mutates_args=(), device_types="cpu")
 def down1d_backward(
     x: Tensor,
     params: list[Tensor],
@@ -260,7 +266,7 @@ def _down1d_backward_fake(
 _register_down_autograd(down1d, down1d_backward)
 
 
-@torch.library.custom_op("liftpool::up1d", mutates_args=())
+@torch.library.custom_op("liftpool::up1d", mutates_args=(), device_types="cpu")
 def up1d(bands: list[Tensor], params: list[Tensor], L: int, padding: int) -> Tensor:
     x: Tensor = _ext().up1d_forward_list(bands, params, L, padding)
     return x
@@ -272,7 +278,7 @@ def _up1d_fake(bands: list[Tensor], params: list[Tensor], L: int, padding: int) 
     return bands[0].new_empty((n, c, L))
 
 
-@torch.library.custom_op("liftpool::up1d_backward", mutates_args=())
+@torch.library.custom_op("liftpool::up1d_backward", mutates_args=(), device_types="cpu")
 def up1d_backward(bands: list[Tensor], params: list[Tensor], grad_x: Tensor, padding: int) -> list[Tensor]:
     grads: list[Tensor] = _ext().up1d_backward_list(bands, params, grad_x, padding)
     return grads
@@ -290,7 +296,7 @@ def _half(n: int) -> int:
     return (n + 1) // 2
 
 
-@torch.library.custom_op("liftpool::down3d", mutates_args=())
+@torch.library.custom_op("liftpool::down3d", mutates_args=(), device_types="cpu")
 def down3d(
     x: Tensor, params: list[Tensor], padding: int, bands: int, scale: float, constraints: bool, details: bool
 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -308,7 +314,7 @@ def _down3d_fake(
     return x.new_empty(half), det, x.new_empty((2,))
 
 
-@torch.library.custom_op("liftpool::down3d_backward", mutates_args=())
+@torch.library.custom_op("liftpool::down3d_backward", mutates_args=(), device_types="cpu")
 def down3d_backward(
     x: Tensor,
     params: list[Tensor],
@@ -342,7 +348,7 @@ def _down3d_backward_fake(
 _register_down_autograd(down3d, down3d_backward)
 
 
-@torch.library.custom_op("liftpool::up3d", mutates_args=())
+@torch.library.custom_op("liftpool::up3d", mutates_args=(), device_types="cpu")
 def up3d(bands: list[Tensor], params: list[Tensor], D: int, H: int, W: int, padding: int) -> Tensor:
     x: Tensor = _ext().up3d_forward_list(bands, params, D, H, W, padding)
     return x
@@ -354,7 +360,7 @@ def _up3d_fake(bands: list[Tensor], params: list[Tensor], D: int, H: int, W: int
     return bands[0].new_empty((n, c, D, H, W))
 
 
-@torch.library.custom_op("liftpool::up3d_backward", mutates_args=())
+@torch.library.custom_op("liftpool::up3d_backward", mutates_args=(), device_types="cpu")
 def up3d_backward(bands: list[Tensor], params: list[Tensor], grad_x: Tensor, padding: int) -> list[Tensor]:
     grads: list[Tensor] = _ext().up3d_backward_list(bands, params, grad_x, padding)
     return grads

@@ -28,7 +28,7 @@ struct LineWork {
   Geometry g;
   int64_t wp;
   std::vector<int64_t> idx;
-  std::vector<T> E, O, aP, pP, D, aU, pU, S, gS, gD, gEp, gDp, gO, ga, xrow;
+  std::vector<T> E, O, aP, pP, D, aU, pU, S, gS, gD, gEp, gDp, gO, ga, xrow, zero;
   Accumulators<T> acc;
   LineWork(const Geometry& geo) : g(geo) {
     const int64_t w = g.w, p = g.p;
@@ -37,6 +37,7 @@ struct LineWork {
     for (auto* v : {&E, &D, &gEp, &gDp}) v->resize(static_cast<size_t>(wp));
     for (auto* v : {&O, &aP, &pP, &aU, &pU, &S, &gS, &gD, &gO, &ga}) v->resize(static_cast<size_t>(w));
     xrow.resize(static_cast<size_t>(g.W));
+    zero.assign(static_cast<size_t>(w), T(0));
     acc.init(g.nparam(), w, g.K);
   }
   HRow<T> hrow() {
@@ -126,9 +127,9 @@ std::vector<at::Tensor> down1d_backward_list(const at::Tensor& x_in, const std::
   const int64_t L = g.W, l = g.w, B = rows_per_item(g), nb = (g.N + B - 1) / B, items = g.C * nb;
   const at::Tensor go = incoming_grad(grad_out, {g.N, g.C, l}, x, "grad_out", false);
   const at::Tensor gdet = incoming_grad(grad_details, {g.N, g.C, l}, x, "grad_details", true);
-  const std::array<double, 2> gc = cons_grad(grad_cons);
-  const double n = static_cast<double>(std::max<int64_t>(g.N * g.C * l, 1));
-  const double au = 2 * gc[0] / n, ap = 2 * gc[1] / n;
+  const ConsGrad gc = cons_grad(grad_cons);
+  const double n = mean_count(g.N * g.C * l);
+  const double au = 2 * gc.u / n, ap = 2 * gc.p / n;
   at::Tensor gx = at::empty_like(x);
   const int64_t np = g.nparam();
   at::Tensor part = at::empty({items, np}, x.options().dtype(at::kDouble));
@@ -159,7 +160,7 @@ std::vector<at::Tensor> down1d_backward_list(const at::Tensor& x_in, const std::
             gD[j] = (high ? gv : T(0)) + (gdp ? gdp[row * l + j] : T(0));
           }
           hrow_backward(ws.hrow(), L, ws.idx.data(), g.p, g.K, P, U, gS, gD, static_cast<T>(au), static_cast<T>(ap),
-                        ws.gEp.data(), ws.gDp.data(), ws.gO.data(), ws.ga.data(), ws.acc.lifter(0, 0),
+                        gc.present, ws.zero.data(), ws.gEp.data(), ws.gDp.data(), ws.gO.data(), ws.ga.data(), ws.acc.lifter(0, 0),
                         ws.acc.lifter(0, 1), gxp + row * L);
         }
         for (int64_t k = 0; k < np; ++k) sp[it * np + k] = ws.acc.sum(k);
@@ -174,6 +175,8 @@ std::vector<at::Tensor> down1d_backward_list(const at::Tensor& x_in, const std::
 at::Tensor up1d_forward_list(const std::vector<at::Tensor>& bands_in, const std::vector<at::Tensor>& params_in,
                              int64_t L, int64_t padding) {
   TORCH_CHECK(bands_in.size() == 2, "liftpool native: up1d needs 2 bands (L, H), got ", bands_in.size());
+  check_tensor(bands_in[0], "band L");
+  check_tensor(bands_in[1], "band H");
   const at::Tensor s_t = bands_in[0].contiguous(), d_t = bands_in[1].contiguous();
   TORCH_CHECK(s_t.dim() == 3 && d_t.sizes() == s_t.sizes() && d_t.scalar_type() == s_t.scalar_type(),
               "liftpool native: bands must be two (N, C, l) tensors of one dtype, got ", s_t.sizes(), " and ",
@@ -210,7 +213,10 @@ std::vector<at::Tensor> up1d_backward_list(const std::vector<at::Tensor>& bands_
                                            const std::vector<at::Tensor>& params_in, const at::Tensor& grad_x_in,
                                            int64_t padding) {
   TORCH_CHECK(bands_in.size() == 2, "liftpool native: up1d needs 2 bands (L, H), got ", bands_in.size());
+  check_tensor(bands_in[0], "band L");
+  check_tensor(bands_in[1], "band H");
   const at::Tensor s_t = bands_in[0].contiguous(), d_t = bands_in[1].contiguous();
+  check_tensor(grad_x_in, "grad_x");
   TORCH_CHECK(grad_x_in.dim() == 3 && grad_x_in.size(0) == s_t.size(0) && grad_x_in.size(1) == s_t.size(1),
               "liftpool native: grad_x shape ", grad_x_in.sizes(), " does not match the bands ", s_t.sizes());
   const int64_t L = grad_x_in.size(2);

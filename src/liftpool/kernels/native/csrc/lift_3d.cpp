@@ -51,6 +51,7 @@ Geo3 geo3(at::IntArrayRef size, at::ScalarType dtype, bool cpu, const at::Tensor
   TORCH_CHECK(cpu && params.device().is_cpu(), "liftpool native: CPU tensors only");
   TORCH_CHECK(padding >= 0 && padding <= 3, "liftpool native: padding must be 0..3, got ", padding);
   TORCH_CHECK(size[2] >= 1 && size[3] >= 1 && size[4] >= 1, "liftpool native: empty spatial axis, shape ", size);
+  TORCH_CHECK(size[1] >= 1, "liftpool native: x has no channels (C = 0), shape ", size);
   Geo3 r;
   r.g.N = size[0];
   r.g.C = size[1];
@@ -138,6 +139,7 @@ struct DownVolume {
   std::vector<const T*> ptr;
   std::vector<T*> gptr;
   Accumulators<T> acc;
+  bool cons = true;  // backward: the constraint sums have an incoming gradient
 
   DownVolume(const Geo3& geo, bool backward) : G(geo) {
     const Geometry& g = G.g;
@@ -245,7 +247,7 @@ struct DownVolume {
       const T* gs = gband[band_index(grp, 0)];
       const T* gdd = gband[band_index(grp, 1)];
       rows_backward(B1[grp].data(), hw, G.D, hw, idx_d.data(), g.p, g.K, P, U, zero.data(), dump.data(), ptr.data(),
-                    gptr.data(), b2(grp), gs ? gs : zero_band(0), gdd ? gdd : zero_band(1), coef[4], coef[5],
+                    gptr.data(), b2(grp), gs ? gs : zero_band(0), gdd ? gdd : zero_band(1), coef[4], coef[5], cons,
                     gB1[grp].data(), gd.data(), ga.data(), gtail.data(), acc.lifter(t, 0), acc.lifter(t, 1));
     }
     const Lifter<T> P0 = lifter3(params, G, 0, 0, c), U0 = lifter3(params, G, 0, 1, c);
@@ -257,13 +259,13 @@ struct DownVolume {
         T* gdst = side == 0 ? gS0.data() : gD0.data();
         rows_backward(src1(z, side), w, H, w, idx_h.data(), g.p, g.K, P, U, zero.data(), dump.data(), ptr.data(),
                       gptr.data(), b1(z, side), gB1[side].data() + z * hw, gB1[side + 2].data() + z * hw, coef[2],
-                      coef[3], gdst + z * H * w, gd.data(), ga.data(), gtail.data(), acc.lifter(t, 0),
+                      coef[3], cons, gdst + z * H * w, gd.data(), ga.data(), gtail.data(), acc.lifter(t, 0),
                       acc.lifter(t, 1));
       }
       transpose_hw(gS0.data() + z * H * w, gSt.data());
       transpose_hw(gD0.data() + z * H * w, gDt.data());
       rows_backward(xz(z), H, W, H, idx_w.data(), g.p, g.K, P0, U0, zero.data(), dump.data(), ptr.data(),
-                    gptr.data(), b0(z), gSt.data(), gDt.data(), coef[0], coef[1], gxt.data(), gd.data(), ga.data(),
+                    gptr.data(), b0(z), gSt.data(), gDt.data(), coef[0], coef[1], cons, gxt.data(), gd.data(), ga.data(),
                     gtail.data(), acc.lifter(0, 0), acc.lifter(0, 1));
       transpose(gxt.data(), W, H, H, gx + z * H * W, W);
     }
@@ -461,8 +463,8 @@ std::vector<at::Tensor> down3d_forward_list(const at::Tensor& x_in, const std::v
     double sm[6] = {0, 0, 0, 0, 0, 0};
     for (int64_t it = 0; it < items; ++it)
       for (int k = 0; k < 6; ++k) sm[k] += sp[it * 6 + k];
-    const double n0 = static_cast<double>(items * G.D * g.H * g.w), n1 = static_cast<double>(items * G.D * hw),
-                 n2 = static_cast<double>(items * vol);
+    const double n0 = mean_count(items * G.D * g.H * g.w), n1 = mean_count(items * G.D * hw),
+                 n2 = mean_count(items * vol);
     cons = at::tensor({sm[0] / n0 + sm[2] / n1 + sm[4] / n2, sm[1] / n0 + sm[3] / n1 + sm[5] / n2}, part.options())
                .to(x.scalar_type());
   }
@@ -483,10 +485,9 @@ std::vector<at::Tensor> down3d_backward_list(const at::Tensor& x_in, const std::
   const int64_t hw = G.hw(), vol_in = G.D * g.H * g.W, vol = G.d * hw, items = g.N * g.C, plane_out = items * vol;
   const at::Tensor go = incoming_grad(grad_out, {g.N, g.C, G.d, g.h, g.w}, x, "grad_out", false);
   const at::Tensor gdet = incoming_grad(grad_details, {7, g.N, g.C, G.d, g.h, g.w}, x, "grad_details", true);
-  const std::array<double, 2> gc = cons_grad(grad_cons);
-  const double gcu = gc[0], gcp = gc[1];
-  const double n0 = static_cast<double>(items * G.D * g.H * g.w), n1 = static_cast<double>(items * G.D * hw),
-               n2 = static_cast<double>(items * vol);
+  const ConsGrad gc = cons_grad(grad_cons);
+  const double gcu = gc.u, gcp = gc.p;
+  const double n0 = mean_count(items * G.D * g.H * g.w), n1 = mean_count(items * G.D * hw), n2 = mean_count(items * vol);
   at::Tensor gx = at::empty_like(x);
   const int64_t np = g.nparam();
   at::Tensor part = at::empty({items, np}, x.options().dtype(at::kDouble));
@@ -504,6 +505,7 @@ std::vector<at::Tensor> down3d_backward_list(const at::Tensor& x_in, const std::
     const T s = static_cast<T>(scale);
     at::parallel_for(0, items, 1, [&](int64_t b0, int64_t b1) {
       DownVolume<T> ws(G, true);
+      ws.cons = gc.present;
       std::vector<T> gb(static_cast<size_t>(8 * vol));
       for (int64_t it = b0; it < b1; ++it) {
         ws.acc.zero();
@@ -548,6 +550,7 @@ at::Tensor up3d_forward_list(const std::vector<at::Tensor>& bands_in, const std:
   TORCH_CHECK(bands_in.size() == 8, "liftpool native: up3d needs 8 bands, got ", bands_in.size());
   std::vector<at::Tensor> bands;
   for (const at::Tensor& b : bands_in) {
+    check_tensor(b, "a band");
     TORCH_CHECK(b.sizes() == bands_in[0].sizes() && b.scalar_type() == bands_in[0].scalar_type(),
                 "liftpool native: band shapes/dtypes differ: ", b.sizes(), " vs ", bands_in[0].sizes());
     bands.push_back(b.contiguous());
@@ -585,9 +588,11 @@ std::vector<at::Tensor> up3d_backward_list(const std::vector<at::Tensor>& bands_
                                            const std::vector<at::Tensor>& params_in, const at::Tensor& grad_x_in,
                                            int64_t padding) {
   TORCH_CHECK(bands_in.size() == 8, "liftpool native: up3d needs 8 bands, got ", bands_in.size());
+  check_tensor(grad_x_in, "grad_x");
   TORCH_CHECK(grad_x_in.dim() == 5, "liftpool native: grad_x must be (N, C, D, H, W), got shape ", grad_x_in.sizes());
   std::vector<at::Tensor> bands;
   for (const at::Tensor& b : bands_in) {
+    check_tensor(b, "a band");
     TORCH_CHECK(b.sizes() == bands_in[0].sizes() && b.scalar_type() == bands_in[0].scalar_type(),
                 "liftpool native: band shapes/dtypes differ");
     bands.push_back(b.contiguous());

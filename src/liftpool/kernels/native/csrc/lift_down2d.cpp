@@ -35,6 +35,7 @@ struct PlaneWork {
   std::vector<const T*> ptr;
   std::vector<T*> gptr;
   Accumulators<T> acc;
+  bool cons = true;  // backward: the constraint sums have an incoming gradient
 
   PlaneWork(const Geometry& geo, bool backward) : g(geo) {
     const int64_t H = g.H, h = g.h, w = g.w, p = g.p;
@@ -117,13 +118,13 @@ struct PlaneWork {
       const int64_t t = on_low ? G.tvl() : G.tvh();
       const Lifter<T> P = lifter_of(params, G, t, 0, c), U = lifter_of(params, G, t, 1, c);
       rows_backward(vsrc(on_low), vld(on_low), G.H, G.w, idx_h.data(), G.p, G.K, P, U, zero.data(), dump.data(),
-                    ptr.data(), gptr.data(), vbufs(on_low), gB0.data(), gB1.data(), coef[2], coef[3],
+                    ptr.data(), gptr.data(), vbufs(on_low), gB0.data(), gB1.data(), coef[2], coef[3], cons,
                     on_low ? gS.data() : gD.data(), vgd.data(), ga.data(), gtail.data(), acc.lifter(t, 0),
                     acc.lifter(t, 1));
     }
     for (int64_t r = 0; r < G.H; ++r)
       hrow_backward(hrow(r), G.W, idx_w.data(), G.p, G.K, Ph, Uh, gS.data() + r * G.w, gD.data() + r * G.w, coef[0],
-                    coef[1], gEp.data(), gDp.data(), gO.data(), ga.data(), acc.lifter(G.th(), 0),
+                    coef[1], cons, zero.data(), gEp.data(), gDp.data(), gO.data(), ga.data(), acc.lifter(G.th(), 0),
                     acc.lifter(G.th(), 1), gx + r * G.W);
   }
 
@@ -153,6 +154,7 @@ struct GroupWork {
   std::vector<const T*> ptr;
   std::vector<T*> gptr;
   Accumulators<T> acc;
+  bool cons = true;  // backward: the constraint sums have an incoming gradient
 
   GroupWork(const Geometry& geo, bool backward) : g(geo) {
     const int64_t H = g.H, W = g.W, h = g.h, w = g.w, p = g.p, GM = g.grp;
@@ -228,14 +230,14 @@ struct GroupWork {
       T* gs_in = on_low ? gB0.data() : gB1.data();
       T* gd_in = gs_in + g.h * wG;  // gB0 = [LL | LH], gB1 = [HL | HH] (h * wG each)
       rows_backward(on_low ? hS.data() : hD.data(), wG, g.H, wG, idx_h.data(), g.p, g.K, P, U, zero.data(),
-                    dump.data(), ptr.data(), gptr.data(), vbufs(on_low), gs_in, gd_in, coef[2], coef[3],
+                    dump.data(), ptr.data(), gptr.data(), vbufs(on_low), gs_in, gd_in, coef[2], coef[3], cons,
                     on_low ? gS.data() : gD.data(), vgd.data(), ga.data(), gtail.data(), acc.lifter(t, 0),
                     acc.lifter(t, 1));
     }
     const Lifter<T> P = lifter_of(params, g, g.th(), 0, c), U = lifter_of(params, g, g.th(), 1, c);
     for (int64_t r = 0; r < g.H; ++r)
       rows_backward(X.data() + r * g.W * G, G, g.W, G, idx_w.data(), g.p, g.K, P, U, zero.data(), dump.data(),
-                    ptr.data(), gptr.data(), hbufs(r), gS.data() + r * wG, gD.data() + r * wG, coef[0], coef[1],
+                    ptr.data(), gptr.data(), hbufs(r), gS.data() + r * wG, gD.data() + r * wG, coef[0], coef[1], cons,
                     gX.data() + r * g.W * G, vgd.data(), ga.data(), gtail.data(), acc.lifter(g.th(), 0),
                     acc.lifter(g.th(), 1));
   }
@@ -249,7 +251,7 @@ std::vector<at::Tensor> down2d_forward(const at::Tensor& x_in, const at::Tensor&
   Geometry g = geometry_of(x_in, params_in, padding);
   g.grp = group_size(g.N, g.w);
   const Bands bands = bands_of(band_mask, scale);
-  TORCH_CHECK(layout == 1 || layout == 2, "liftpool native: layout must be 1 (plane) or 2 (images innermost)");
+  layout = resolve_layout(layout, g.N, g.W);
   const at::Tensor x = x_in.contiguous(), params = params_in.contiguous();
   at::Tensor out = at::empty({g.N, g.C, g.h, g.w}, x.options());
   at::Tensor det = details ? at::empty({3, g.N, g.C, g.h, g.w}, x.options()) : at::empty({0}, x.options());
@@ -315,7 +317,7 @@ std::vector<at::Tensor> down2d_forward(const at::Tensor& x_in, const at::Tensor&
     double s[4] = {0, 0, 0, 0};
     for (int64_t it = 0; it < items; ++it)
       for (int k = 0; k < 4; ++k) s[k] += sp[it * 4 + k];
-    const double nh = static_cast<double>(g.N * g.C * g.H * g.w), nv = static_cast<double>(g.N * g.C * hw);
+    const double nh = mean_count(g.N * g.C * g.H * g.w), nv = mean_count(g.N * g.C * hw);
     const at::Tensor c64 = at::tensor({s[0] / nh + s[2] / nv, s[1] / nh + s[3] / nv}, part.options());
     cons = c64.to(x.scalar_type());
   }
@@ -329,14 +331,15 @@ std::vector<at::Tensor> down2d_backward(const at::Tensor& x_in, const at::Tensor
   Geometry g = geometry_of(x_in, params_in, padding);
   g.grp = group_size(g.N, g.w);
   const Bands bands = bands_of(band_mask, scale);
-  TORCH_CHECK(layout == 1 || layout == 2, "liftpool native: layout must be 1 (plane) or 2 (images innermost)");
+  layout = resolve_layout(layout, g.N, g.W);
   const at::Tensor x = x_in.contiguous(), params = params_in.contiguous();
   const int64_t hw = g.h * g.w, HW = g.H * g.W, plane_out = g.N * g.C * hw;
   const at::Tensor go = incoming_grad(grad_out, {g.N, g.C, g.h, g.w}, x, "grad_out", false);
   const at::Tensor gdet = incoming_grad(grad_details, {3, g.N, g.C, g.h, g.w}, x, "grad_details", true);
-  const std::array<double, 2> gc = cons_grad(grad_cons);
-  const double gcu = gc[0], gcp = gc[1];
-  const double nh = static_cast<double>(g.N * g.C * g.H * g.w), nv = static_cast<double>(g.N * g.C * hw);
+  const ConsGrad gc = cons_grad(grad_cons);
+  const double gcu = gc.u, gcp = gc.p;
+  const bool cons = gc.present;
+  const double nh = mean_count(g.N * g.C * g.H * g.w), nv = mean_count(g.N * g.C * hw);
   at::Tensor gx = at::empty_like(x);
   const int64_t ng = groups_of(g);
   const int64_t items = layout == 1 ? g.N * g.C : g.C * ng;
@@ -355,6 +358,7 @@ std::vector<at::Tensor> down2d_backward(const at::Tensor& x_in, const at::Tensor
     if (layout == 1) {
       at::parallel_for(0, items, 1, [&](int64_t b0, int64_t b1) {
         PlaneWork<T> ws(g, true);
+        ws.cons = cons;
         for (int64_t it = b0; it < b1; ++it) {
           const int64_t c = it % g.C;
           ws.acc.zero();
@@ -368,6 +372,7 @@ std::vector<at::Tensor> down2d_backward(const at::Tensor& x_in, const at::Tensor
     } else {
       at::parallel_for(0, items, 1, [&](int64_t b0, int64_t b1) {
         GroupWork<T> ws(g, true);
+        ws.cons = cons;
         for (int64_t it = b0; it < b1; ++it) {
           const int64_t c = it / ng, n0 = (it % ng) * g.grp;
           const int64_t G = std::min(g.grp, g.N - n0), wG = g.w * G, first = n0 * g.C + c;

@@ -71,9 +71,16 @@ inline float fast_tanh(float a) {
 }
 inline double fast_tanh(double a) { return std::tanh(a); }
 
+// ReLU as ATen computes it: NaN stays NaN (a compare-and-select, as cheap as `a > 0 ? a : 0`, which maps NaN to 0).
 template <typename T>
 inline T relu(T a) {
-  return a > T(0) ? a : T(0);
+  return a <= T(0) ? T(0) : a;
+}
+
+// ReLU's backward as ATen's threshold_backward: the gradient passes unless a <= 0 (so it passes at a NaN).
+template <typename T>
+inline T relu_grad(T a, T g) {
+  return a <= T(0) ? T(0) : g;
 }
 
 // One predictor or updater of one channel: K taps, bias, 1x1 weight and 1x1 bias.
@@ -197,20 +204,21 @@ void rows_forward(const T* src, int64_t ld, int64_t M, int64_t width, const int6
 
 // Backward of rows_forward (b must hold the saved rows, istride = width).  gs_in, gd_in: gradients
 // of s and d from downstream (n x width); au, ap: gradient coefficients of the constraint sums
-// (d/ds of au/2 (s - o)^2 ...).  Writes the gradient of the source rows into gsrc (M x width,
-// dense).  gd: n x width scratch; ga, gtail: width scratch; dump_row: width scratch for the
-// gradient of zero padding.
+// (d/ds of au/2 (s - o)^2 ...); cons: false when the constraint sums have no incoming gradient, then
+// their terms are left out (reading the zero row), not multiplied by 0 (0 * inf would be NaN).
+// Writes the gradient of the source rows into gsrc (M x width, dense).  gd: n x width scratch;
+// ga, gtail: width scratch; dump_row: width scratch for the gradient of zero padding.
 template <typename T>
 void rows_backward(const T* src, int64_t ld, int64_t M, int64_t width, const int64_t* idx, int64_t p, int64_t K,
                    const Lifter<T>& P, const Lifter<T>& U, const T* zero_row, T* dump_row, const T** ptr, T** gptr,
-                   const StepBufs<T>& b, const T* gs_in, const T* gd_in, T au, T ap, T* gsrc, T* gd, T* ga_row,
-                   T* gtail, const GradSlots<T>& gP, const GradSlots<T>& gU) {
+                   const StepBufs<T>& b, const T* gs_in, const T* gd_in, T au, T ap, bool cons, T* gsrc, T* gd,
+                   T* ga_row, T* gtail, const GradSlots<T>& gP, const GradSlots<T>& gU) {
   const int64_t n = (M + 1) / 2;
   auto go_row = [&](int64_t i) -> T* { return 2 * i + 1 < M ? gsrc + (2 * i + 1) * width : gtail; };
   // gradient of d from downstream and from the constraint term
   for (int64_t i = 0; i < n; ++i) {
     const T* __restrict gi = gd_in + i * width;
-    const T* __restrict d = b.d + i * width;
+    const T* __restrict d = cons ? b.d + i * width : zero_row;
     T* __restrict g = gd + i * width;
 #pragma omp simd
     for (int64_t j = 0; j < width; ++j) g[j] = gi[j] + ap * d[j];
@@ -227,8 +235,9 @@ void rows_backward(const T* src, int64_t ld, int64_t M, int64_t width, const int
     T* __restrict Aw = gU.pw();
     T* __restrict Ac = gU.pb();
     for (int64_t i = 0; i < n; ++i) {
-      const T* __restrict o = src + std::min(2 * i + 1, M - 1) * ld;
-      const T* __restrict s = b.s + i * width;
+      // o and s enter the constraint term (s - o) only
+      const T* __restrict o = cons ? src + std::min(2 * i + 1, M - 1) * ld : zero_row;
+      const T* __restrict s = cons ? b.s + i * width : zero_row;
       const T* __restrict pu = b.pU + i * width;
       const T* __restrict a = b.aU + i * width;
       const T* __restrict gs = gs_in + i * width;
@@ -244,7 +253,7 @@ void rows_backward(const T* src, int64_t ld, int64_t M, int64_t width, const int
         const T gz = gsv * (T(1) - pu[j] * pu[j]);
         Aw[j] += gz * relu(a[j]);
         Ac[j] += gz;
-        const T g = a[j] > T(0) ? gz * upw : T(0);
+        const T g = relu_grad(a[j], gz * upw);
         ga[j] = g;
         Ab[j] += g;
       }
@@ -282,7 +291,7 @@ void rows_backward(const T* src, int64_t ld, int64_t M, int64_t width, const int
         const T gz = -g_d[j] * (T(1) - pp[j] * pp[j]);
         Aw[j] += gz * relu(a[j]);
         Ac[j] += gz;
-        const T g = a[j] > T(0) ? gz * ppw : T(0);
+        const T g = relu_grad(a[j], gz * ppw);
         ga[j] = g;
         Ab[j] += g;
       }
@@ -417,25 +426,27 @@ void hrow_forward(const T* __restrict x, int64_t W, const int64_t* idx, int64_t 
 }
 
 // Backward of hrow_forward.  gS, gD: gradients of S and D (w each; gS is overwritten); gEp, gDp:
-// padded scratch (w + 2p); gO, ga: w scratch.  Writes the gradient of the image row into gx.
+// padded scratch (w + 2p); gO, ga: w scratch; zero: w zeros; cons as in rows_backward.  Writes the
+// gradient of the image row into gx.
 template <typename T>
 void hrow_backward(const HRow<T>& r, int64_t W, const int64_t* idx, int64_t p, int64_t K, const Lifter<T>& P,
-                   const Lifter<T>& U, const T* __restrict gS, const T* __restrict gD, T au, T ap, T* __restrict gEp,
-                   T* __restrict gDp, T* __restrict gO, T* __restrict ga, const GradSlots<T>& gP,
-                   const GradSlots<T>& gU, T* __restrict gx) {
+                   const Lifter<T>& U, const T* __restrict gS, const T* __restrict gD, T au, T ap, bool cons,
+                   const T* __restrict zero, T* __restrict gEp, T* __restrict gDp, T* __restrict gO,
+                   T* __restrict ga, const GradSlots<T>& gP, const GradSlots<T>& gU, T* __restrict gx) {
   const int64_t w = (W + 1) / 2, half = W / 2;
   const T* __restrict E = r.E;
-  const T* __restrict O = r.O;
   const T* __restrict D = r.D;
+  // O, S and the D of the constraint term enter the constraint terms only
+  const T* __restrict O = cons ? r.O : zero;
   for (int64_t q = 0; q < p; ++q) gEp[q] = gEp[p + w + q] = gDp[q] = gDp[p + w + q] = T(0);
   {
-    const T* __restrict Di = D + p;
+    const T* __restrict Di = cons ? D + p : zero;
     T* __restrict gd = gDp + p;
 #pragma omp simd
     for (int64_t j = 0; j < w; ++j) gd[j] = gD[j] + ap * Di[j];
   }
   {  // update branch
-    const T* __restrict S = r.S;
+    const T* __restrict S = cons ? r.S : zero;
     const T* __restrict pu = r.pU;
     const T* __restrict a = r.aU;
     T* __restrict ge = gEp + p;
@@ -452,7 +463,7 @@ void hrow_backward(const HRow<T>& r, int64_t W, const int64_t* idx, int64_t p, i
       const T gz = gsv * (T(1) - pu[j] * pu[j]);
       Aw[j] += gz * relu(a[j]);
       Ac[j] += gz;
-      const T g = a[j] > T(0) ? gz * upw : T(0);
+      const T g = relu_grad(a[j], gz * upw);
       ga[j] = g;
       Ab[j] += g;
     }
@@ -480,7 +491,7 @@ void hrow_backward(const HRow<T>& r, int64_t W, const int64_t* idx, int64_t p, i
       const T gz = -gd[j] * (T(1) - pp[j] * pp[j]);
       Aw[j] += gz * relu(a[j]);
       Ac[j] += gz;
-      const T g = a[j] > T(0) ? gz * ppw : T(0);
+      const T g = relu_grad(a[j], gz * ppw);
       ga[j] = g;
       Ab[j] += g;
     }
@@ -535,7 +546,7 @@ inline void lifter_grad_row(const T* __restrict gup, T sign, const T* __restrict
     const T gz = sign * gup[j] * (T(1) - v[j] * v[j]);
     Aw[j] += gz * relu(a[j]);
     Ac[j] += gz;
-    const T g = a[j] > T(0) ? gz * pw : T(0);
+    const T g = relu_grad(a[j], gz * pw);
     ga[j] = g;
     Ab[j] += g;
   }
@@ -599,13 +610,16 @@ void rows_inverse_backward(const T* d, int64_t lds, int64_t M, int64_t width, co
       std::fill(gdi, gdi + width, T(0));
     }
   }
-  // predict: o = d + P(e), upstream gradient go (the dropped o of an odd M has none)
+  // predict: o = d + P(e), upstream gradient go.  The dropped o of an odd M gets a zero upstream gradient
+  // and still runs (as in the eager and literal paths, which crop after the step): 0 times a non-finite
+  // derivative is NaN there too
   for (int64_t q = 0; q < n + 2 * p; ++q) {
     ptr[q] = idx[q] < 0 ? zero_row : dst + 2 * idx[q] * ldd;
     gptr[q] = idx[q] < 0 ? dump_row : ge + idx[q] * width;
   }
-  for (int64_t i = 0; i < n && 2 * i + 1 < M; ++i) {
-    lifter_grad_row(gdst + (2 * i + 1) * ldg, T(1), b.aP + i * width, b.vP + i * width, P.pw, width, gP, ga);
+  for (int64_t i = 0; i < n; ++i) {
+    const T* go = 2 * i + 1 < M ? gdst + (2 * i + 1) * ldg : zero_row;
+    lifter_grad_row(go, T(1), b.aP + i * width, b.vP + i * width, P.pw, width, gP, ga);
     for (int64_t k = 0; k < K; ++k) {
       const T tk = P.taps[k];
       const T* __restrict e = ptr[i + k];

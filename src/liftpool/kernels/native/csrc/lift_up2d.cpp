@@ -22,9 +22,9 @@ Geometry up_geometry(const std::vector<at::Tensor>& bands, const at::Tensor& par
   const at::Tensor& low = bands[0];
   TORCH_CHECK(low.dim() == 4, "liftpool native: bands must be (N, C, h, w), got shape ", low.sizes());
   for (const at::Tensor& b : bands) {
+    check_tensor(b, "a band");
     TORCH_CHECK(b.sizes() == low.sizes(), "liftpool native: band shapes differ: ", b.sizes(), " vs ", low.sizes());
     TORCH_CHECK(b.scalar_type() == low.scalar_type(), "liftpool native: band dtypes differ");
-    TORCH_CHECK(b.device().is_cpu(), "liftpool native: CPU tensors only");
   }
   TORCH_CHECK(H >= 1 && W >= 1 && (H + 1) / 2 == low.size(2) && (W + 1) / 2 == low.size(3),
               "liftpool native: output size (", H, ", ", W, ") does not match bands of spatial size (", low.size(2),
@@ -231,11 +231,12 @@ std::vector<at::Tensor> contiguous_bands(const std::vector<at::Tensor>& bands) {
 
 at::Tensor up2d_forward_list(const std::vector<at::Tensor>& bands_in, const std::vector<at::Tensor>& params_in,
                              int64_t H, int64_t W, int64_t padding, int64_t layout) {
-  TORCH_CHECK(!bands_in.empty(), "liftpool native: up2d needs 4 bands");
+  TORCH_CHECK(bands_in.size() == 4, "liftpool native: up2d needs 4 bands (LL, LH, HL, HH), got ", bands_in.size());
+  for (const at::Tensor& b : bands_in) check_tensor(b, "a band");
   const at::Tensor params = pack_params(params_in, bands_in[0]);
   Geometry g = up_geometry(bands_in, params, H, W, padding);
   g.grp = group_size(g.N, g.w);
-  TORCH_CHECK(layout == 1 || layout == 2, "liftpool native: layout must be 1 (plane) or 2 (images innermost)");
+  layout = resolve_layout(layout, g.N, g.W);
   const std::vector<at::Tensor> bands = contiguous_bands(bands_in);
   at::Tensor x = at::empty({g.N, g.C, g.H, g.W}, bands[0].options());
   const int64_t hw = g.h * g.w, HW = g.H * g.W;
@@ -273,12 +274,14 @@ at::Tensor up2d_forward_list(const std::vector<at::Tensor>& bands_in, const std:
 std::vector<at::Tensor> up2d_backward_list(const std::vector<at::Tensor>& bands_in,
                                            const std::vector<at::Tensor>& params_in, const at::Tensor& grad_x_in,
                                            int64_t padding, int64_t layout) {
-  TORCH_CHECK(!bands_in.empty(), "liftpool native: up2d needs 4 bands");
+  TORCH_CHECK(bands_in.size() == 4, "liftpool native: up2d needs 4 bands (LL, LH, HL, HH), got ", bands_in.size());
+  for (const at::Tensor& b : bands_in) check_tensor(b, "a band");
+  check_tensor(grad_x_in, "grad_x");
   TORCH_CHECK(grad_x_in.dim() == 4, "liftpool native: grad_x must be (N, C, H, W), got shape ", grad_x_in.sizes());
   const at::Tensor packed = pack_params(params_in, bands_in[0]);
   Geometry g = up_geometry(bands_in, packed, grad_x_in.size(2), grad_x_in.size(3), padding);
   g.grp = group_size(g.N, g.w);
-  TORCH_CHECK(layout == 1 || layout == 2, "liftpool native: layout must be 1 (plane) or 2 (images innermost)");
+  layout = resolve_layout(layout, g.N, g.W);
   TORCH_CHECK(grad_x_in.size(0) == g.N && grad_x_in.size(1) == g.C, "liftpool native: grad_x shape ",
               grad_x_in.sizes(), " does not match the bands");
   const std::vector<at::Tensor> bands = contiguous_bands(bands_in);

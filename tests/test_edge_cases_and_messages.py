@@ -1,4 +1,4 @@
-"""Issue 15 item 7: the smaller fixes, one test (or more) each.
+"""Edge cases and error messages, one test (or more) each.
 
 * ``lifting_loss`` after an empty batch (N = 0) is 0, not NaN;
 * a LiftUpPool refuses details recorded by a different LiftDownPool of the same shape;

@@ -131,6 +131,7 @@ def build_key() -> str:
     h.update(torch.__version__.encode())
     h.update(sys.version.encode())
     h.update(_cpu_signature().encode())
+    h.update(b"sources staged in <build>/csrc")  # the build layout: commands independent of the checkout path
     return h.hexdigest()[:20]
 
 
@@ -155,16 +156,34 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
+def _stage_sources(build_dir: Path) -> Path:
+    """Copy the C++ sources into ``<build_dir>/csrc`` (only files whose content differs, so their
+    times stay put) and return that folder.  Compiling from there keeps the build commands the same
+    for every checkout holding the same sources: two installs sharing the cache (say two clones, or
+    a clone and a wheel) never make ninja rebuild for each other because of their paths."""
+    dst = build_dir / "csrc"
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in SOURCES + HEADERS:
+        data = (CSRC / name).read_bytes()
+        target = dst / name
+        if not target.is_file() or target.read_bytes() != data:
+            tmp = target.with_name(f".{name}.{os.getpid()}.tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, target)
+    return dst
+
+
 def _compile(build_dir: Path, name: str) -> ModuleType:
     # importing cpp_extension logs "No CUDA runtime is found" on CPU-only machines: filtered out above
     from torch.utils.cpp_extension import load
 
+    src = _stage_sources(build_dir)
     module: ModuleType = load(
         name=name,
-        sources=[str(CSRC / s) for s in SOURCES],
+        sources=[str(src / s) for s in SOURCES],
         extra_cflags=list(CXX_FLAGS),
         extra_ldflags=list(LD_FLAGS),
-        extra_include_paths=[str(CSRC)],
+        extra_include_paths=[str(src)],
         build_directory=str(build_dir),
         verbose=False,
     )

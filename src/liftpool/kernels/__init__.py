@@ -31,7 +31,7 @@ import contextlib
 import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -123,7 +123,8 @@ def _native_export_sizes() -> Iterator[None]:
         return
     from torch.fx.experimental import _config as fx_config
 
-    with fx_config.patch(backed_size_oblivious=True):
+    patch: Any = getattr(fx_config, "patch")  # noqa: B009  (added by install_config_module: not in the stubs)
+    with patch(backed_size_oblivious=True):
         yield
 
 

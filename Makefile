@@ -31,14 +31,16 @@ test-all: $(STAMP)
 
 # tests/native and a seeded random-shape fuzz of the native kernels against the eager kernel, with the
 # extension built under AddressSanitizer + UndefinedBehaviorSanitizer (its own cache directory; Python
-# and torch are not instrumented, hence the preloaded ASan runtime).  See docs/performance.md.
+# and torch are not instrumented, hence the preloaded ASan runtime; libstdc++ is preloaded with it so that
+# ASan finds the C++ exception functions it intercepts).  See docs/performance.md.
 SANITIZE_CACHE ?= $(HOME)/.cache/liftpool/native-sanitize
 FUZZ_CASES ?= 400
 FUZZ_SEED ?= 0
 sanitize: $(STAMP)
 	LIFTPOOL_NATIVE_SANITIZE=1 LIFTPOOL_CACHE_DIR="$(SANITIZE_CACHE)" \
 	LIFTPOOL_FUZZ_CASES=$(FUZZ_CASES) LIFTPOOL_FUZZ_SEED=$(FUZZ_SEED) OMP_NUM_THREADS=2 \
-	LD_PRELOAD="$$($${CXX:-c++} -print-file-name=libasan.so)" ASAN_OPTIONS=detect_leaks=0 \
+	LD_PRELOAD="$$($${CXX:-c++} -print-file-name=libasan.so) $$($${CXX:-c++} -print-file-name=libstdc++.so)" \
+	ASAN_OPTIONS=detect_leaks=0 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	$(PY) -m pytest -n 0 -p no:cacheprovider -q tests/native
 

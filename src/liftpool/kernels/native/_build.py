@@ -21,8 +21,8 @@ concerns CUDA builds only.
 ``LIFTPOOL_NATIVE_SANITIZE=1`` builds an AddressSanitizer + UndefinedBehaviorSanitizer variant
 (:data:`SANITIZE_FLAGS`, ``-O1 -g`` instead of ``-O3``; another cache key, so it never replaces the
 ordinary build).  Python and torch are not instrumented, so the ASan runtime must be loaded first:
-``LD_PRELOAD=$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0`` (``make sanitize``
-does all of this).
+``LD_PRELOAD="$(c++ -print-file-name=libasan.so) $(c++ -print-file-name=libstdc++.so)"
+ASAN_OPTIONS=detect_leaks=0`` (``make sanitize`` does all of this).
 """
 
 from __future__ import annotations
@@ -231,7 +231,8 @@ def load_extension() -> ModuleType:
             if sanitize_requested() and "libasan" not in os.environ.get("LD_PRELOAD", ""):
                 raise RuntimeError(
                     "LIFTPOOL_NATIVE_SANITIZE=1 needs the ASan runtime loaded first: "
-                    "LD_PRELOAD=$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0 (see make sanitize)"
+                    'LD_PRELOAD="$(c++ -print-file-name=libasan.so) $(c++ -print-file-name=libstdc++.so)" '
+                    "ASAN_OPTIONS=detect_leaks=0 (see make sanitize)"
                 )
             key = build_key()
             build_dir = cache_root() / key

@@ -37,6 +37,9 @@ SEED = int(os.environ.get("LIFTPOOL_FUZZ_SEED", "0"))
 DOWN = {1: LiftDownPool1d, 2: LiftDownPool2d, 3: LiftDownPool3d}
 PADDINGS = ("reflect", "replicate", "zeros", "circular")
 TOL = {torch.float32: 2e-4, torch.float64: 1e-10}
+#: Absolute tolerance beside the relative one: a float32 parameter gradient that cancels to ~1e-4 of its
+#: terms (e.g. a 2-sample map) differs by float32 rounding only (float64 agrees to 1e-12 there).
+ATOL = {torch.float32: 1e-5, torch.float64: 1e-12}
 
 
 @dataclass(frozen=True)
@@ -200,7 +203,10 @@ def check_case(case: Case) -> None:
     for i, (a, b) in enumerate(zip(got, ref)):
         assert a.shape == b.shape and a.dtype == b.dtype, (str(case), i, a.shape, b.shape, a.dtype, b.dtype)
         err = rel_err(a, b)
-        assert err <= TOL[case.dtype], f"{case}: item {i} (shape {tuple(b.shape)}): rel err {err:.2e}"
+        diff = (a - b).abs().max().item() if b.numel() else 0.0
+        assert err <= TOL[case.dtype] or diff <= ATOL[case.dtype], (
+            f"{case}: item {i} (shape {tuple(b.shape)}): rel err {err:.2e}, abs err {diff:.2e}"
+        )
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -1,11 +1,22 @@
-"""torch.compile (fullgraph, inductor) and ONNX export agree with eager."""
+"""torch.compile (fullgraph, inductor), ONNX export and torch.export agree with eager."""
+
+import copy
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from liftpool import LiftDownPool2d, LiftUpPool2d, lifting_loss
+from liftpool import (
+    LiftDownPool1d,
+    LiftDownPool2d,
+    LiftDownPool3d,
+    LiftUpPool1d,
+    LiftUpPool2d,
+    LiftUpPool3d,
+    lifting_loss,
+)
+from liftpool.kernels.native import _build
 
 
 class EncDec(nn.Module):
@@ -56,3 +67,122 @@ def test_onnx_export_matches_onnxruntime(tmp_path):
     np.testing.assert_allclose(up, ref_up.numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(pooled, ref_pooled.numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(up, x.numpy(), rtol=1e-5, atol=1e-4)  # exact inverse survives export
+
+
+# ------------------------------------------------------------------ torch.export
+_DOWN = {1: LiftDownPool1d, 2: LiftDownPool2d, 3: LiftDownPool3d}
+_UP = {1: LiftUpPool1d, 2: LiftUpPool2d, 3: LiftUpPool3d}
+_SIZES = {1: (37,), 2: (13, 10), 3: (5, 6, 7)}
+
+
+class DownUp(nn.Module):
+    """A LiftDownPool and its LiftUpPool: exports every layer of one dimensionality."""
+
+    def __init__(self, dims: int, c: int = 4, relu: bool = True) -> None:
+        super().__init__()
+        self.down = _DOWN[dims](c, return_details=True)
+        self.up = _UP[dims](self.down)
+        self.relu = relu
+
+    def forward(self, x):
+        y, det = self.down(x)
+        return y, self.up(torch.relu(y) if self.relu else y, det)
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_export_dynamic_batch_every_layer(dims: int) -> None:
+    """torch.export with a dynamic batch (1..512): LiftDownPool and LiftUpPool, any batch equals eager."""
+    torch.manual_seed(dims)
+    m = DownUp(dims).eval()
+    x = torch.randn(3, 4, *_SIZES[dims])
+    ep = torch.export.export(m, (x,), dynamic_shapes=({0: torch.export.Dim("n", min=1, max=512)},))
+    for n in (1, 2, 5):
+        xi = torch.randn(n, 4, *_SIZES[dims])
+        with torch.no_grad():
+            ref = m(xi)
+        got = ep.module()(xi)
+        for a, b in zip(got, ref):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_export_pt2_save_load(tmp_path) -> None:
+    """An exported LiftDownPool2d/LiftUpPool2d pair survives torch.export.save/load (.pt2) with its dynamic batch."""
+    torch.manual_seed(0)
+    m = DownUp(2).eval()
+    x = torch.randn(2, 4, *_SIZES[2])
+    ep = torch.export.export(m, (x,), dynamic_shapes=({0: torch.export.Dim("n", min=1, max=512)},))
+    path = tmp_path / "liftpool.pt2"
+    torch.export.save(ep, str(path))
+    loaded = torch.export.load(str(path))
+    xi = torch.randn(3, 4, *_SIZES[2])
+    with torch.no_grad():
+        ref = m(xi)
+    for a, b in zip(loaded.module()(xi), ref):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def _eager_kernel_copy(m: nn.Module) -> nn.Module:
+    """``m`` with every LiftPool layer on the eager kernel (the reference of the native one)."""
+    ref = copy.deepcopy(m)
+    for layer in ref.modules():
+        if hasattr(layer, "backend"):
+            layer.backend = "eager"
+    return ref
+
+
+_needs_native = pytest.mark.skipif(
+    _build.find_compiler() is None,
+    reason="dynamic H/W export goes through the native op (no C++ compiler here to build it)",
+)
+#: Sizes per spatial axis the exported programs run at: 1, 2, odd and even, mixed across axes.
+_RUN_SIZES = {1: [(1,), (2,), (7,), (40,)], 2: [(1, 2), (2, 1), (2, 2), (5, 8), (9, 3)],
+              3: [(1, 2, 3), (2, 2, 2), (5, 4, 7)]}
+
+
+def _dynamic(dims: int) -> dict[int, torch.export.Dim]:
+    dyn = {0: torch.export.Dim("n", min=1, max=512)}
+    for i, name in enumerate(("d", "h", "w")[3 - dims :]):
+        dyn[2 + i] = torch.export.Dim(name, min=2, max=512)
+    return dyn
+
+
+@_needs_native
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_export_dynamic_sizes_every_layer(dims: int) -> None:
+    """torch.export with dynamic N and every spatial size (2..512): LiftDownPool and LiftUpPool 1D/2D/3D;
+    the exported program at sizes 1, 2, odd and even equals the eager kernel.
+
+    No other op touches the pooled maps: an ATen op (e.g. relu) on a map of size ceil(H / 2), which is 1
+    for H = 2, adds torch's own guard ceil(H / 2) != 1 (torch's MaxPool2d(2, ceil_mode=True) followed by a
+    ReLU does not export with Dim(min=2) either)."""
+    torch.manual_seed(dims)
+    m = DownUp(dims, relu=False).eval()
+    ref = _eager_kernel_copy(m)
+    x = torch.randn(3, 4, *_SIZES[dims])
+    ep = torch.export.export(m, (x,), dynamic_shapes=(_dynamic(dims),))
+    assert any("liftpool" in str(n.target) for n in ep.graph.nodes)  # the fused op, one node per layer
+    run = ep.module()
+    for n, size in zip((1, 2, 3, 1, 2), _RUN_SIZES[dims]):
+        xi = torch.randn(n, 4, *size)
+        with torch.no_grad():
+            want = ref(xi)
+        for a, b in zip(run(xi), want):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@_needs_native
+def test_export_dynamic_sizes_pt2_save_load(tmp_path) -> None:
+    """A dynamic-size export of a LiftDownPool2d/LiftUpPool2d pair saved as .pt2 and loaded runs every size."""
+    torch.manual_seed(0)
+    m = DownUp(2, relu=False).eval()
+    ep = torch.export.export(m, (torch.randn(2, 4, 13, 10),), dynamic_shapes=(_dynamic(2),))
+    path = tmp_path / "liftpool-dynamic.pt2"
+    torch.export.save(ep, str(path))
+    run = torch.export.load(str(path)).module()
+    ref = _eager_kernel_copy(m)
+    for size in _RUN_SIZES[2]:
+        xi = torch.randn(2, 4, *size)
+        with torch.no_grad():
+            want = ref(xi)
+        for a, b in zip(run(xi), want):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)

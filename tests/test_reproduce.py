@@ -101,6 +101,13 @@ def test_plan_all_runs_core_then_robustness_first_and_zoo_last():
     # the zoo evaluation holds only the zoo (core methods are evaluated with Table 5)
     zoo = next(j for j in plan if j.name == "eval table3-zoo-seed0")
     assert zoo.argv[zoo.argv.index("--labels") + 1] == ",".join(rp.ZOO_METHODS)
+    # the later pooling peers are Table 3 rows; APS and LPS with their up-sampling partners are Table 6 rows
+    assert {"softpool", "lip", "aps", "lps"} <= set(rp.ZOO_METHODS)
+    seg = next(j for j in plan if j.name == "eval table6-seed0")
+    assert seg.argv[seg.argv.index("--labels") + 1].split(",")[-2:] == ["segnet-aps", "segnet-lps"]
+    for m in ("aps", "lps"):
+        argv = next(j for j in plan if j.name == f"train segnet-{m} seed0").argv
+        assert argv[argv.index("--pool") + 1] == m
 
 
 def test_lift_settings_reach_the_model_through_the_train_cli():

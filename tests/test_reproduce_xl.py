@@ -57,7 +57,7 @@ def _write(path: Path, obj) -> None:
 
 # --------------------------------------------------------------------------- plan
 def test_plan_shape_order_and_commands():
-    plan = xl.build_xl_plan(budget=XL, settings=list(xl.XL_SETTINGS), seeds=3, out="/o", cifar_dir="/c")
+    plan = xl.build_xl_plan(budget=XL, settings=list(xl.XL_DEFAULT_SETTINGS), seeds=3, out="/o", cifar_dir="/c")
     kinds = [j.kind for j in plan]
     assert len(plan) == 81 and kinds.count("sweep") == 27 and kinds.count("train") == kinds.count("eval") == 27
     assert kinds[:27] == ["sweep"] * 27  # the sweep first, then seed-major training + its evaluation
@@ -109,7 +109,11 @@ def test_settings_reach_the_model_and_avginit_starts_as_average_pooling():
 
 def test_settings_flag_and_bad_input():
     assert xl.parse_settings("lift-avginit,max,lift") == ["max", "lift", "lift-avginit"]
-    assert xl.parse_settings(None) == list(xl.XL_SETTINGS)[:9]
+    assert xl.parse_settings(None) == list(xl.XL_SETTINGS)[:9] == list(xl.XL_DEFAULT_SETTINGS)
+    # the pooling peers are extra settings, in priority order after the study's nine
+    assert xl.parse_settings("lps,max,softpool") == ["max", "softpool", "lps"]
+    argv = xl._model_argv(xl.XL_SETTINGS["aps"], XL)
+    assert argv[argv.index("--pool") + 1] == "aps" and "--model-kwargs" not in argv
     with pytest.raises(ValueError, match="--settings"):
         xl.parse_settings("max,median")
     with pytest.raises(ValueError, match="seeds must be a positive integer"):

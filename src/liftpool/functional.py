@@ -161,6 +161,18 @@ def pad_axis(x: Tensor, dim: int, left: int, right: int, mode: str = "reflect") 
     return torch.cat(parts, dim=dim)
 
 
+def _phase_pairs(n: int, device: torch.device) -> Tensor:
+    """``(ceil(n / 2), 2)`` indices: row ``i`` is ``(2i, 2i + 1)``, the even and the odd sample of pair ``i``.
+
+    Clamped to the last sample, which extends an odd axis by one copy of its edge: shape
+    arithmetic, not a branch on the parity, so one traced graph serves every length.  Both
+    phases in one tensor of ``2 * ceil(n / 2) >= 2`` elements: an exported graph with a symbolic
+    ``n`` then needs no guard on whether an index tensor holds a single element (``n <= 2``).
+    """
+    h = (n + 1) // 2
+    return torch.clamp(torch.arange(2 * h, device=device), max=n - 1).view(h, 2)
+
+
 def _phase_index(n: int, phase: int, device: torch.device) -> Tensor:
     """Indices ``phase, phase + 2, ...`` of the ``ceil(n / 2)`` samples of one polyphase component.
 

@@ -82,3 +82,19 @@ def test_build_command_fails_with_the_reason(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "cannot be built here" in proc.stderr and "no C++ compiler found" in proc.stderr
     assert str(tmp_path) in proc.stderr
+
+
+def test_sources_are_staged_in_the_build_folder_so_checkouts_share_a_build(tmp_path: Path) -> None:
+    """Two checkouts with the same sources compile the same files (no rebuild because of their
+    paths): the sources are copied into the build folder, and an unchanged copy keeps its time."""
+    src = _build._stage_sources(tmp_path)
+    assert src == tmp_path / "csrc"
+    for name in _build.SOURCES + _build.HEADERS:
+        assert (src / name).read_bytes() == (_build.CSRC / name).read_bytes()
+    first = {p.name: p.stat().st_mtime_ns for p in src.iterdir()}
+    (src / "module.cpp").write_text("// stale\n")
+    _build._stage_sources(tmp_path)
+    again = {p.name: p.stat().st_mtime_ns for p in src.iterdir()}
+    assert (src / "module.cpp").read_bytes() == (_build.CSRC / "module.cpp").read_bytes()
+    assert all(again[n] == first[n] for n in first if n != "module.cpp")
+    assert not list(src.glob(".*.tmp"))

@@ -403,7 +403,9 @@ def test_failed_build_warns_once_and_reports(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_build_info_and_cache_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     info = native.build_info()
-    assert info["active"] and "-O3" in info["cxx_flags"] and info["build_dir"]
+    opt = "-O1" if _build.sanitize_requested() else "-O3"  # make sanitize: the ASan + UBSan build
+    assert info["active"] and opt in info["cxx_flags"] and info["build_dir"]
+    assert info["sanitize"] == _build.sanitize_requested()
     assert info["build_seconds"] is None or info["build_seconds"] > 0
     monkeypatch.setenv("LIFTPOOL_CACHE_DIR", str(tmp_path))
     assert _build.cache_root() == tmp_path
@@ -411,3 +413,6 @@ def test_build_info_and_cache_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Any
     assert key == _build.build_key() and len(key) == 20
     monkeypatch.setattr(_build, "CXX_FLAGS", (*_build.CXX_FLAGS, "-DX"))
     assert _build.build_key() != key
+    plain = _build.build_key()
+    monkeypatch.setenv("LIFTPOOL_NATIVE_SANITIZE", "0" if _build.sanitize_requested() else "1")
+    assert _build.build_key() != plain  # the sanitizer build never replaces the ordinary one

@@ -27,10 +27,11 @@ call takes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
-from collections.abc import Mapping, Sequence
-from typing import Literal
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -98,10 +99,33 @@ def _native_ready(x: Tensor, transforms: nn.ModuleList, spatial_dims: int) -> st
         # never build inside a traced graph: compile uses the op if it is already loaded
         if native._build.STATE.module is not None:
             return None
+        # torch.export without dynamo (its default) runs this Python: it may load (or build) the extension
+        if torch.compiler.is_exporting() and not torch.compiler.is_dynamo_compiling() and native.available():
+            return None
         return "the extension was not loaded before torch.compile traced the layer"
     if not native.available():
         return f"the extension could not be built ({native.build_info().get('error')})"
     return None
+
+
+@contextlib.contextmanager
+def _native_export_sizes() -> Iterator[None]:
+    """While ``torch.export`` traces a native op call: treat a symbolic size as not 1 where torch only asks
+    to choose between layouts (``guard_or_false``).
+
+    The op's outputs have the half sizes ``ceil(H / 2)``, which are 1 for ``H = 2``; recording their
+    metadata asks whether each is 1 (a contiguity test), and with a backed size that question becomes
+    a guard that ``Dim(min=2)`` rejects.  The answer only fills in the recorded layout of the node's
+    outputs (they are row-major whatever it is), so no value of the exported program depends on it.
+    """
+    if not torch.compiler.is_exporting():
+        yield
+        return
+    from torch.fx.experimental import _config as fx_config
+
+    patch: Any = getattr(fx_config, "patch")  # noqa: B009  (added by install_config_module: not in the stubs)
+    with patch(backed_size_oblivious=True):
+        yield
 
 
 def selected(x: Tensor, transforms: nn.ModuleList, spatial_dims: int, backend: str = "auto") -> str:
@@ -201,7 +225,8 @@ def reconstruct(
     spatial_dims = len(size)
     kernel = selected(bands[band_names(spatial_dims)[0]], transforms, spatial_dims, backend)
     if kernel == "native":
-        return native.reconstruct(bands, size, transforms)
+        with _native_export_sizes():
+            return native.reconstruct(bands, size, transforms)
     if kernel == "eager":
         return eager.fast_reconstruct(bands, size, transforms)
     return literal_reconstruct(bands, size, transforms)
@@ -224,7 +249,8 @@ def pool(
     """
     kernel = selected(x, transforms, spatial_dims, backend)
     if kernel == "native":
-        return native.pool(x, transforms, spatial_dims, bands, scale, constraints, details)
+        with _native_export_sizes():
+            return native.pool(x, transforms, spatial_dims, bands, scale, constraints, details)
     if kernel == "eager":
         return eager.fast_pool(x, transforms, spatial_dims, bands, scale, constraints, details)
     return literal_pool(x, transforms, spatial_dims, bands, scale, constraints, details)

@@ -44,7 +44,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from ..constants import AXIS_ORDER, band_names
-from ..functional import Constraints, _phase_index, _take_along, pad_axis
+from ..functional import Constraints, _phase_index, _phase_pairs, _take_along, pad_axis
 from ..lifters import LearnedLifter, LiftingTransform
 
 __all__ = ["fast_applicable", "fast_decompose", "fast_pool", "fast_reconstruct"]
@@ -286,19 +286,19 @@ def _split_polyphase(x: Tensor, spatial_dims: int) -> tuple[Tensor, Tensor]:
     one convolution call and the vertical step needs no strided slicing.
 
     One gather (advanced indexing of the ``(N, *spatial, C)`` view with the phase indices
-    of :func:`liftpool.functional._phase_index`): the odd-size extension is index
+    of :func:`liftpool.functional._phase_pairs`): the odd-size extension is index
     arithmetic on the shape, not a branch on the parity, so a traced or exported graph
     (ONNX with dynamic H/W, ``jit.trace``) serves every size; its backward compiles.
     """
     dev = x.device
     if spatial_dims == 1:
         L = x.shape[-1]
-        cols = torch.stack([_phase_index(L, 0, dev), _phase_index(L, 1, dev)])  # (j, l)
+        cols = _phase_pairs(L, dev).t().contiguous()  # (j, l)
         e, o = x.permute(0, 2, 1)[:, cols].unbind(1)  # (N, j, l, C) -> (N, l, C)
         return _channels_last_view(e.unsqueeze(1)), _channels_last_view(o.unsqueeze(1))
     H, W = x.shape[-2:]
-    rows = torch.stack([_phase_index(H, 0, dev), _phase_index(H, 1, dev)], dim=1)  # (h, i)
-    cols = torch.stack([_phase_index(W, 0, dev), _phase_index(W, 1, dev)], dim=1)  # (w, j)
+    rows = _phase_pairs(H, dev)  # (h, i)
+    cols = _phase_pairs(W, dev)  # (w, j)
     # index shapes (h, 1, 1, i) and (w, j, 1) broadcast to (h, w, j, i); their strides are static
     # (inductor with dynamic shapes cannot order a symbolic stride on a size-1 dim)
     ph = x.permute(0, 2, 3, 1)[:, rows[:, None, None, :], cols[:, :, None]]  # (N, h, w, j, i, C)

@@ -78,14 +78,19 @@ TABLES: tuple[str, ...] = ("table1", "table2", "table3", "fig4", "table5", "tabl
 
 #: Table 3 methods: the paper's baselines first (trained first), then the rest of the zoo.
 CORE_METHODS: tuple[str, ...] = ("max", "avg", "skip", "maxblur", "gated", "mixed", "lift")
-ZOO_METHODS: tuple[str, ...] = ("blur", "gauss", "gfgp", "spectral", "wavelet", "dpp", "s3")
+#: the rest of the zoo, then the later pooling peers (SoftPool, LIP, APS, LPS): Table 3's extra rows, trained last
+ZOO_METHODS: tuple[str, ...] = ("blur", "gauss", "gfgp", "spectral", "wavelet", "dpp", "s3",
+                                "softpool", "lip", "aps", "lps")  # fmt: skip
 METHOD_LABELS: dict[str, str] = {
     "max": "MaxPool", "avg": "AvgPool", "skip": "Skip", "blur": "Blur+subsample",
     "maxblur": "BlurPool (Zhang: max s1 + blur)", "gated": "Gated", "mixed": "Mixed", "lift": "LiftDownPool",
     "gauss": "GaussPool", "gfgp": "GFGP", "spectral": "Spectral", "wavelet": "Wavelet", "dpp": "DPP", "s3": "S3Pool",
+    "softpool": "SoftPool", "lip": "LIP", "aps": "APS", "lps": "LPS",
 }  # fmt: skip
-SEG_METHODS: tuple[str, ...] = ("max", "maxblur", "lift")
-SEG_LABELS: dict[str, str] = {"max": "MaxUnpool", "maxblur": "MaxUnpool+BlurPool", "lift": "LiftUpPool"}
+#: SegNet's pool/unpool pairs (Table 6): the paper's three, then the polyphase peers APS/APS-U and LPS/LPU
+SEG_METHODS: tuple[str, ...] = ("max", "maxblur", "lift", "aps", "lps")
+SEG_LABELS: dict[str, str] = {"max": "MaxUnpool", "maxblur": "MaxUnpool+BlurPool", "lift": "LiftUpPool",
+                              "aps": "APS / APS-U", "lps": "LPS / LPU"}  # fmt: skip
 BANDS: tuple[str, ...] = ("LL", "LH", "HL", "HH")
 #: budgets of the full-CIFAR-10 SGD study, run by :mod:`liftpool.studies.reproduce_xl`
 XL_BUDGET_NAMES: tuple[str, ...] = ("xl", "xl-tiny")

@@ -99,11 +99,20 @@ XL_SETTINGS: dict[str, Setting] = {
     "maxblur": Setting("maxblur", "cls", "maxblur", {}),
     "gated": Setting("gated", "cls", "gated", {}),
     "mixed": Setting("mixed", "cls", "mixed", {}),
+    # the later pooling peers: extra settings, run only when named in --settings
+    "softpool": Setting("softpool", "cls", "softpool", {}),
+    "lip": Setting("lip", "cls", "lip", {}),
+    "aps": Setting("aps", "cls", "aps", {}),
+    "lps": Setting("lps", "cls", "lps", {}),
 }
+#: the settings of the study when --settings is not given (the peers are opt-in)
+XL_DEFAULT_SETTINGS: tuple[str, ...] = ("max", "avg", "lift", "lift-nocons", "lift-avginit", "skip", "maxblur",
+                                        "gated", "mixed")  # fmt: skip
 XL_LABELS: dict[str, str] = {
     "max": "MaxPool", "avg": "AvgPool", "lift": "LiftDownPool (all bands, c_u, c_p)",
     "lift-nocons": "LiftDownPool, no constraints", "lift-avginit": "LiftDownPool, starts as AvgPool (P = U = 0)",
     "skip": "Skip (strided)", "maxblur": "BlurPool (max s1 + blur)", "gated": "Gated", "mixed": "Mixed",
+    "softpool": "SoftPool", "lip": "LIP", "aps": "APS (polyphase, max norm)", "lps": "LPS (learned polyphase)",
 }  # fmt: skip
 EVAL_METRICS: tuple[str, ...] = ("accuracy", "shift", "corruption")
 JobKind = Literal["sweep", "train", "eval"]
@@ -172,13 +181,14 @@ XLJob = Job
 
 # --------------------------------------------------------------------------- inputs
 def parse_settings(text: str | Sequence[str] | None) -> list[str]:
-    """``"max,lift"`` (or a list) -> setting names in :data:`XL_SETTINGS` priority order; None = all.
+    """``"max,lift"`` (or a list) -> setting names in :data:`XL_SETTINGS` priority order; None = the
+    study's nine (:data:`XL_DEFAULT_SETTINGS`; the peers ``softpool``, ``lip``, ``aps``, ``lps`` are opt-in).
 
     >>> parse_settings("lift, max")
     ['max', 'lift']
     """
     if text is None:
-        return list(XL_SETTINGS)
+        return list(XL_DEFAULT_SETTINGS)
     parts = [p.strip() for p in (text.split(",") if isinstance(text, str) else text) if p.strip()]
     bad = [p for p in parts if p not in XL_SETTINGS]
     if bad or not parts:
@@ -474,7 +484,7 @@ def aggregate_xl(
     from ..evaluation.metrics import corruption_summary
 
     out = Path(out)
-    keys = parse_settings(list(settings)) if settings is not None else list(XL_SETTINGS)
+    keys = parse_settings(list(settings) if settings is not None else None)
     sweep = sweep_table(out, keys, budget)
     rows = []
     for key in keys:
@@ -633,7 +643,7 @@ def write_xl_summary(
     out: str | os.PathLike[str], *, seeds: int, budget: XLBudget, settings: Sequence[str] | None = None
 ) -> Path:
     """``<out>/summary.json`` (:func:`liftpool.studies.xl_summary.build_summary`), written atomically."""
-    keys = parse_settings(list(settings)) if settings is not None else list(XL_SETTINGS)
+    keys = parse_settings(list(settings) if settings is not None else None)
     summ = build_summary(out, settings=keys, seeds=seeds, recipe=xl_recipe(budget, keys, seeds))
     return atomic_write_json(Path(out) / "summary.json", summ)
 
@@ -649,7 +659,7 @@ def write_xl_report(
     out = Path(out)
     rep = out / "report"
     rep.mkdir(parents=True, exist_ok=True)
-    keys = parse_settings(list(settings)) if settings is not None else list(XL_SETTINGS)
+    keys = parse_settings(list(settings) if settings is not None else None)
     agg = aggregate_xl(out, seeds=seeds, budget=budget, settings=keys)
     head = f"<!-- {budget.describe()}; {seeds} seed(s); values in %, mean ± sample std over seeds -->\n"
     written = [atomic_write_text(rep / "results_xl.md", head + results_markdown(agg))]

@@ -29,6 +29,7 @@ from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
+from torch.fx.experimental.symbolic_shapes import statically_known_true
 
 from liftpool.constants import band_names
 from liftpool.functional import Constraints
@@ -279,6 +280,10 @@ _CL_FORMAT = {4: torch.channels_last, 5: torch.channels_last_3d}
 
 def _is_channels_last(t: Tensor) -> bool:
     fmt = _CL_FORMAT.get(t.ndim)
+    if fmt is not None and torch.compiler.is_exporting():
+        # strides only, no guard on symbolic sizes (a memory-format test asks whether each size is 1):
+        # channels_last when the channels are innermost and the last spatial axis is not
+        return statically_known_true(t.stride(1) == 1) and not statically_known_true(t.stride(-1) == 1)
     return fmt is not None and t.is_contiguous(memory_format=fmt) and not t.is_contiguous()
 
 

@@ -17,6 +17,12 @@ of time (container images, clusters: see the README on sharing the cache).  The 
 "No CUDA runtime is found" log line (logged when ``torch.utils.cpp_extension`` is imported on a
 machine with a CUDA toolkit but no GPU, by this build or by ``torch.compile``) is filtered out: it
 concerns CUDA builds only.
+
+``LIFTPOOL_NATIVE_SANITIZE=1`` builds an AddressSanitizer + UndefinedBehaviorSanitizer variant
+(:data:`SANITIZE_FLAGS`, ``-O1 -g`` instead of ``-O3``; another cache key, so it never replaces the
+ordinary build).  Python and torch are not instrumented, so the ASan runtime must be loaded first:
+``LD_PRELOAD="$(c++ -print-file-name=libasan.so) $(c++ -print-file-name=libstdc++.so)"
+ASAN_OPTIONS=detect_leaks=0`` (``make sanitize`` does all of this).
 """
 
 from __future__ import annotations
@@ -39,7 +45,19 @@ from typing import Any
 
 import torch
 
-__all__ = ["CXX_FLAGS", "LD_FLAGS", "STATE", "BuildState", "build_key", "cache_root", "find_compiler", "load_extension"]
+__all__ = [
+    "CXX_FLAGS",
+    "LD_FLAGS",
+    "SANITIZE_FLAGS",
+    "STATE",     "BuildState",
+    "build_key",
+    "cache_root",
+    "cxx_flags",
+    "find_compiler",
+    "ld_flags",
+    "load_extension",
+    "sanitize_requested",
+]
 
 CSRC = Path(__file__).resolve().parent / "csrc"
 SOURCES: tuple[str, ...] = ("lift_down2d.cpp", "lift_up2d.cpp", "lift_1d.cpp", "lift_3d.cpp", "module.cpp")
@@ -57,6 +75,16 @@ CXX_FLAGS: tuple[str, ...] = (
     "-DNDEBUG",
 )
 LD_FLAGS: tuple[str, ...] = ("-fopenmp",)
+#: Added to the compile and link flags by ``LIFTPOOL_NATIVE_SANITIZE=1`` (``-O3`` becomes ``-O1``):
+#: ASan + UBSan, every UB report fatal; ``vptr`` is off because torch is built without RTTI checks
+#: in mind (its classes would be reported from uninstrumented code).
+SANITIZE_FLAGS: tuple[str, ...] = (
+    "-fsanitize=address,undefined",
+    "-fno-sanitize=vptr",
+    "-fno-sanitize-recover=undefined",
+    "-fno-omit-frame-pointer",
+    "-g",
+)
 #: What a first build usually takes (the five C++ files, -O3), for the line that announces it.
 BUILD_TIME_HINT = "about 1-3 minutes"
 
@@ -121,16 +149,34 @@ def _cpu_signature() -> str:
     return "\n".join(lines)
 
 
+def sanitize_requested() -> bool:
+    """``LIFTPOOL_NATIVE_SANITIZE`` is set to something other than ``""``/``"0"``: build the ASan + UBSan variant."""
+    return os.environ.get("LIFTPOOL_NATIVE_SANITIZE", "").strip() not in ("", "0")
+
+
+def cxx_flags() -> tuple[str, ...]:
+    """The compile flags of this build: :data:`CXX_FLAGS`, or the sanitizer variant's."""
+    if not sanitize_requested():
+        return CXX_FLAGS
+    return tuple("-O1" if f == "-O3" else f for f in CXX_FLAGS) + SANITIZE_FLAGS
+
+
+def ld_flags() -> tuple[str, ...]:
+    """The link flags of this build: :data:`LD_FLAGS`, plus the sanitizers when requested."""
+    return LD_FLAGS + (SANITIZE_FLAGS if sanitize_requested() else ())
+
+
 def build_key() -> str:
     """Hash of the sources, flags, torch version, Python version and CPU."""
     h = hashlib.sha256()
     for name in SOURCES + HEADERS:
         h.update(name.encode())
         h.update((CSRC / name).read_bytes())
-    h.update(repr((CXX_FLAGS, LD_FLAGS)).encode())
+    h.update(repr((cxx_flags(), ld_flags())).encode())
     h.update(torch.__version__.encode())
     h.update(sys.version.encode())
     h.update(_cpu_signature().encode())
+    h.update(b"sources staged in <build>/csrc")  # the build layout: commands independent of the checkout path
     return h.hexdigest()[:20]
 
 
@@ -155,16 +201,34 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
+def _stage_sources(build_dir: Path) -> Path:
+    """Copy the C++ sources into ``<build_dir>/csrc`` (only files whose content differs, so their
+    times stay put) and return that folder.  Compiling from there keeps the build commands the same
+    for every checkout holding the same sources: two installs sharing the cache (say two clones, or
+    a clone and a wheel) never make ninja rebuild for each other because of their paths."""
+    dst = build_dir / "csrc"
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in SOURCES + HEADERS:
+        data = (CSRC / name).read_bytes()
+        target = dst / name
+        if not target.is_file() or target.read_bytes() != data:
+            tmp = target.with_name(f".{name}.{os.getpid()}.tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, target)
+    return dst
+
+
 def _compile(build_dir: Path, name: str) -> ModuleType:
     # importing cpp_extension logs "No CUDA runtime is found" on CPU-only machines: filtered out above
     from torch.utils.cpp_extension import load
 
+    src = _stage_sources(build_dir)
     module: ModuleType = load(
         name=name,
-        sources=[str(CSRC / s) for s in SOURCES],
-        extra_cflags=list(CXX_FLAGS),
-        extra_ldflags=list(LD_FLAGS),
-        extra_include_paths=[str(CSRC)],
+        sources=[str(src / s) for s in SOURCES],
+        extra_cflags=list(cxx_flags()),
+        extra_ldflags=list(ld_flags()),
+        extra_include_paths=[str(src)],
         build_directory=str(build_dir),
         verbose=False,
     )
@@ -183,6 +247,12 @@ def load_extension() -> ModuleType:
         try:
             if find_compiler() is None:
                 raise RuntimeError(f"no C++ compiler found (looked for {os.environ.get('CXX', 'c++')!r} on PATH)")
+            if sanitize_requested() and "libasan" not in os.environ.get("LD_PRELOAD", ""):
+                raise RuntimeError(
+                    "LIFTPOOL_NATIVE_SANITIZE=1 needs the ASan runtime loaded first: "
+                    'LD_PRELOAD="$(c++ -print-file-name=libasan.so) $(c++ -print-file-name=libstdc++.so)" '
+                    "ASAN_OPTIONS=detect_leaks=0 (see make sanitize)"
+                )
             key = build_key()
             build_dir = cache_root() / key
             st.key, st.build_dir = key, str(build_dir)
@@ -215,7 +285,7 @@ def load_extension() -> ModuleType:
                     st.build_seconds = elapsed
                     from liftpool.io import atomic_write_json
 
-                    atomic_write_json(info_path, {"build_seconds": elapsed, "key": key, "flags": list(CXX_FLAGS)})
+                    atomic_write_json(info_path, {"build_seconds": elapsed, "key": key, "flags": list(cxx_flags())})
                 else:
                     st.load_seconds = elapsed
                     with contextlib.suppress(OSError, ValueError):
@@ -253,8 +323,9 @@ def info() -> dict[str, Any]:
         "tried": st.tried,
         "error": st.error,
         "compiler": find_compiler(),
-        "cxx_flags": list(CXX_FLAGS),
-        "ld_flags": list(LD_FLAGS),
+        "cxx_flags": list(cxx_flags()),
+        "ld_flags": list(ld_flags()),
+        "sanitize": sanitize_requested(),
         "cache_root": str(cache_root()),
         "build_dir": st.build_dir,
         "key": st.key,

@@ -577,8 +577,8 @@ class LPSPool2d(_PolyphasePool):
         gumbel = -torch.empty_like(logits).exponential_().log()
         soft = torch.softmax((logits + gumbel) / tau.to(logits.dtype), dim=1)
         phase = soft.argmax(dim=1)
-        if self.hard:  # straight-through: one-hot forward, the soft sample's gradient
-            return _one_hot(phase, soft.dtype) - soft.detach() + soft, phase
+        if self.hard:  # straight-through: an exactly one-hot forward, the soft sample's gradient
+            return _one_hot(phase, soft.dtype) + (soft - soft.detach()), phase
         return soft, phase
 
     def extra_repr(self) -> str:

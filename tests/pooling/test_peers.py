@@ -424,25 +424,34 @@ def _loss(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return sum((o * o.detach().sign()).mean() + o.square().mean() for o in model(x))
 
 
-@pytest.mark.parametrize("only", [("softpool", "lip"), ("aps",), ("lps",)], ids=["softpool+lip", "aps", "lps"])
-def test_compile_fullgraph_matches_eager(only):
-    """Inductor, fullgraph, dynamic sizes, odd and even maps: forward and gradients match eager (eval)."""
-    torch.manual_seed(0)
-    model = _Peers(only=only).eval()
+def _check_compiled(model: nn.Module, shapes: list[tuple[int, int, int, int]]) -> None:
     compiled = torch.compile(_loss, fullgraph=True, dynamic=True)
-    for shape in [(2, 4, 8, 8), (3, 4, 7, 5), (1, 4, 1, 1)]:
+    params = list(model.parameters())
+    for shape in shapes:
         x = torch.randn(shape, requires_grad=True)
-        params = list(model.parameters())
         le = _loss(model, x)
         ge = torch.autograd.grad(le, [x, *params], allow_unused=True)
         lc = compiled(model, x)
         gc = torch.autograd.grad(lc, [x, *params], allow_unused=True)
-        torch.testing.assert_close(lc, le, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(lc, le, rtol=1e-5, atol=1e-5, msg=lambda m, s=shape: f"{s}: {m}")
         for a, b in zip(gc, ge):
-            if b is None:
+            if b is None:  # LPS's scoring network in evaluation (arg-max): no gradient
                 assert a is None or not a.abs().any()
             else:
-                torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+                torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=lambda m, s=shape: f"{s}: {m}")
+
+
+def test_compile_fullgraph_matches_eager():
+    """Inductor, fullgraph, dynamic sizes (one graph for odd and even maps): every peer and both
+    pairs on one input, forward and gradients match eager (evaluation mode). ~5-10 min on 2 busy cores."""
+    torch.manual_seed(0)
+    _check_compiled(_Peers().eval(), [(2, 4, 8, 8), (3, 4, 7, 5)])
+
+
+@pytest.mark.slow
+def test_compile_fullgraph_tiny_maps():
+    torch.manual_seed(0)
+    _check_compiled(_Peers().eval(), [(2, 4, 1, 1), (1, 4, 2, 3), (2, 4, 3, 2)])
 
 
 @pytest.mark.slow

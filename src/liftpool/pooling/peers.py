@@ -366,7 +366,9 @@ def _one_hot(phase: Tensor, dtype: torch.dtype) -> Tensor:
 def _select(comps: Tensor, phase: Tensor) -> Tensor:
     """Component ``phase[n]`` of sample ``n``: ``(N, C, 4, h, w)`` -> ``(N, C, h, w)``."""
     index = phase.view(-1, 1, 1, 1, 1).expand_as(comps[:, :, :1])
-    return torch.gather(comps, 2, index).squeeze(2)
+    # sum over the one gathered component, not squeeze: a fresh tensor rather than a view, whose layout
+    # inductor can choose under dynamic shapes (a squeezed view fails its stride ordering, torch 2.14)
+    return torch.gather(comps, 2, index).sum(dim=2)
 
 
 class _PolyphasePool(_ZooPool):
@@ -561,12 +563,12 @@ class LPSPool2d(_PolyphasePool):
     def logits(self, comps: Tensor) -> Tensor:
         """The score :math:`\\ell_k` of each component of each sample, ``(N, 4)``, from ``(N, C, 4, h, w)``."""
         n = comps.shape[0]
-        z = comps.transpose(1, 2).flatten(0, 1)  # (N*4, C, h, w): the four components share the weights
+        z = torch.cat(comps.unbind(2), dim=0)  # (4*N, C, h, w), component-major: the components share the weights
         dt = z.dtype
         z = F.conv2d(_pad2d(z, 1, 1, self.padding_mode), self.conv1_weight.to(dt), self.conv1_bias.to(dt))
         z = F.conv2d(_pad2d(torch.relu(z), 1, 1, self.padding_mode), self.conv2_weight.to(dt), self.conv2_bias.to(dt))
         z = z.float() if _half(z.dtype) else z
-        return z.mean(dim=(1, 2, 3)).view(n, PHASES)
+        return z.mean(dim=(1, 2, 3)).view(PHASES, n).t()
 
     def _weights(self, comps: Tensor) -> tuple[Tensor | None, Tensor]:
         logits = self.logits(comps)

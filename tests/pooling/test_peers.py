@@ -443,7 +443,7 @@ def _check_compiled(model: nn.Module, shapes: list[tuple[int, int, int, int]]) -
 
 def test_compile_fullgraph_matches_eager():
     """Inductor, fullgraph, dynamic sizes (one graph for odd and even maps): every peer and both
-    pairs on one input, forward and gradients match eager (evaluation mode). ~5-10 min on 2 busy cores."""
+    pairs on one input, forward and gradients match eager (evaluation mode). ~5 min on 2 busy cores."""
     torch.manual_seed(0)
     _check_compiled(_Peers().eval(), [(2, 4, 8, 8), (3, 4, 7, 5)])
 

@@ -15,7 +15,7 @@ def test_names_and_tasks():
     assert task_of("resnet50") == "classification"
     assert task_of("segnet") == "segmentation"
     assert task_of("deeplabv3plus_resnet50") == "segmentation"
-    assert SEGNET_POOLS == tuple(UPDOWN) == ("max", "maxblur", "lift")
+    assert SEGNET_POOLS == tuple(UPDOWN) == ("max", "maxblur", "lift", "aps", "lps")
 
 
 def test_unknown_model_and_pool_errors():

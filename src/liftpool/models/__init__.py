@@ -6,7 +6,7 @@ name                       task            pooling that ``pool=`` sets
 ``vgg13_cifar``            classification  the five pooling stages of VGG13(-BN), 32x32 input
 ``resnet18``, ``resnet50`` classification  stem max pool (+ strided convs: ``strided_conv``)
 ``mobilenet_v2``           classification  the stride-2 convolutions after the stem
-``segnet``                 segmentation    paired down/up pools: ``max``, ``maxblur``, ``lift``
+``segnet``                 segmentation    paired down/up pools: ``max maxblur lift aps lps``
 ``deeplabv3plus_resnet50`` segmentation    backbone stem pool (+ strided convs)
 =========================  ==============  ==================================================
 

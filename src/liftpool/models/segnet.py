@@ -2,9 +2,10 @@
 
 Each encoder stage ends with a down-pooling layer that records what its paired decoder
 up-pooling needs: max-pooling indices (``"max"``: MaxUnpool; ``"maxblur"``: MaxUnpool then a
-blur) or the detail bands ``LH, HL, HH`` of a LiftDownPool2d keeping only ``LL`` (``"lift"``:
-LiftUpPool2d, as in the paper).  The recorded input sizes make the output the input's size
-for any ``H, W``.
+blur), the detail bands ``LH, HL, HH`` of a LiftDownPool2d keeping only ``LL`` (``"lift"``:
+LiftUpPool2d, as in the paper) or the polyphase component kept by adaptive or learnable
+polyphase sampling (``"aps"``: APS-U; ``"lps"``: LPU).  The recorded input sizes make the
+output the input's size for any ``H, W``.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ class SegNet(nn.Module):
 
     Args:
         num_classes: output channels (logits per class).
-        pool: ``"max"``, ``"maxblur"`` or ``"lift"`` (see :func:`liftpool.pooling.make_updown`).
+        pool: ``"max"``, ``"maxblur"``, ``"lift"``, ``"aps"`` or ``"lps"`` (see
+            :func:`liftpool.pooling.make_updown`).
         width: channel multiplier (``0.125`` for tests).
         pool_kwargs: passed to every down/up pair (e.g. ``{"kernel_size": 3}`` for lift).
         in_channels: image channels.

@@ -1,5 +1,9 @@
 """Down- and up-pooling layers under one API, chosen by name (``pool="max" | ... | "lift"``).
 
+The pooling zoo (:mod:`liftpool.pooling.zoo`: the methods the LiftPool paper compares with) and
+the pooling peers (:mod:`liftpool.pooling.peers`: SoftPool, LIP, APS, LPS and the APS-U/LPU
+up-sampling) load on first use.
+
 Every down-pooling class takes ``(channels, kernel_size=..., *, ..., device=None, dtype=None)``
 and maps ``(N, C, H, W)`` to ``(N, C, ceil(H/2), ceil(W/2))``.
 
@@ -43,7 +47,7 @@ from .registry import (
     register_updown,
 )
 
-# after the baselines, so that the registry lists max, avg, skip, blur, maxblur, lift, then the zoo
+# after the baselines, so that the registry lists max, avg, skip, blur, maxblur, lift, then the zoo, then the peers
 register_pool("lift")(LiftDownPool2d)
 register_updown("lift", down=LiftDownPool2d)(lift_updown)
 
@@ -63,6 +67,21 @@ _ZOO_NAMES: tuple[str, ...] = (
     "pool_parameter_count",
     "spectral_pool2d",
     "wavelet_pool2d",
+)
+#: names of :mod:`liftpool.pooling.peers` re-exported here; the peers are imported on first use.
+_PEER_NAMES: tuple[str, ...] = (
+    "APSPool2d",
+    "APSUpPool2d",
+    "LIPPool2d",
+    "LPSPool2d",
+    "LPSUpPool2d",
+    "PEERS",
+    "PolyphaseDetails2d",
+    "SoftPool2d",
+    "lip2d",
+    "polyphase_components",
+    "polyphase_upsample",
+    "softpool2d",
 )
 
 __all__ = [
@@ -84,14 +103,16 @@ __all__ = [
     "make_updown",
     "register_pool",
     *_ZOO_NAMES,
+    *_PEER_NAMES,
 ]
 
 
 def __getattr__(name: str) -> Any:
-    # the pooling zoo loads when one of its names is first used (PEP 562)
-    if name in _ZOO_NAMES or name == "zoo":
-        import importlib
+    # the pooling zoo and the peers load when one of their names is first used (PEP 562)
+    for module, names in (("zoo", _ZOO_NAMES), ("peers", _PEER_NAMES)):
+        if name in names or name == module:
+            import importlib
 
-        zoo = importlib.import_module(f"{__name__}.zoo")
-        return zoo if name == "zoo" else getattr(zoo, name)
+            mod = importlib.import_module(f"{__name__}.{module}")
+            return mod if name == module else getattr(mod, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

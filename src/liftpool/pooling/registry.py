@@ -2,9 +2,10 @@
 
 Pooling modules register their classes with :func:`register_pool` when they are imported
 (:mod:`liftpool.pooling.baselines`, then ``"lift"``, by the package ``__init__``).  The pooling zoo
-(:mod:`liftpool.pooling.zoo`) is a *plugin module*: it is imported the first time a name the
-registry does not know yet is looked up, or the registry is listed, so ``import liftpool``
-does not load it.
+(:mod:`liftpool.pooling.zoo`) and the pooling peers (:mod:`liftpool.pooling.peers`) are *plugin
+modules*: they are imported the first time a name the registry (:data:`POOLS`, or :data:`UPDOWN`
+for the paired down/up layers) does not know yet is looked up, or a registry is listed, so
+``import liftpool`` does not load them.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
-from typing import Any
+from typing import Any, TypeVar
 
 from torch import nn
 
@@ -33,28 +34,32 @@ __all__ = [
 ]
 
 PoolFactory = Callable[..., nn.Module]
+_Entry = TypeVar("_Entry")
 
 #: modules that register further pools when imported (loaded on first need, in this order).
-PLUGIN_MODULES: tuple[str, ...] = ("liftpool.pooling.zoo",)
+PLUGIN_MODULES: tuple[str, ...] = ("liftpool.pooling.zoo", "liftpool.pooling.peers")
 
 
-class PoolRegistry(MutableMapping[str, PoolFactory]):
-    """``name -> down-pooling class`` (a mutable mapping); plugin modules load on the first miss or listing."""
+class PoolRegistry(MutableMapping[str, _Entry]):
+    """``name -> factory`` (a mutable mapping); plugin modules load on the first miss or listing.
+
+    :data:`POOLS` maps names to down-pooling classes, :data:`UPDOWN` to paired down/up factories.
+    """
 
     def __init__(self, plugins: tuple[str, ...]) -> None:
-        self._entries: dict[str, PoolFactory] = {}
+        self._entries: dict[str, _Entry] = {}
         self._pending: list[str] = list(plugins)
 
     def _load_plugins(self) -> None:
         while self._pending:
             importlib.import_module(self._pending.pop(0))
 
-    def __getitem__(self, name: str) -> PoolFactory:
+    def __getitem__(self, name: str) -> _Entry:
         if name not in self._entries:
             self._load_plugins()
         return self._entries[name]
 
-    def __setitem__(self, name: str, cls: PoolFactory) -> None:
+    def __setitem__(self, name: str, cls: _Entry) -> None:
         self._entries[name] = cls
 
     def __delitem__(self, name: str) -> None:
@@ -79,7 +84,7 @@ class PoolRegistry(MutableMapping[str, PoolFactory]):
 
 
 #: name -> down-pooling class; every entry accepts ``(channels, **kwargs)``.
-POOLS: PoolRegistry = PoolRegistry(PLUGIN_MODULES)
+POOLS: PoolRegistry[PoolFactory] = PoolRegistry(PLUGIN_MODULES)
 
 
 def register_pool(name: str) -> Callable[[PoolFactory], PoolFactory]:
@@ -141,8 +146,8 @@ def make_pool(name: str, channels: int, **kwargs: Any) -> nn.Module:
 
 UpDownFactory = Callable[..., tuple[nn.Module, nn.Module]]
 
-#: name -> factory of a paired (down, up) for encoder-decoders (SegNet).
-UPDOWN: dict[str, UpDownFactory] = {}
+#: name -> factory of a paired (down, up) for encoder-decoders (SegNet); plugins load on the first miss or listing.
+UPDOWN: PoolRegistry[UpDownFactory] = PoolRegistry(PLUGIN_MODULES)
 #: name -> the down-pooling class whose keywords the factory passes on (for the keyword check).
 UPDOWN_DOWN: dict[str, Callable[..., nn.Module]] = {}
 
@@ -156,7 +161,8 @@ def register_updown(
     """
 
     def deco(fn: UpDownFactory) -> UpDownFactory:
-        if name in UPDOWN and UPDOWN[name] is not fn:
+        known = UPDOWN._entries.get(name)  # no plugin loading: a plugin may be registering right now
+        if known is not None and known is not fn:
             raise ValueError(f"an up/down pool named {name!r} is already registered")
         UPDOWN[name] = fn
         if down is not None:
@@ -178,7 +184,9 @@ def make_updown(name: str, channels: int, **kwargs: Any) -> tuple[nn.Module, nn.
 
     ``"max"``: max pooling / max-unpooling; ``"maxblur"``: max-unpooling followed by a
     blur; ``"lift"``: LiftDownPool2d keeping ``LL`` (as the paper's SegNet) and its
-    LiftUpPool2d.
+    LiftUpPool2d; ``"aps"`` / ``"lps"``: adaptive / learnable polyphase sampling and the
+    up-sampling that puts each value back at the chosen phase (APS-U, LPU;
+    :mod:`liftpool.pooling.peers`).
     """
     if name not in UPDOWN:
         raise ValueError(f"unknown up/down pool {name!r}; choose one of {tuple(UPDOWN)}")

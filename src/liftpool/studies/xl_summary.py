@@ -195,8 +195,7 @@ def summary_markdown(
             f"{statistics.mean(wall) / 60:.0f} |" if wall else
             f"| {labels.get(key, key)} (`{key}`) | {lr} | 0 | not run | | | | |"
         )  # fmt: skip
-    lines += ["", "Paired differences per seed (percentage points; negative = lower):", ""]
-    lines += ["| comparison | metric | per seed | mean | seeds agreeing in sign |", "|---|---|---|---:|---:|"]
+    pairs: list[str] = []
     for a, b in (("lift", "max"), ("lift", "avg")):
         for m in ("top1_error", "shift_consistency", "mce_rel_max", "corruption_error"):
             d = paired(runs, a, b, m)
@@ -205,8 +204,14 @@ def summary_markdown(
             neg = sum(v < 0 for v in d.values())
             agree = max(neg, len(d) - neg)
             per = ", ".join(f"s{k}: {v:+.2f}" for k, v in d.items())
-            lines.append(f"| {labels.get(a, a)} − {labels.get(b, b)} | {m} | {per} | "
+            pairs.append(f"| {labels.get(a, a)} − {labels.get(b, b)} | {m} | {per} | "
                          f"{statistics.mean(d.values()):+.2f} | {agree}/{len(d)} |")  # fmt: skip
+    lines += ["", "Paired differences per seed (percentage points; negative = lower):", ""]
+    if pairs:
+        lines += ["| comparison | metric | per seed | mean | seeds agreeing in sign |", "|---|---|---|---:|---:|"]
+        lines += pairs
+    else:
+        lines.append("(no seed has both runs yet)")
     lines += ["", "| claim | paired difference per seed | verdict |", "|---|---|---|"]
     for c in CLAIMS:
         d = paired(runs, c.setting, c.baseline, c.metric)

@@ -69,7 +69,7 @@ from .common import (
 from .common import fmt_mean_std as _fmt
 from .common import read_json as _read_json
 from .jobs import Job, git_commit, parse_deadline, run_jobs
-from .xl_summary import build_summary, plot_curves, plot_error_vs_mce, summary_markdown
+from .xl_summary import build_summary, eval_row, plot_curves, plot_error_vs_mce, summary_markdown
 
 __all__ = [
     "XL_BUDGETS",
@@ -466,12 +466,6 @@ def build_xl_plan(
 
 
 # --------------------------------------------------------------------------- aggregation
-def _eval_row(out: Path, key: str, seed: int) -> dict[str, Any] | None:
-    r = _read_json(out / "eval" / f"{key}-seed{seed}" / "results.json")
-    rows = [x for x in (r or {}).get("results", []) if x.get("label") == key]
-    return rows[0] if rows else None
-
-
 def aggregate_xl(
     out: str | os.PathLike[str], *, seeds: int, budget: XLBudget, settings: Sequence[str] | None = None
 ) -> dict[str, Any]:
@@ -488,7 +482,7 @@ def aggregate_xl(
     sweep = sweep_table(out, keys, budget)
     rows = []
     for key in keys:
-        per_seed = {k: _eval_row(out, key, k) for k in range(seeds)}
+        per_seed = {k: eval_row(out, key, k) for k in range(seeds)}
         acc = {k: r["accuracy"]["top1_error"] for k, r in per_seed.items() if r and "accuracy" in r}
         sh = {k: r["shift"] for k, r in per_seed.items() if r and "shift" in r}
         rel, unnorm = [], []
@@ -496,7 +490,7 @@ def aggregate_xl(
             if not r or "corruption" not in r:
                 continue
             unnorm.append(r["corruption"].get("mce"))
-            base = _eval_row(out, "max", k)
+            base = eval_row(out, "max", k)
             if base and "corruption" in base:
                 s = corruption_summary(r["corruption"]["errors"], baseline=base["corruption"]["errors"])
                 rel.append(s.mce_normalized)

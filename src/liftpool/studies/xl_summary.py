@@ -46,6 +46,7 @@ __all__ = [
     "RUN_FIELDS",
     "Claim",
     "build_summary",
+    "eval_row",
     "paired",
     "plot_curves",
     "plot_error_vs_mce",
@@ -87,7 +88,8 @@ def _pct(x: Any) -> float | None:
     return None if not isinstance(x, (int, float)) or not math.isfinite(x) else round(100.0 * float(x), 4)
 
 
-def _eval_row(out: Path, key: str, seed: int) -> dict[str, Any] | None:
+def eval_row(out: Path, key: str, seed: int) -> dict[str, Any] | None:
+    """The evaluation result of setting ``key``, seed ``seed`` (``<out>/eval/<key>-seed<k>/results.json``)."""
     r = read_json(out / "eval" / f"{key}-seed{seed}" / "results.json")
     rows = [x for x in (r or {}).get("results", []) if x.get("label") == key]
     return rows[0] if rows else None
@@ -110,9 +112,9 @@ def build_summary(
     out = Path(out)
     runs = []
     for seed in range(seeds):
-        base = _eval_row(out, "max", seed)
+        base = eval_row(out, "max", seed)
         for key in settings:
-            row = _eval_row(out, key, seed)
+            row = eval_row(out, key, seed)
             run_dir = out / "runs" / key / f"seed{seed}"
             tr = read_json(run_dir / "summary.json") or {}
             if not row or tr.get("status") != "completed" or not all(m in row for m in ("accuracy", "shift")):

@@ -190,6 +190,25 @@ def test_lr_is_chosen_on_the_held_out_split_only(tmp_path):
     assert "--diagnostics" in t.argv() and t.argv()[list(t.argv()).index("--epochs") + 1] == "30"
 
 
+def test_evaluation_waits_for_a_completed_training_run_not_just_its_checkpoint(tmp_path):
+    """The checkpoint exists from the first epoch on: an evaluation started on it would score a
+    half-trained model and be recorded as done."""
+    plan = xl.build_xl_plan(budget=XL, settings=["max"], seeds=1, out=tmp_path, cifar_dir="/c")
+    ev = next(j for j in plan if j.kind == "eval")
+    run_dir = tmp_path / "runs" / "max" / "seed0"
+    assert "has not completed 30 epochs" in ev.blocked()
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "last.pt").write_bytes(b"x")
+    _write(run_dir / "summary.json", {"status": "running", "completed_epochs": 14})
+    assert "has not completed 30 epochs" in ev.blocked()
+    _write(run_dir / "summary.json", {"status": "completed", "completed_epochs": 29})
+    assert "has not completed 30 epochs" in ev.blocked()
+    _write(run_dir / "summary.json", {"status": "completed", "completed_epochs": 30})
+    assert ev.blocked() is None
+    (run_dir / "checkpoints" / "last.pt").unlink()
+    assert "missing" in ev.blocked()
+
+
 # --------------------------------------------------------------------------- aggregation
 def _fake_eval(out: Path, key: str, seed: int, err: float, ce: dict[str, list[float]], cons: float) -> None:
     _write(out / "eval" / f"{key}-seed{seed}" / "results.json", {"results": [{

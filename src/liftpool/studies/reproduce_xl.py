@@ -415,8 +415,13 @@ def _sweep_blocked(out: Path, key: str, b: XLBudget) -> str | None:
     return None if lr is not None else f"the learning-rate sweep of {key} has not finished"
 
 
-def _exists_or(path: Path, why: str) -> str | None:
-    return None if path.exists() else why
+def _eval_blocked(run_dir: Path, epochs: int) -> str | None:
+    """An evaluation waits for its training run to complete: the checkpoint exists from the first
+    epoch on, so its existence alone does not say the model is final."""
+    if not train_done(run_dir, epochs):
+        return f"the training run {run_dir} has not completed {epochs} epochs"
+    ckpt = run_dir / "checkpoints" / "last.pt"
+    return None if ckpt.exists() else f"missing {ckpt}"
 
 
 def build_xl_plan(
@@ -460,7 +465,7 @@ def build_xl_plan(
             jobs.append(Job(f"eval {key} seed{seed}", "eval", key, str(eout),
                             functools.partial(_eval_argv, key, budget, full, ckpt, eout, cache),
                             functools.partial(_eval_finished, eout, key, budget),
-                            functools.partial(_exists_or, ckpt, f"missing {ckpt}"), estimate_s=guess["eval"],
+                            functools.partial(_eval_blocked, run_dir, budget.epochs), estimate_s=guess["eval"],
                             seed=seed))  # fmt: skip
     return jobs
 

@@ -209,6 +209,26 @@ def test_evaluation_waits_for_a_completed_training_run_not_just_its_checkpoint(t
     assert "missing" in ev.blocked()
 
 
+def test_repository_ignore_rules_keep_every_result_of_the_study_and_drop_checkpoints():
+    """What ``--commit`` adds must not be ignored by the project's .gitignore (a general ``runs/`` or
+    ``*.pt`` rule once hid every final run), while checkpoints and the data links stay out."""
+    root = Path(__file__).resolve().parents[1]
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("needs the project's git checkout")
+    kept = ["results/xl/runs/max/seed0/summary.json", "results/xl/runs/lift/seed0/diagnostics.json",
+            "results/xl/runs/lift/seed0/weights_fp16.pt", "results/xl/runs/avg/seed2/metrics.csv",
+            "results/xl/sweep/max/lr0.05/summary.json", "results/xl/eval/lift-seed1/results.json",
+            "results/xl/jobs/train_max_seed0.json", "results/xl/logs/train_max_seed0.log",
+            "results/xl/summary.json", "results/xl/report/curves.png"]  # fmt: skip
+    dropped = ["results/xl/runs/max/seed0/checkpoints/last.pt", "results/xl/runs/avg/seed1/weights_fp16.pt",
+               "results/xl/sweep/max/lr0.05/checkpoints/best.pt", "results/xl/data/cifar10-all-all/train"]  # fmt: skip
+    res = subprocess.run(["git", "check-ignore", "--no-index", *kept, *dropped], cwd=root, capture_output=True,
+                         text=True)  # fmt: skip
+    ignored = set(res.stdout.split())
+    assert not ignored & set(kept), sorted(ignored & set(kept))
+    assert ignored >= set(dropped), sorted(set(dropped) - ignored)
+
+
 # --------------------------------------------------------------------------- aggregation
 def _fake_eval(out: Path, key: str, seed: int, err: float, ce: dict[str, list[float]], cons: float) -> None:
     _write(out / "eval" / f"{key}-seed{seed}" / "results.json", {"results": [{

@@ -190,6 +190,30 @@ def test_export_dynamic_sizes_pt2_save_load(tmp_path) -> None:
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("dims", [1, 2, 3])
+@pytest.mark.parametrize("kw", [{}, {"return_details": True}, {"kernel_size": 3, "padding_mode": "zeros"}])
+def test_export_eager_kernel_dynamic_sizes_down_layers(dims: int, kw: dict) -> None:
+    """The eager kernel (CUDA, grouped P/U, no C++ compiler) exports LiftDownPool 1D/2D/3D with dynamic N
+    and every spatial size from 3 (pooled maps of at least 2: torch's convolution meta asks whether a
+    map is 1 wide); the program at N = 1, odd and even sizes equals the layer bit for bit."""
+    torch.manual_seed(dims)
+    m = _DOWN[dims](4, backend="eager", **kw).eval()
+    dyn = {0: torch.export.Dim("n", min=1, max=512)}
+    for i, name in enumerate(("d", "h", "w")[3 - dims :]):
+        dyn[2 + i] = torch.export.Dim(name, min=3, max=512)
+    ep = torch.export.export(m, (torch.randn(3, 4, *_SIZES[dims]),), dynamic_shapes=(dyn,))
+    run = ep.module()
+    for n, size in [(1, (3,) * dims), (2, (4,) * dims), (1, (5, 3, 4)[:dims]), (3, (8, 7, 3)[:dims])]:
+        xi = torch.randn(n, 4, *size)
+        with torch.no_grad():
+            want, got = m(xi), run(xi)
+        want, got = (want, got) if isinstance(want, tuple) else ((want,), (got,))
+        assert len(got) == len(want)
+        for a, b in zip(got, want):
+            b = tuple(b) if isinstance(b, tuple) else b
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
 # ------------------------------------------------------------------ AOTInductor
 class ConvPoolNet(nn.Module):
     """Conv -> LiftDownPool2d (details kept) -> Conv -> LiftDownPool2d, and LiftUpPool2d of the first pool."""

@@ -109,14 +109,18 @@ def _native_ready(x: Tensor, transforms: nn.ModuleList, spatial_dims: int) -> st
 
 
 @contextlib.contextmanager
-def _native_export_sizes() -> Iterator[None]:
-    """While ``torch.export`` traces a native op call: treat a symbolic size as not 1 where torch only asks
-    to choose between layouts (``guard_or_false``).
+def _export_sizes() -> Iterator[None]:
+    """While ``torch.export`` traces a LiftPool kernel call: treat a symbolic size as not 1 where torch
+    only asks to choose between layouts (``guard_or_false``).
 
-    The op's outputs have the half sizes ``ceil(H / 2)``, which are 1 for ``H = 2``; recording their
-    metadata asks whether each is 1 (a contiguity test), and with a backed size that question becomes
-    a guard that ``Dim(min=2)`` rejects.  The answer only fills in the recorded layout of the node's
-    outputs (they are row-major whatever it is), so no value of the exported program depends on it.
+    Native op: its outputs have the half sizes ``ceil(H / 2)``, which are 1 for ``H = 2``; recording
+    their metadata asks whether each is 1 (a contiguity test), and with a backed size that question
+    becomes a guard that ``Dim(min=2)`` rejects.  The answer only fills in the recorded layout of the
+    node's outputs (they are row-major whatever it is), so no value of the exported program depends on it.
+    Eager composite: torch's stride rules for elementwise ops on its channels_last half-size maps ask
+    the same questions (plus an unprovable ``1 % (C * ceil(W / 2)) != 0``); the answers again decide
+    only strides.  What remains there is torch's convolution meta asking whether a map is 1 wide
+    (LiftDownPool exports from size 3) and the crop of an odd size in LiftUpPool (a parity guard).
     """
     if not torch.compiler.is_exporting():
         yield
@@ -126,7 +130,6 @@ def _native_export_sizes() -> Iterator[None]:
     patch: Any = getattr(fx_config, "patch")  # noqa: B009  (added by install_config_module: not in the stubs)
     with patch(backed_size_oblivious=True):
         yield
-
 
 def selected(x: Tensor, transforms: nn.ModuleList, spatial_dims: int, backend: str = "auto") -> str:
     """The kernel (``"native"``, ``"eager"`` or ``"literal"``) that :func:`pool` runs for this call."""
@@ -214,7 +217,8 @@ def decompose(
         assert rest is not None
         return dict(zip(names, [low, *rest])), cons
     if kernel == "eager":
-        return eager.fast_decompose(x, transforms, spatial_dims, constraints)
+        with _export_sizes():
+            return eager.fast_decompose(x, transforms, spatial_dims, constraints)
     return literal_decompose(x, transforms, spatial_dims, constraints)
 
 
@@ -225,10 +229,11 @@ def reconstruct(
     spatial_dims = len(size)
     kernel = selected(bands[band_names(spatial_dims)[0]], transforms, spatial_dims, backend)
     if kernel == "native":
-        with _native_export_sizes():
+        with _export_sizes():
             return native.reconstruct(bands, size, transforms)
     if kernel == "eager":
-        return eager.fast_reconstruct(bands, size, transforms)
+        with _export_sizes():
+            return eager.fast_reconstruct(bands, size, transforms)
     return literal_reconstruct(bands, size, transforms)
 
 
@@ -249,8 +254,9 @@ def pool(
     """
     kernel = selected(x, transforms, spatial_dims, backend)
     if kernel == "native":
-        with _native_export_sizes():
+        with _export_sizes():
             return native.pool(x, transforms, spatial_dims, bands, scale, constraints, details)
     if kernel == "eager":
-        return eager.fast_pool(x, transforms, spatial_dims, bands, scale, constraints, details)
+        with _export_sizes():
+            return eager.fast_pool(x, transforms, spatial_dims, bands, scale, constraints, details)
     return literal_pool(x, transforms, spatial_dims, bands, scale, constraints, details)

@@ -57,6 +57,11 @@ def test_history_prefers_same_setting_then_kind_then_estimate():
     assert h.expected("train", "skip", 1.0, threads=1) == 300.0  # median of the kind (100, 300, 500)
     assert h.expected("train", "avg", 1.0, threads=2) == 50.0
     assert h.expected("eval", "max", 42.0) == 42.0
+    # a resumed job timed only its rest: never an expectation for a whole one
+    h.add({"kind": "eval", "setting": "max", "wall_s": 5.0, "ok": True, "threads": 1, "resumed": True})
+    assert h.expected("eval", "max", 42.0) == 42.0
+    h.add({"kind": "train", "setting": "skip", "wall_s": 1.0, "ok": True, "threads": 1, "resumed": True})
+    assert h.expected("train", "skip", 1.0, threads=1) == 300.0
 
 
 def test_two_workers_run_side_by_side_and_dependencies_wait(tmp_path):
@@ -168,3 +173,20 @@ def test_history_load_skips_unreadable_records(tmp_path):
     (tmp_path / "a.json").write_text(json.dumps({"kind": "eval", "setting": "max", "wall_s": 5.0, "ok": True}))
     (tmp_path / "b.json").write_text("{half")
     assert History.load(tmp_path).expected("eval", "max", 1.0) == 5.0
+
+
+def test_a_resumed_job_is_recorded_as_such_and_does_not_set_expectations(tmp_path):
+    """A training job restarted from its checkpoint times only its rest: its record says ``resumed``,
+    and the deadline's expectation for whole jobs of its kind ignores it."""
+    import dataclasses
+
+    fresh = dataclasses.replace(_job(tmp_path, "train fresh", setting="avg"), resumable=True)
+    again = dataclasses.replace(_job(tmp_path, "train again", setting="avg"), resumable=True)
+    ck = Path(again.out) / "checkpoints"
+    ck.mkdir(parents=True)
+    (ck / "last.pt").write_bytes(b"")
+    failed, _ = _run(tmp_path, [fresh, again], workers=2)
+    recs = {n: json.loads((tmp_path / "out" / "jobs" / f"{n}.json").read_text()) for n in ("train_fresh", "train_again")}
+    assert failed == 0 and recs["train_again"]["resumed"] is True and recs["train_fresh"]["resumed"] is False
+    hist = History.load(tmp_path / "out" / "jobs")
+    assert hist.expected("train", "avg", 1.0) == recs["train_fresh"]["wall_s"]

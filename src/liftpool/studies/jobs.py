@@ -87,7 +87,8 @@ def parse_deadline(text: str, now: datetime | None = None) -> datetime:
 
 
 class History:
-    """Wall times of finished jobs (records with ``kind``, ``setting``, ``wall_s``, ``ok``)."""
+    """Wall times of finished jobs (records with ``kind``, ``setting``, ``wall_s``, ``ok``; a record with
+    ``resumed`` true timed only the rest of an interrupted job and says nothing of a whole one)."""
 
     def __init__(self, records: Sequence[Mapping[str, Any]] = ()) -> None:
         self.records = [dict(r) for r in records]
@@ -110,7 +111,7 @@ class History:
     def expected(self, kind: str, setting: str, estimate_s: float, threads: int | None = None) -> float:
         """Median wall time of finished (ok) jobs of this kind and setting, else of this kind, else
         ``estimate_s``; records made with another thread count are used only when no other exists."""
-        ok = [r for r in self.records if r.get("ok") and r.get("kind") == kind]
+        ok = [r for r in self.records if r.get("ok") and r.get("kind") == kind and not r.get("resumed")]
         if threads is not None and any(r.get("threads") == threads for r in ok):
             ok = [r for r in ok if r.get("threads") == threads]
         same = [float(r["wall_s"]) for r in ok if r.get("setting") == setting]
@@ -185,6 +186,7 @@ class _Running:
     expected: float
     slot: int = 0
     commit: str | None = None
+    resumed: bool = False
 
 
 def _argv_for(job: Job) -> list[str]:
@@ -283,7 +285,7 @@ def run_jobs(
             pin_fn = functools.partial(os.sched_setaffinity, 0, slots[slot]) if pin else None
             proc = subprocess.Popen([*launcher, *argv], stdout=logf, stderr=subprocess.STDOUT, env=env,
                                     preexec_fn=pin_fn)  # fmt: skip
-            running.append(_Running(j, proc, clock(), logf, exp, slot, git_head(code_dir)))
+            running.append(_Running(j, proc, clock(), logf, exp, slot, git_head(code_dir), "--resume" in argv))
         if not running:
             break
         time.sleep(poll_s)
@@ -312,7 +314,7 @@ def run_jobs(
                 "start_utc": datetime.fromtimestamp(r.start, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "end_utc": datetime.fromtimestamp(end, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "wall_s": wall, "threads": nthreads, "workers": workers, "pinned": bool(pin), "cpu": cpu,
-                "commit": r.commit, "python": platform.python_version(),
+                "commit": r.commit, "python": platform.python_version(), "resumed": r.resumed,
             }  # fmt: skip
             finished.add(j.name)
             if ok:

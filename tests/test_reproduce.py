@@ -225,6 +225,26 @@ def test_aggregate_and_report_from_result_files(tmp_path):
     }
 
 
+def test_an_evaluation_waits_for_its_training_runs_to_complete(tmp_path):
+    """The checkpoint exists from the first epoch on: an evaluation must wait for the run's summary to
+    say completed, else it would score a half-trained model (and a failed run's last epoch)."""
+    plan = rp.build_plan(["table2"], budget=rp.BUDGETS["tiny"], seeds=1, out=tmp_path, cifar_dir=tmp_path / "c",
+                         camvid_dir=None)  # fmt: skip
+    jobs = {j.name: j for j in rp.runner_jobs(plan)}
+    ev = next(j for j in jobs.values() if j.kind == "eval")
+    trains = [j for j in jobs.values() if j.kind == "train"]
+    assert trains and all(j.resumable for j in trains) and not ev.resumable
+    assert "has not completed" in ev.blocked()
+    for j in trains:
+        (Path(j.out) / "checkpoints").mkdir(parents=True)
+        (Path(j.out) / "checkpoints" / "last.pt").write_bytes(b"x")
+    assert "has not completed" in ev.blocked()  # checkpoints alone are not enough
+    for j in trains:
+        epochs = int(j.argv()[list(j.argv()).index("--epochs") + 1])
+        (Path(j.out) / "summary.json").write_text(json.dumps({"status": "completed", "completed_epochs": epochs}))
+    assert ev.blocked() is None
+
+
 # --------------------------------------------------------------------------- end to end
 def test_reproduce_table2_end_to_end_and_resumes(tmp_path, monkeypatch):
     _imagefolder(tmp_path / "data" / "cifar10-jpeg")
@@ -248,5 +268,7 @@ def test_reproduce_table2_end_to_end_and_resumes(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("a finished job was started again")
 
-    monkeypatch.setattr(rp.subprocess, "call", boom)
+    from liftpool.studies import jobs
+
+    monkeypatch.setattr(jobs.subprocess, "Popen", boom)
     assert rp.run(args) == 0

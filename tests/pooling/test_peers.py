@@ -56,8 +56,13 @@ def test_names_are_registered_to_their_classes():
 
 def test_lazy_names_of_the_package():
     import liftpool.pooling as lp
+    from liftpool.pooling import peers, zoo
 
     assert lp.SoftPool2d is SoftPool2d and lp.LPSUpPool2d is LPSUpPool2d and lp.peers.PEERS == PEERS
+    # the lazily re-exported names are exactly each module's public names, all reachable from the package
+    assert set(lp._PEER_NAMES) == set(peers.__all__) and set(lp._ZOO_NAMES) == set(zoo.__all__)
+    for name in (*peers.__all__, *zoo.__all__):
+        assert name in lp.__all__ and getattr(lp, name) is getattr(peers if name in peers.__all__ else zoo, name)
 
 
 # --------------------------------------------------------------------------- shapes

@@ -51,7 +51,8 @@ from .registry import (
 register_pool("lift")(LiftDownPool2d)
 register_updown("lift", down=LiftDownPool2d)(lift_updown)
 
-#: names of :mod:`liftpool.pooling.zoo` re-exported here; the zoo is imported on first use.
+#: names of :mod:`liftpool.pooling.zoo` re-exported here; the zoo is imported on first use (so its
+#: ``__all__`` cannot be read here: a test keeps the two lists equal, as for the peers).
 _ZOO_NAMES: tuple[str, ...] = (
     "DPPool2d",
     "GFGPool2d",
@@ -76,6 +77,7 @@ _PEER_NAMES: tuple[str, ...] = (
     "LPSPool2d",
     "LPSUpPool2d",
     "PEERS",
+    "PEER_UPDOWN",
     "PolyphaseDetails2d",
     "SoftPool2d",
     "lip2d",

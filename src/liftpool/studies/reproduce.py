@@ -36,7 +36,6 @@ import functools
 import json
 import math
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -54,9 +53,10 @@ from .common import (
     train_done,
 )
 from .common import fmt_mean_std as _fmt
-from .common import past as _past
 from .common import read_json as _read_json
 from .common import resolve_data_dirs as _resolve_dirs
+from .jobs import Job as RunnerJob
+from .jobs import run_jobs
 
 __all__ = [
     "BUDGETS",
@@ -240,6 +240,28 @@ class Job(NamedTuple):
     out: str  #: its output folder
     done: Callable[[], bool]
     needs: tuple[str, ...] = ()  #: checkpoints that must exist first (eval)
+
+
+def runner_jobs(plan: Sequence[Job]) -> list[RunnerJob]:
+    """``plan`` as jobs of the study runner (:func:`liftpool.studies.jobs.run_jobs`): a training run
+    resumes from its checkpoint, an evaluation waits until every training run whose checkpoint it
+    reads has completed (the checkpoint exists from the first epoch on)."""
+    by_out = {Path(j.out): j for j in plan if j.kind == "train"}
+
+    def waiting(needs: tuple[str, ...]) -> str | None:
+        for c in needs:
+            producer = by_out.get(Path(c).parent.parent)
+            if producer is not None and not producer.done():
+                return f"{producer.name} has not completed"
+            if not Path(c).exists():
+                return f"missing {c}"
+        return None
+
+    return [
+        RunnerJob(j.name, j.kind, j.name, j.out, functools.partial(tuple, j.argv), j.done,
+                  functools.partial(waiting, j.needs), resumable=j.kind == "train")  # fmt: skip
+        for j in plan
+    ]
 
 
 # --------------------------------------------------------------------------- settings
@@ -837,37 +859,7 @@ def run(args: argparse.Namespace) -> int:
                 out / "data" / _subset_name(budget),
                 {"train": budget.train_per_class, "test": budget.test_per_class},
             )
-        from tqdm import tqdm
-
-        (out / "logs").mkdir(exist_ok=True)
-        bar = tqdm(plan, desc="reproduce", unit="job", disable=not sys.stderr.isatty())
-        for j in bar:
-            if j.done():
-                continue
-            if _past(args.stop_at):
-                log(f"stop: it is past --stop-at {args.stop_at}; {j.name} and later jobs not started")
-                break
-            missing = [c for c in j.needs if not Path(c).exists()]
-            if missing:
-                log(f"skip {j.name}: missing {', '.join(missing)}")
-                failed += 1
-                continue
-            argv = list(j.argv)
-            if j.kind == "train":
-                odir = Path(j.out)
-                if (odir / "checkpoints" / "last.pt").exists():
-                    argv += ["--resume"]
-                elif odir.exists() and any(odir.iterdir()):
-                    argv += ["--overwrite"]
-            cmd = [sys.executable, "-m", "liftpool", *argv]
-            logf = out / "logs" / (j.name.replace(" ", "_") + ".log")
-            log(f"start {j.name}: liftpool {' '.join(argv)}")
-            t0 = time.time()
-            with open(logf, "a") as f:
-                rc = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT)
-            ok = rc == 0 and j.done()
-            log(f"{'done' if ok else 'FAILED'} {j.name} in {time.time() - t0:.0f} s (rc {rc}, log {logf})")
-            failed += not ok
+        failed = run_jobs(runner_jobs(plan), out, workers=1, stop_at=args.stop_at, log=log)
     files = write_report(out, tables if "all" not in args.table else ["all"], seeds=args.seeds, budget=budget)
     log(f"report: {', '.join(str(f) for f in files)}")
     return 1 if failed else 0

@@ -40,8 +40,15 @@ PAIR_MATRIX = [
     pytest.param(False, 17, id="legacy-17"),
     pytest.param(False, 18, id="legacy-18"),
 ]
+#: torch's dynamo exporter converts its opset-18 graph of a resnet18 to 17 with onnx's version converter,
+#: which stops on the ReduceMean of the global average pool (plain torchvision resnet18 alike, torch 2.14.1)
+#: and then writes opset 18; converting the opset-18 file by hand gives an invalid ReduceMean
+#: (noop_with_empty_axes at opset 17).  Opset 17 comes from the legacy exporter (tested, legacy-17).
+EXPORTER_OPSET17_RESNET = pytest.mark.xfail(
+    strict=True, raises=AssertionError, reason="torch's exporter cannot convert resnet18 to opset 17 itself"
+)
 RESNET_MATRIX = [
-    pytest.param(True, 17, id="dynamo-17", marks=SLOW),
+    pytest.param(True, 17, id="dynamo-17", marks=[SLOW, EXPORTER_OPSET17_RESNET]),
     pytest.param(True, 18, id="dynamo-18", marks=SLOW),
     pytest.param(False, 17, id="legacy-17"),
     pytest.param(False, 18, id="legacy-18", marks=SLOW),
@@ -149,3 +156,4 @@ def test_converted_resnet18_any_size(tmp_path: Path, dynamo: bool, opset: int) -
     path = tmp_path / "resnet18.onnx"
     _export(model, 3, dynamo, opset, path, 1)
     _check_sizes(model, 3, path, RESNET_SIZES)
+

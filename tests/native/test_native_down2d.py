@@ -339,13 +339,16 @@ def test_up_of_down_is_exact(layout: int) -> None:
 
 
 def test_tanh_approximation_accuracy() -> None:
-    """The kernel's float32 tanh is within 5 float32 ulp of the exact tanh over [-12, 12]."""
+    """The kernel's float32 tanh is within 5 float32 ulp of the exact tanh over [-12, 12] (measured 4.4
+    in the -O3 build, whose Horner steps GCC contracts to FMAs); the -O1 sanitizer build has no
+    contraction (GCC forms FMAs from -O2 on) and rounds each step twice: within 6.5 ulp (measured 6.0)."""
+    bound = 6.5 if _build.sanitize_requested() else 5.0
     ext = _build.load_extension()
     v = torch.linspace(-12, 12, 400_001)
     got = ext.tanh_float(v).double()
     exact = torch.tanh(v.double())
     ulp = (torch.nextafter(exact.float().abs(), torch.tensor(2.0)) - exact.float().abs()).double()
-    assert ((got - exact).abs() / ulp).max().item() <= 5.0
+    assert ((got - exact).abs() / ulp).max().item() <= bound
     assert torch.equal(ext.tanh_float(torch.tensor([0.0, -0.0])), torch.tensor([0.0, -0.0]))
 
 

@@ -186,7 +186,8 @@ def test_a_resumed_job_is_recorded_as_such_and_does_not_set_expectations(tmp_pat
     ck.mkdir(parents=True)
     (ck / "last.pt").write_bytes(b"")
     failed, _ = _run(tmp_path, [fresh, again], workers=2)
-    recs = {n: json.loads((tmp_path / "out" / "jobs" / f"{n}.json").read_text()) for n in ("train_fresh", "train_again")}
+    jobs_dir = tmp_path / "out" / "jobs"
+    recs = {n: json.loads((jobs_dir / f"{n}.json").read_text()) for n in ("train_fresh", "train_again")}
     assert failed == 0 and recs["train_again"]["resumed"] is True and recs["train_fresh"]["resumed"] is False
     hist = History.load(tmp_path / "out" / "jobs")
     assert hist.expected("train", "avg", 1.0) == recs["train_fresh"]["wall_s"]

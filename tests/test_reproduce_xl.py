@@ -412,3 +412,24 @@ def test_xl_tiny_end_to_end_two_workers_commits_resumes_and_respects_stop_at(tmp
     assert rp.run(_args(**kw)) == 0
     assert rp.run(_args(**kw, report_only=True)) == 0
     assert starts() == n  # no finished job was started again
+
+
+def test_machine_time_counts_every_stretch_of_resumed_runs_and_the_evaluations(tmp_path):
+    """A run resumed from its checkpoint: its summary's wall time adds up every stretch, its job record
+    only the last one; runs stopped without a record still count once completed."""
+    _write(tmp_path / "runs" / "max" / "seed0" / "summary.json",
+           {"status": "completed", "wall_time_s": 3600.0, "threads": 1})  # fmt: skip
+    _write(tmp_path / "jobs" / "train_max_seed0.json", {"kind": "train", "setting": "max", "ok": True, "wall_s": 900.0,
+                                                         "threads": 1, "workers": 2, "resumed": True})  # fmt: skip
+    _write(tmp_path / "sweep" / "max" / "lr0.1" / "summary.json",
+           {"status": "completed", "wall_time_s": 1800.0, "threads": 1})  # no record: an earlier stretch  # fmt: skip
+    _write(tmp_path / "sweep" / "avg" / "lr0.1" / "summary.json", {"status": "running", "wall_time_s": 99.0})
+    _write(tmp_path / "jobs" / "sweep_lift_lr0.1.json",
+           {"kind": "sweep", "setting": "lift", "ok": True, "wall_s": 360.0, "threads": 1, "workers": 2,
+            "diverged": True})  # fmt: skip
+    _write(tmp_path / "jobs" / "eval_max_seed0.json", {"kind": "eval", "setting": "max", "ok": True, "wall_s": 720.0,
+                                                        "threads": 1, "workers": 2})  # fmt: skip
+    mt = xl.machine_time(tmp_path)
+    assert mt["kinds"] == {"sweep": {"jobs": 2, "wall_h": 0.6}, "train": {"jobs": 1, "wall_h": 1.0},
+                           "eval": {"jobs": 1, "wall_h": 0.2}}  # fmt: skip
+    assert mt["cores"] == 2 and mt["core_hours"] == 1.8 and mt["machine_hours"] == 0.9

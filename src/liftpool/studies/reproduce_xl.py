@@ -684,23 +684,38 @@ def write_xl_report(
 
 
 def machine_time(out: str | os.PathLike[str]) -> dict[str, Any]:
-    """What the study's finished jobs cost (``<out>/jobs/*.json``): per kind the number of jobs and
-    their summed wall hours, the core-hours (wall x threads) and the machine-hours of a machine with
-    ``cores`` cores running them side by side (core-hours / cores), the cores being those the records
-    say were used (workers x threads)."""
+    """What the study's finished work cost: per kind the number of jobs and their summed wall hours,
+    the core-hours (wall x threads) and the machine-hours of a machine with ``cores`` cores running
+    them side by side (core-hours / cores, the cores being workers x threads of the job records).
+
+    Training and sweep runs count the ``wall_time_s`` of their completed ``summary.json``, which adds
+    up every stretch of a run resumed from its checkpoint (a job record times only the stretch it ran,
+    and a stretch stopped by the end of a session leaves no record); evaluations and diverged sweep
+    runs count their job records (``<out>/jobs/*.json``)."""
     from .jobs import History
 
-    recs = [r for r in History.load(Path(out) / "jobs").records if r.get("ok")]
+    out = Path(out)
+    recs = [r for r in History.load(out / "jobs").records if r.get("ok")]
     kinds: dict[str, dict[str, float]] = {}
     core_h = 0.0
-    cores = 1
-    for r in recs:
-        k = kinds.setdefault(str(r.get("kind")), {"jobs": 0, "wall_h": 0.0})
+    cores = max([1, *(int(r.get("threads") or 1) * int(r.get("workers") or 1) for r in recs)])
+
+    def add(kind: str, wall_s: float, threads: int) -> None:
+        nonlocal core_h
+        k = kinds.setdefault(kind, {"jobs": 0, "wall_h": 0.0})
         k["jobs"] += 1
-        k["wall_h"] += float(r["wall_s"]) / 3600
-        t = int(r.get("threads") or 1)
-        core_h += float(r["wall_s"]) * t / 3600
-        cores = max(cores, t * int(r.get("workers") or 1))
+        k["wall_h"] += wall_s / 3600
+        core_h += wall_s * threads / 3600
+
+    for kind, pattern in (("sweep", "sweep/*/lr*/summary.json"), ("train", "runs/*/seed*/summary.json")):
+        for path in sorted(out.glob(pattern)):
+            summ = _read_json(path)
+            wall = summ.get("wall_time_s") if summ else None
+            if summ and summ.get("status") == "completed" and isinstance(wall, (int, float)):
+                add(kind, float(wall), int(summ.get("threads") or 1))
+    for r in recs:
+        if r.get("kind") not in ("sweep", "train") or r.get("diverged"):
+            add(str(r.get("kind")), float(r["wall_s"]), int(r.get("threads") or 1))
     return {"kinds": {k: {"jobs": int(v["jobs"]), "wall_h": round(v["wall_h"], 2)} for k, v in kinds.items()},
             "core_hours": round(core_h, 2), "cores": cores, "machine_hours": round(core_h / cores, 2)}  # fmt: skip
 

@@ -433,3 +433,10 @@ def test_machine_time_counts_every_stretch_of_resumed_runs_and_the_evaluations(t
     assert mt["kinds"] == {"sweep": {"jobs": 2, "wall_h": 0.6}, "train": {"jobs": 1, "wall_h": 1.0},
                            "eval": {"jobs": 1, "wall_h": 0.2}}  # fmt: skip
     assert mt["cores"] == 2 and mt["core_hours"] == 1.8 and mt["machine_hours"] == 0.9
+
+
+def test_every_setting_of_a_figure_has_its_own_colour_and_liftdownpool_is_red():
+    keys = list(xl.XL_DEFAULT_SETTINGS)
+    colors = [xs.setting_color(k, i) for i, k in enumerate(keys)]
+    assert len(set(colors)) == len(keys) and xs.setting_color("lift", keys.index("lift")) == "tab:red"
+    assert colors.count("tab:red") + colors.count("C3") == 1  # C3 is matplotlib's tab:red

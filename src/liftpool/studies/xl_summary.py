@@ -43,6 +43,7 @@ from .common import read_json
 
 __all__ = [
     "CLAIMS",
+    "setting_color",
     "RUN_FIELDS",
     "Claim",
     "build_summary",
@@ -240,6 +241,16 @@ def _curve(run_dir: Path) -> list[tuple[int, float]]:
     return pts
 
 
+#: line colours of the settings in the figures: LiftDownPool red, every other setting its own colour
+_OTHER_COLORS = ("C0", "C1", "C2", "C4", "C5", "C6", "C7", "C8", "C9")
+
+
+def setting_color(key: str, index: int) -> str:
+    """The colour of setting ``key`` (``index``: its place in the figure): red for ``lift``, never red
+    (nor another setting's colour, up to 9 settings) for the rest."""
+    return "tab:red" if key == "lift" else _OTHER_COLORS[index % len(_OTHER_COLORS)]
+
+
 def plot_curves(out: str | os.PathLike[str], settings: Sequence[str], seeds: int, path: Path) -> bool:
     """Test error per epoch per setting: mean over the seeds, band = min-max.  False: nothing to draw."""
     import matplotlib
@@ -258,7 +269,7 @@ def plot_curves(out: str | os.PathLike[str], settings: Sequence[str], seeds: int
         if not epochs:
             continue
         vals = [[c[e] for c in curves] for e in epochs]
-        color = "tab:red" if key == "lift" else f"C{i % 10}"
+        color = setting_color(key, i)
         ax.plot(epochs, [statistics.mean(v) for v in vals], "-", color=color, label=f"{key} (n={len(curves)})")
         ax.fill_between(epochs, [min(v) for v in vals], [max(v) for v in vals], color=color, alpha=0.15)
         drawn = True
@@ -290,7 +301,7 @@ def plot_error_vs_mce(summary: Mapping[str, Any], settings: Sequence[str], path:
         rs = [r for r in pts if r["setting"] == key]
         if rs:
             ax.scatter([r["top1_error"] for r in rs], [r["mce_rel_max"] for r in rs], label=key, s=22,
-                       color="tab:red" if key == "lift" else f"C{i % 10}")  # fmt: skip
+                       color=setting_color(key, i))  # fmt: skip
     ax.axhline(100.0, color="0.6", lw=0.8, ls="--")
     ax.set_xlabel("clean top-1 error (%)")
     ax.set_ylabel("mCE relative to MaxPool, same seed (%)")

@@ -75,6 +75,9 @@ def test_build_command_prints_the_cache() -> None:
     assert proc.returncode == 0, proc.stderr
     root = str(_build.cache_root())
     assert f"cache directory: {root}" in proc.stdout and "native CPU kernel ready" in proc.stdout
+    ops_line = [line for line in proc.stdout.splitlines() if line.startswith("ops library")]
+    assert len(ops_line) == 1 and Path(ops_line[0].rsplit(": ", 1)[1]).is_file()
+    assert ops_line[0].startswith(f"ops library (no Python; load it in C++ to run an AOTInductor package): {root}")
 
 
 def test_build_command_fails_with_the_reason(tmp_path: Path) -> None:

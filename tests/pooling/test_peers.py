@@ -1,7 +1,8 @@
-"""Contract tests of the pooling peers (SoftPool, LIP, APS, LPS and the APS-U / LPU up-sampling):
-registration, shapes on odd and tiny maps, dtypes and autocast, channels_last, gradients
-(gradcheck, float64), parameter counts, state_dict round trip, errors, the models, convert,
-torch.compile (fullgraph) and ONNX export with dynamic sizes."""
+"""The pooling peers (SoftPool, LIP, APS, LPS and the APS-U / LPU up-sampling) beyond the contract
+every pool keeps (tests/pooling/test_pool_contract.py): registration, the down/up pairs on odd and
+tiny maps, autocast, the up layers' gradients, parameter counts by hand, state_dict round trip,
+errors of the up layers, the models, convert, torch.compile (fullgraph) and ONNX export with
+dynamic sizes."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call
 
 import liftpool
 from liftpool import models
@@ -66,24 +66,6 @@ def test_lazy_names_of_the_package():
 
 
 # --------------------------------------------------------------------------- shapes
-@pytest.mark.parametrize("name", PEERS)
-@pytest.mark.parametrize("hw", SIZES)
-@pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])
-def test_shape_odd_and_tiny_sizes(name, hw, train):
-    pool = make_pool(name, 3).train(train)
-    y = pool(torch.randn(2, 3, *hw))
-    assert y.shape == (2, 3, (hw[0] + 1) // 2, (hw[1] + 1) // 2)
-    assert torch.isfinite(y).all()
-
-
-@pytest.mark.parametrize(("name", "k"), [("softpool", 1), ("softpool", 3), ("softpool", 4), ("lip", 1), ("lip", 2),
-                                         ("lip", 4), ("lip", 5), ("aps", 2), ("aps", 3), ("aps", 5), ("lps", 3)])
-def test_other_kernel_sizes_keep_ceil_half(name, k):
-    pool = make_pool(name, 2, kernel_size=k).eval()
-    for hw in [(1, 1), (5, 6), (8, 7)]:
-        assert pool(torch.randn(2, 2, *hw)).shape == (2, 2, (hw[0] + 1) // 2, (hw[1] + 1) // 2)
-
-
 @pytest.mark.parametrize("name", PEER_UPDOWN)
 @pytest.mark.parametrize("hw", SIZES)
 @pytest.mark.parametrize("train", [False, True], ids=["eval", "train"])
@@ -109,24 +91,6 @@ def test_every_padding_mode(name, padding_mode):
 
 
 # --------------------------------------------------------------------------- dtypes
-@pytest.mark.parametrize("name", PEERS)
-def test_float64_module_and_input(name):
-    pool = make_pool(name, 3, dtype=torch.float64).eval()
-    assert all(p.dtype == torch.float64 for p in pool.parameters())
-    assert pool(torch.randn(2, 3, 6, 5, dtype=torch.float64)).dtype == torch.float64
-
-
-@pytest.mark.parametrize("name", PEERS)
-def test_dtype_follows_input(name):
-    pool = make_pool(name, 3).eval()  # float32 parameters
-    assert pool(torch.randn(2, 3, 6, 6, dtype=torch.float64)).dtype == torch.float64
-    x = torch.randn(2, 3, 6, 6)
-    yb = pool(x.to(torch.bfloat16))
-    assert yb.dtype == torch.bfloat16 and torch.isfinite(yb.float()).all()
-    if name in ("softpool", "aps"):  # no learned scoring whose arg-max could flip in low precision
-        torch.testing.assert_close(yb.float(), pool(x), atol=0.05, rtol=0.05)
-
-
 @pytest.mark.parametrize("amp", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
 @pytest.mark.parametrize("name", PEERS)
 def test_autocast(device, name, amp):
@@ -147,63 +111,7 @@ def test_autocast(device, name, amp):
         assert torch.isfinite(_out(pool(x * 1e3)).float()).all()
 
 
-@pytest.mark.parametrize("name", PEERS)
-def test_channels_last_matches_contiguous(name):
-    pool = make_pool(name, 4, zero_init=False) if name == "lip" else make_pool(name, 4)
-    x = torch.randn(2, 4, 9, 8)
-    for train in (False, True):
-        pool.train(train)
-        torch.manual_seed(1)
-        a = pool(x.to(memory_format=torch.channels_last))
-        torch.manual_seed(1)
-        torch.testing.assert_close(a, pool(x))
-
-
-@pytest.mark.parametrize("name", ["softpool", "lip"])
-def test_return_details_gives_pair(name):
-    y, details = make_pool(name, 2, return_details=True).eval()(torch.randn(2, 2, 5, 5))
-    assert y.shape == (2, 2, 3, 3) and details is None
-
-
 # --------------------------------------------------------------------------- gradients
-@pytest.mark.parametrize("name", PEERS)
-def test_backward_reaches_input_and_parameters(name):
-    pool = make_pool(name, 3).train()
-    x = torch.randn(2, 3, 7, 6, requires_grad=True)
-    pool(x).square().sum().backward()
-    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
-    for pname, p in pool.named_parameters():
-        assert p.grad is not None and torch.isfinite(p.grad).all(), pname
-    if name == "lps":  # the Gumbel-softmax sample carries the gradient to the scoring network
-        assert all(p.grad.abs().sum() > 0 for p in pool.parameters())
-
-
-GRAD_CASES = [
-    ("softpool", {}, "train"), ("softpool", {"kernel_size": 3}, "train"),
-    ("lip", {"zero_init": False}, "train"), ("lip", {"zero_init": False, "kernel_size": 2}, "train"),
-    ("aps", {}, "train"), ("aps", {"kernel_size": 3, "p": 1.0}, "train"),
-    ("lps", {}, "train"), ("lps", {"kernel_size": 3, "tau": 0.5, "padding_mode": "zeros"}, "train"),
-    ("lps", {}, "eval"),
-]
-
-
-@pytest.mark.parametrize("name,kw,mode", GRAD_CASES)
-def test_gradcheck_input_and_parameters(name, kw, mode):
-    torch.manual_seed(1)
-    pool = make_pool(name, 2, dtype=torch.float64, **kw)
-    pool.train(mode == "train")
-    params = {k: v.detach().clone().requires_grad_(True) for k, v in pool.named_parameters()}
-    buffers = dict(pool.named_buffers())
-    names = list(params)
-    x = torch.randn(2, 2, 5, 6, dtype=torch.float64, requires_grad=True)
-
-    def f(x, *ps):
-        torch.manual_seed(7)  # the same Gumbel noise on every call (LPS in training)
-        return functional_call(pool, ({**dict(zip(names, ps)), **buffers},), (x,))
-
-    assert torch.autograd.gradcheck(f, (x, *params.values()), eps=1e-6, atol=1e-5)
-
-
 @pytest.mark.parametrize("name", PEER_UPDOWN)
 @pytest.mark.parametrize("mode", ["train", "eval"])
 def test_gradcheck_up_layers(name, mode):
@@ -224,18 +132,6 @@ def test_lps_up_path_trains_the_scoring_network():
 
 
 # --------------------------------------------------------------------------- parameter counts
-COUNT_CASES = [("softpool", {}), ("lip", {}), ("lip", {"kernel_size": 2}), ("aps", {}), ("aps", {"kernel_size": 3}),
-               ("lps", {}), ("lps", {"hidden": 5}), ("lps", {"kernel_size": 3})]
-
-
-@pytest.mark.parametrize("name,kw", COUNT_CASES)
-@pytest.mark.parametrize("channels", [1, 3, 64])
-def test_parameter_count_formula_matches_built_layer(name, kw, channels):
-    layer = make_pool(name, channels, **kw)
-    actual = sum(p.numel() for p in layer.parameters())
-    assert type(layer).num_parameters(channels, **kw) == actual == pool_parameter_count(name, channels, **kw)
-
-
 def test_parameter_counts_for_64_channels_by_hand():
     # lip: 3x3 conv 64->64 without bias + instance-norm affine; lps: h = 64 // 8 = 8, conv 64->8 and 8->8 with biases
     expected = {"softpool": 0, "lip": 9 * 64 * 64 + 2 * 64, "aps": 0, "lps": 9 * 64 * 8 + 8 + 9 * 8 * 8 + 8}
@@ -283,48 +179,6 @@ def test_last_phase_is_recorded_and_not_state(name):
 
 
 # --------------------------------------------------------------------------- errors
-@pytest.mark.parametrize("name", PEERS)
-def test_bad_input_errors(name):
-    pool = make_pool(name, 3)
-    with pytest.raises(TypeError, match="must be a torch.Tensor"):
-        pool([[1.0]])
-    with pytest.raises(TypeError, match="floating-point"):
-        pool(torch.ones(2, 3, 4, 4, dtype=torch.int64))
-    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
-        pool(torch.randn(3, 4, 4))
-    with pytest.raises(ValueError, match="channels=3"):
-        pool(torch.randn(2, 5, 4, 4))
-    with pytest.raises(ValueError, match="empty spatial axis"):
-        pool(torch.randn(2, 3, 0, 4))
-
-
-@pytest.mark.parametrize("name", PEERS)
-def test_bad_channels(name):
-    with pytest.raises(ValueError, match="channels must be >= 1"):
-        make_pool(name, 0)
-    with pytest.raises(TypeError, match="channels must be an int"):
-        make_pool(name, 2.5)
-
-
-@pytest.mark.parametrize(
-    "name,kw,exc,match",
-    [
-        ("softpool", {"kernel_size": 0}, ValueError, "kernel_size must be >= 1"),
-        ("lip", {"coeff": 0.0}, ValueError, "coeff must be > 0"),
-        ("lip", {"eps": -1.0}, ValueError, "eps must be > 0"),
-        ("aps", {"p": 0}, ValueError, r"p \(the norm's order\) must be"),
-        ("aps", {"padding_mode": "wrap"}, ValueError, "padding_mode must be one of"),
-        ("lps", {"tau": 0.0}, ValueError, "tau must be > 0"),
-        ("lps", {"hidden": 0}, ValueError, "hidden must be >= 1"),
-        ("lps", {"kernel_size": 2.0}, TypeError, "kernel_size must be an int"),
-        ("lps", {"bands": "LL"}, TypeError, "unknown keyword argument 'bands'"),
-    ],
-)
-def test_bad_arguments(name, kw, exc, match):
-    with pytest.raises(exc, match=match):
-        make_pool(name, 4, **kw)
-
-
 def test_up_layer_errors():
     down, up = make_updown("aps", 2)
     y, det = down(torch.randn(2, 2, 6, 7))

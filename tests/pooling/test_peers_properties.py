@@ -23,18 +23,9 @@ from liftpool.pooling.peers import (
     softpool2d,
 )
 
+from helpers import window_taps
+
 SIZES = [(1, 1), (2, 3), (5, 5), (6, 7), (8, 8)]
-
-
-def window_taps(x: torch.Tensor, k: int):
-    """Yield (i, j, rows, cols) for every output position: the inside taps of each stride-2 window."""
-    H, W = x.shape[-2:]
-    left = (k - 1) // 2
-    for i in range((H + 1) // 2):
-        for j in range((W + 1) // 2):
-            rows = [r for r in range(2 * i - left, 2 * i - left + k) if 0 <= r < H]
-            cols = [c for c in range(2 * j - left, 2 * j - left + k) if 0 <= c < W]
-            yield i, j, rows, cols
 
 
 # --------------------------------------------------------------------------- SoftPool

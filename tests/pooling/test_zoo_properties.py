@@ -25,18 +25,9 @@ from liftpool.pooling.zoo import (
     wavelet_pool2d,
 )
 
+from helpers import window_taps
+
 SIZES = [(1, 1), (2, 3), (5, 5), (6, 7), (8, 8)]
-
-
-def windows_by_hand(x: torch.Tensor, k: int):
-    """Yield (i, j, values) for every output position: the inside taps of each window."""
-    H, W = x.shape[-2:]
-    left = (k - 1) // 2
-    for i in range((H + 1) // 2):
-        for j in range((W + 1) // 2):
-            rows = [r for r in range(2 * i - left, 2 * i - left + k) if 0 <= r < H]
-            cols = [c for c in range(2 * j - left, 2 * j - left + k) if 0 <= c < W]
-            yield i, j, rows, cols
 
 
 # --------------------------------------------------------------------------- mixed / gated
@@ -67,7 +58,7 @@ def test_gated_matches_hand_computed_gate():
     y = pool(x)
     for c in range(2):
         w = pool.weight[c, 0]
-        for i, j, rows, cols in windows_by_hand(x, 3):
+        for i, j, rows, cols in window_taps(x, 3):
             left = 1
             logit = sum(w[r - 2 * i + left, q - 2 * j + left] * x[0, c, r, q] for r in rows for q in cols)
             g = torch.sigmoid(logit)
@@ -138,7 +129,7 @@ def test_maxent_pool_by_hand_and_limits():
     lam = torch.rand(2, 3, 1, 1, dtype=torch.float64) * 3
     y = maxent_pool2d(x, lam, 3)
     for n, c in itertools.product(range(2), range(3)):
-        for i, j, rows, cols in windows_by_hand(x, 3):
+        for i, j, rows, cols in window_taps(x, 3):
             v = x[n, c][rows][:, cols].flatten()
             w = torch.exp(lam[n, c, 0, 0] * v)
             torch.testing.assert_close(y[n, c, i, j], (w * v).sum() / w.sum())
@@ -243,7 +234,7 @@ def dpp_by_hand(x, pool: DPPool2d):
     N, C, H, W = x.shape
     Ho, Wo = (H + 1) // 2, (W + 1) // 2
     box = torch.zeros(N, C, Ho, Wo, dtype=x.dtype)
-    for i, j, rows, cols in windows_by_hand(x, k):
+    for i, j, rows, cols in window_taps(x, k):
         box[:, :, i, j] = x[:, :, rows][:, :, :, cols].mean(dim=(-1, -2))
     ref = box.clone()
     if pool.filter is not None:
@@ -256,7 +247,7 @@ def dpp_by_hand(x, pool: DPPool2d):
                         acc = acc + pool.filter[:, 0, a, b] * box[:, :, ii, jj]
                 ref[:, :, i, j] = acc
     y = torch.zeros_like(box)
-    for i, j, rows, cols in windows_by_hand(x, k):
+    for i, j, rows, cols in window_taps(x, k):
         for c in range(C):
             v = x[:, c][:, rows][:, :, cols].flatten(1)
             d = v - ref[:, c, i, j][:, None]

@@ -5,7 +5,7 @@ and never a kernel module directly.  There are three kernels:
 
 * **native** (:mod:`liftpool.kernels.native`): fused C++ kernels, one work item per plane
   (1D: per row, 3D: per volume), for the learned LiftDownPool{1,2,3}d and LiftUpPool{1,2,3}d on
-  CPU (forward and backward, registered as ``torch.library`` custom ops); compiled on first
+  CPU (forward and backward, registered as ``torch.library`` ops); compiled on first
   use, the default wherever it applies;
 * **eager** (:mod:`liftpool.kernels.eager`): the batched channels_last path for learned
   predictor/updater pairs (one ``(P, U)`` pair per transform, no final scaling);

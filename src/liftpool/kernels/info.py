@@ -53,7 +53,9 @@ def format_text(d: dict[str, Any]) -> str:
     ]
     if nat.get("error"):
         lines.append(f"  build error: {nat['error']}")
-    for key in ("compiler", "cxx_flags", "cache_root", "build_dir", "build_seconds", "load_seconds", "built_now"):
+    for key in (
+        "compiler", "cxx_flags", "cache_root", "build_dir", "ops_library", "build_seconds", "load_seconds", "built_now"
+    ):
         value = nat.get(key)
         if isinstance(value, (list, tuple)):
             value = " ".join(value)

@@ -57,5 +57,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"native CPU kernel ready: {how}")
     print(f"cache directory: {info['cache_root']}")
     print(f"this build: {info['build_dir']}")
+    print(f"ops library (no Python; load it in C++ to run an AOTInductor package): {info['ops_library']}")
     print("share it: set LIFTPOOL_CACHE_DIR to this cache directory in every process (same CPU type, torch, Python)")
     return 0

@@ -35,7 +35,7 @@ from liftpool.constants import band_names
 from liftpool.functional import Constraints
 from liftpool.lifters import LearnedLifter, LiftingTransform
 
-from . import _build, ops  # noqa: F401  (ops registers the torch.library ops)
+from . import _build, ops  # noqa: F401  (ops registers the fakes and autograd of the torch.library ops)
 
 __all__ = ["NB_MAX_WIDTH", "SUPPORTED_DTYPES", "applicable", "available", "build_info", "pool", "reconstruct"]
 
@@ -338,7 +338,7 @@ def pool(
         op = {1: torch.ops.liftpool.down1d, 2: torch.ops.liftpool.down2d, 3: torch.ops.liftpool.down3d}[spatial_dims]
         out, det, cons = op(xc, pc, *args)
     elif torch.is_grad_enabled() and (xc.requires_grad or any(p.requires_grad for p in pc)):
-        # eager autograd: the same C++ functions and backward formula as the op's, without the custom_op
+        # eager autograd: the same C++ functions and backward formula as the op's, without the dispatcher's
         # Python dispatch layers (their cost is the kernel's own at 2x2 maps)
         out, det, cons = _Down.apply(xc, args, transforms, *pc)
     else:

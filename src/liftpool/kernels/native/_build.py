@@ -1,5 +1,13 @@
 """Compile-on-first-use of the native kernel (``torch.utils.cpp_extension.load``) into a per-user cache.
 
+Two libraries are built: the **ops library** (``<key>/ops/liftpool_ops_<key>.so``: the kernels and
+``csrc/ops.cpp``, which registers the ``liftpool::`` operator schemas and CPU kernels with the PyTorch
+dispatcher; it needs no Python, so a C++ program can load it to run an AOTInductor package), and the
+**Python module** (``module.cpp``: pybind11 bindings of the same kernels for the eager fast path,
+linked against the ops library).  :func:`load_prebuilt` loads an ops library built earlier without
+compiling anything (``import liftpool`` calls it, so a program exported or packaged with the ops
+loads in a fresh process).
+
 The build directory is ``$LIFTPOOL_CACHE_DIR/<key>`` (default ``~/.cache/liftpool/native/<key>``);
 ``<key>`` hashes the C++ sources, the compiler flags, the torch and Python versions and the CPU
 (architecture plus the model and feature-flag lines of ``/proc/cpuinfo``), because the code is
@@ -38,7 +46,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -49,18 +57,26 @@ __all__ = [
     "CXX_FLAGS",
     "LD_FLAGS",
     "SANITIZE_FLAGS",
-    "STATE",     "BuildState",
+    "STATE",
+    "BuildState",
     "build_key",
     "cache_root",
     "cxx_flags",
     "find_compiler",
     "ld_flags",
     "load_extension",
+    "load_prebuilt",
+    "loaded_ops_library",
+    "ops_library_path",
     "sanitize_requested",
 ]
 
 CSRC = Path(__file__).resolve().parent / "csrc"
-SOURCES: tuple[str, ...] = ("lift_down2d.cpp", "lift_up2d.cpp", "lift_1d.cpp", "lift_3d.cpp", "module.cpp")
+#: The ops library: the kernels and the operator registration (no Python).
+OPS_SOURCES: tuple[str, ...] = ("lift_down2d.cpp", "lift_up2d.cpp", "lift_1d.cpp", "lift_3d.cpp", "ops.cpp")
+#: The Python module (pybind11 bindings for the eager fast path), linked against the ops library.
+MODULE_SOURCES: tuple[str, ...] = ("module.cpp",)
+SOURCES: tuple[str, ...] = OPS_SOURCES + MODULE_SOURCES
 HEADERS: tuple[str, ...] = ("lift_steps.h", "lift_common.h", "lift_ops.h")
 #: ``-ffp-contract=fast`` lets the compiler fuse multiply-adds (FMA); float64 parity with the eager
 #: path stays far inside 1e-12 (checked by tests/native).  ``-fno-trapping-math`` (no change to any
@@ -85,7 +101,7 @@ SANITIZE_FLAGS: tuple[str, ...] = (
     "-fno-omit-frame-pointer",
     "-g",
 )
-#: What a first build usually takes (the five C++ files, -O3), for the line that announces it.
+#: What a first build usually takes (the six C++ files, -O3), for the line that announces it.
 BUILD_TIME_HINT = "about 1-3 minutes"
 
 
@@ -122,7 +138,7 @@ class BuildState:
         self.lock = threading.Lock()
 
     def reset(self) -> None:
-        """Forget the loaded module and any error (tests use this)."""
+        """Forget the loaded module and any error (tests use this); a loaded ops library stays loaded."""
         self.__init__()  # type: ignore[misc]  # re-initialise in place (the lock included)
 
 
@@ -177,6 +193,7 @@ def build_key() -> str:
     h.update(sys.version.encode())
     h.update(_cpu_signature().encode())
     h.update(b"sources staged in <build>/csrc")  # the build layout: commands independent of the checkout path
+    h.update(b"ops library <build>/ops with its soname; module links it by soname, rpath $ORIGIN/ops")
     return h.hexdigest()[:20]
 
 
@@ -218,21 +235,116 @@ def _stage_sources(build_dir: Path) -> Path:
     return dst
 
 
+def ops_library_path(build_dir: Path, key: str) -> Path:
+    """Where the ops library of build ``key`` lies in ``build_dir``."""
+    return build_dir / "ops" / f"liftpool_ops_{key}.so"
+
+
+def _ops_registered() -> bool:
+    """The ``liftpool::`` ops are registered in this process (by an ops library loaded earlier)."""
+    try:
+        return bool(torch._C._dispatch_has_kernel_for_dispatch_key("liftpool::down2d", "CPU"))
+    except RuntimeError:  # "operator liftpool::down2d does not exist"
+        return False
+
+
+def _load_ops_library(path: Path, loader: Callable[[], object] | None = None) -> None:
+    """Load the ops library at ``path`` (its static initialisers register the ops), once per process;
+    ``loader`` (default ``torch.ops.load_library(path)``) does the loading, building first if need be.
+
+    Loading a second ops library (another build, another cache) would register the same ops again,
+    which aborts the process from a static initialiser: refused here with the reason instead.
+    """
+    global _OPS_PATH
+    with _OPS_LOCK:
+        if _OPS_PATH is not None:
+            if os.path.realpath(_OPS_PATH) != os.path.realpath(path):
+                raise RuntimeError(
+                    f"the liftpool ops are already registered from {_OPS_PATH}; one native build per process "
+                    f"(not also {path})"
+                )
+            return
+        if _ops_registered():
+            raise RuntimeError(f"the liftpool ops are already registered by another library; not loading {path}")
+        if loader is None:
+            torch.ops.load_library(str(path))  # type: ignore[no-untyped-call]
+        else:
+            loader()
+        _OPS_PATH = str(path)
+        for hook in _ON_OPS_LOADED:
+            hook()
+
+
+def loaded_ops_library() -> str | None:
+    """Path of the ops library loaded in this process, or None."""
+    return _OPS_PATH
+
+
+#: The ops library loaded in this process (one per process, whatever happens to :data:`STATE`).
+_OPS_PATH: str | None = None
+_OPS_LOCK = threading.Lock()
+#: Called once the ops are registered (``liftpool.kernels.native.ops`` adds the autograd formulas).
+_ON_OPS_LOADED: list[Callable[[], None]] = []
+
+
 def _compile(build_dir: Path, name: str) -> ModuleType:
+    """Build (or find built) the ops library and the Python module of ``name``, load both."""
     # importing cpp_extension logs "No CUDA runtime is found" on CPU-only machines: filtered out above
     from torch.utils.cpp_extension import load
 
+    key = name.rsplit("_", 1)[-1]
     src = _stage_sources(build_dir)
+    ops_path = ops_library_path(build_dir, key)
+    ops_path.parent.mkdir(parents=True, exist_ok=True)
+    # --as-needed: the ops library records no dependency on torch's Python bindings (it uses none);
+    # load() builds it if needed and loads it (torch.ops.load_library)
+    _load_ops_library(
+        ops_path,
+        lambda: load(
+            name=ops_path.stem,
+            sources=[str(src / s) for s in OPS_SOURCES],
+            extra_cflags=list(cxx_flags()),
+            extra_ldflags=["-Wl,--as-needed", f"-Wl,-soname,{ops_path.name}", *ld_flags()],
+            extra_include_paths=[str(src)],
+            build_directory=str(ops_path.parent),
+            is_python_module=False,
+            verbose=False,
+        ),
+    )
     module: ModuleType = load(
         name=name,
-        sources=[str(src / s) for s in SOURCES],
+        sources=[str(src / s) for s in MODULE_SOURCES],
         extra_cflags=list(cxx_flags()),
-        extra_ldflags=list(ld_flags()),
+        # needs the ops library by its soname (the one loaded above), found next to it: a cache folder
+        # that moves keeps working ('$$': ninja's escape of '$'; the quotes keep it from the shell)
+        extra_ldflags=[*ld_flags(), f"-L{ops_path.parent}", f"-l:{ops_path.name}", "-Wl,-rpath,'$$ORIGIN/ops'"],
         extra_include_paths=[str(src)],
         build_directory=str(build_dir),
         verbose=False,
     )
     return module
+
+
+def load_prebuilt() -> bool:
+    """Load the ops library of this build if it was built before (no compile, no lock); never raises.
+
+    True when the ``liftpool::`` ops are registered afterwards.  The sanitizer build is left to
+    :func:`load_extension` (it needs the ASan runtime preloaded).
+    """
+    if _OPS_PATH is not None:
+        return True
+    if sanitize_requested():
+        return False
+    try:
+        key = build_key()
+        build_dir = cache_root() / key
+        path = ops_library_path(build_dir, key)
+        if not (path.is_file() and (build_dir / "build_info.json").is_file()):  # finished builds only
+            return False
+        _load_ops_library(path)
+        return True
+    except (OSError, RuntimeError):  # a broken cache entry: the next load_extension rebuilds or reports
+        return False
 
 
 def load_extension() -> ModuleType:
@@ -329,6 +441,7 @@ def info() -> dict[str, Any]:
         "cache_root": str(cache_root()),
         "build_dir": st.build_dir,
         "key": st.key,
+        "ops_library": _OPS_PATH,
         "built_now": st.built_now,
         "build_seconds": st.build_seconds,
         "load_seconds": st.load_seconds,

@@ -1,7 +1,8 @@
-// Entry points of the native kernels (bound to Python in module.cpp).
+// Entry points of the native kernels: registered as the liftpool:: ops in ops.cpp (no Python) and
+// bound to Python for the eager fast path in module.cpp.
 #pragma once
 
-#include <torch/extension.h>
+#include <ATen/ATen.h>
 
 #include <optional>
 #include <vector>

@@ -1,4 +1,7 @@
-// Python bindings of the native kernels (one extension module).
+// Python bindings of the native kernels for the eager fast path (the Python extension module; it
+// links the ops library built from ops.cpp and the kernels, which owns the code).
+#include <torch/extension.h>
+
 #include "lift_ops.h"
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {

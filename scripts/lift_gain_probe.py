@@ -5,7 +5,7 @@ the batch size of the report), the same seed and batches for every variant: prin
 stage's gain at initialisation (std(out) / std(in) on 64 real images), the logits' std, the
 gradient norm of the classifier at step 0 and the cross-entropy every 4th of 40 steps.
 
-    python scripts/lift_gain_probe.py --data-dir shared/data/cifar10-jpeg --per-class 64
+    python scripts/lift_gain_probe.py --data-dir DATA/cifar10-jpeg --per-class 64
 """
 
 from __future__ import annotations

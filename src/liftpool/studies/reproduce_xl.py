@@ -690,7 +690,7 @@ def machine_time(out: str | os.PathLike[str]) -> dict[str, Any]:
 
     Training and sweep runs count the ``wall_time_s`` of their completed ``summary.json``, which adds
     up every stretch of a run resumed from its checkpoint (a job record times only the stretch it ran,
-    and a stretch stopped by the end of a session leaves no record); evaluations and diverged sweep
+    and a stretch stopped before its end (a deadline, a kill) leaves no record); evaluations and diverged sweep
     runs count their job records (``<out>/jobs/*.json``)."""
     from .jobs import History
 

@@ -304,18 +304,33 @@ def test_summary_json_has_exactly_the_documented_form(tmp_path):
     assert l1["top1_error"] == 12.0 and l1["mce_rel_max"] == pytest.approx(90.0) and l1["corruption_error"] == 27.0
     md = xs.summary_markdown(summ, settings=["max", "lift", "avg"], labels=xl.XL_LABELS)
     assert "| MaxPool (`max`) | – | 2 | 10.50 ± 0.71 |" in md and "| 0 | not run |" in md
-    assert "| LiftDownPool has a lower top-1 error than MaxPool | top1_error: +2.00, +1.00 | not supported (0/2" in md
-    assert "more robust to corruptions than MaxPool (mCE < 100 %) | mce_rel_max: -10.00, -10.00 | supported (2/2" in md
+    # 2 of the 3 planned seeds: every verdict waits for the third
+    assert "than MaxPool | top1_error: +2.00, +1.00 | pending (2 of 3 seeds; 0/2 in the claimed direction" in md
+    assert "(mCE < 100 %) | mce_rel_max: -10.00, -10.00 | pending (2 of 3 seeds; 2/2 in the claimed direction" in md
     assert "constraint losses help" in md and "no data" in md  # lift-nocons was not run
+    assert "*supported* = every seed's paired difference goes the claimed way" in md
+    summ["recipe"]["seeds"] = 2  # as if two seeds had been planned: verdicts with the paired interval
+    md = xs.summary_markdown(summ, settings=["max", "lift", "avg"], labels=xl.XL_LABELS)
+    assert "top1_error: +2.00, +1.00 | not supported (0/2 seeds; 95 % CI [-4.85, +7.85])" in md
 
 
 def test_paired_differences_and_verdicts():
     runs = [{"setting": s, "seed": k, "top1_error": v} for s, k, v in
             (("lift", 0, 9.0), ("max", 0, 10.0), ("lift", 1, 11.0), ("max", 1, 10.0), ("lift", 2, 8.0))]  # fmt: skip
     assert xs.paired(runs, "lift", "max", "top1_error") == {0: -1.0, 1: 1.0}  # seed 2 has no MaxPool run
-    assert xs.verdict([-1.0, 1.0], lower_is_better=True) == "inconclusive (1/2 seeds)"
-    assert xs.verdict([1.0, 2.0], lower_is_better=False) == "supported (2/2 seeds)"
+    assert xs.verdict([-1.0, 1.0], lower_is_better=True) == "inconclusive (1/2 seeds; 95 % CI [-12.71, +12.71])"
+    # two seeds the same way but far apart: within seed noise; close together: supported
+    assert xs.verdict([1.0, 2.0], lower_is_better=False).startswith("same direction, within seed noise (2/2 seeds")
+    assert xs.verdict([1.0, 1.1], lower_is_better=False) == "supported (2/2 seeds; 95 % CI [+0.41, +1.69])"
+    assert xs.verdict([0.5, 0.6, 0.55], lower_is_better=True) == "contradicted (0/3 seeds; 95 % CI [+0.43, +0.67])"
+    assert xs.verdict([-0.3], lower_is_better=True) == "same direction, within seed noise (1/1 seeds)"
+    assert xs.verdict([-0.3], lower_is_better=True, planned=3).startswith("pending (1 of 3 seeds; 1/1")
     assert xs.verdict([], lower_is_better=True) == "no data"
+    # the interval: mean +- t(0.975, n-1) * s / sqrt(n), by hand for n = 3 (t = 4.303)
+    mean, lo, hi = xs.paired_interval([1.0, 2.0, 3.0])
+    assert mean == 2.0 and hi - mean == pytest.approx(4.303 * 1.0 / 3**0.5) and mean - lo == pytest.approx(hi - mean)
+    with pytest.raises(ValueError, match="two or more"):
+        xs.paired_interval([1.0])
 
 
 # --------------------------------------------------------------------------- end to end
@@ -389,13 +404,13 @@ def test_xl_tiny_end_to_end_two_workers_commits_resumes_and_respects_stop_at(tmp
     # the results page takes the section; blocks of budgets that are not there are left alone
     doc = tmp_path / "docs" / "results.md"
     doc.parent.mkdir()
-    doc.write_text("# R\n<!-- BEGIN xl/results_section.md -->\nold\n<!-- END -->\n"
+    doc.write_text("# R\n<!-- BEGIN xl/results_section.md -->\nSTALE-SECTION\n<!-- END -->\n"
                    "<!-- BEGIN small/results_table3.md -->\nkept\n<!-- END -->\n")  # fmt: skip
     script = Path(__file__).resolve().parents[1] / "scripts" / "update_results_doc.py"
     subprocess.run([sys.executable, str(script), "--runs", str(repo / "res"), "--doc", str(doc)], check=True,
                    capture_output=True)  # fmt: skip
     page = doc.read_text()
-    assert "old" not in page and "kept" in page and "**Status: 2 of 2" in page
+    assert "STALE-SECTION" not in page and "kept" in page and "**Status: 2 of 2" in page
     assert "](../repo/res/xl/report/curves.png)" in page
     # the corrupted copies were generated once and reused by the second evaluation
     assert len(list((tmp_path / "cache").rglob("*.npy"))) == 75

@@ -20,12 +20,14 @@ sign, and a verdict per claim (:data:`CLAIMS`).  :func:`plot_curves` draws test 
 setting (mean over seeds, band = min-max) and :func:`plot_error_vs_mce` error against mCE per run.
 
 Examples:
-    >>> verdict([-1.0, -0.5, -0.2], lower_is_better=True)
-    'supported (3/3 seeds)'
+    >>> verdict([-1.0, -0.8, -1.2], lower_is_better=True)
+    'supported (3/3 seeds; 95 % CI [-1.50, -0.50])'
+    >>> verdict([-1.0, -0.1, -0.2], lower_is_better=True)
+    'same direction, within seed noise (3/3 seeds; 95 % CI [-1.66, +0.79])'
     >>> verdict([-1.0, 0.5, -0.2], lower_is_better=True)
-    'inconclusive (2/3 seeds)'
-    >>> verdict([0.4, 0.5], lower_is_better=True)
-    'not supported (0/2 seeds)'
+    'inconclusive (2/3 seeds; 95 % CI [-2.10, +1.63])'
+    >>> verdict([-0.4], lower_is_better=True, planned=3)
+    'pending (1 of 3 seeds; 1/1 in the claimed direction so far)'
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ __all__ = [
     "build_summary",
     "eval_row",
     "paired",
+    "paired_interval",
     "plot_curves",
     "plot_error_vs_mce",
     "summary_markdown",
@@ -154,14 +157,53 @@ def paired(runs: Sequence[Mapping[str, Any]], setting: str, baseline: str, metri
     return {k: a[k] - b[k] for k in sorted(a) if k in b}
 
 
-def verdict(diffs: Sequence[float], *, lower_is_better: bool) -> str:
-    """``supported`` when every seed's paired difference goes the claimed way, ``not supported``
-    when none does, ``inconclusive`` otherwise (``no data`` without pairs)."""
+#: two-sided 95 % quantiles of Student's t for 1-30 degrees of freedom (beyond: the normal's 1.96)
+_T975: tuple[float, ...] = (
+    12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+    2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+)  # fmt: skip
+
+
+def paired_interval(diffs: Sequence[float]) -> tuple[float, float, float]:
+    """Mean and the paired 95 % t-interval ``(mean, low, high)`` of per-seed differences (two or more)."""
+    if len(diffs) < 2:
+        raise ValueError(f"a paired interval needs two or more differences, got {len(diffs)}")
+    n = len(diffs)
+    mean = statistics.mean(diffs)
+    half = (_T975[n - 2] if n - 1 <= len(_T975) else 1.96) * statistics.stdev(diffs) / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
+def verdict(diffs: Sequence[float], *, lower_is_better: bool, planned: int | None = None) -> str:
+    """The claim's verdict from its per-seed paired differences (claimed direction: below 0 when
+    ``lower_is_better``, else above):
+
+    * ``pending``: fewer seeds than ``planned`` (the count so far in the claimed direction is given);
+    * ``supported``: every seed goes the claimed way and the paired 95 % t-interval excludes 0;
+    * ``same direction, within seed noise``: every seed goes the claimed way, the interval holds 0
+      (or there is one seed only);
+    * ``contradicted`` / ``not supported``: every seed goes the other way, with / without an interval
+      that excludes 0;
+    * ``inconclusive``: the seeds disagree; ``no data`` without pairs.
+    """
     if not diffs:
         return "no data"
+    n = len(diffs)
     good = sum((d < 0) if lower_is_better else (d > 0) for d in diffs)
-    word = "supported" if good == len(diffs) else "not supported" if good == 0 else "inconclusive"
-    return f"{word} ({good}/{len(diffs)} seeds)"
+    if planned is not None and n < planned:
+        return f"pending ({n} of {planned} seeds; {good}/{n} in the claimed direction so far)"
+    interval = paired_interval(diffs) if n >= 2 else None
+    sign = -1.0 if lower_is_better else 1.0
+    clear = interval is not None and (sign * interval[1] > 0 and sign * interval[2] > 0)
+    contrary = interval is not None and (sign * interval[1] < 0 and sign * interval[2] < 0)
+    if good == n:
+        word = "supported" if clear else "same direction, within seed noise"
+    elif good == 0:
+        word = "contradicted" if contrary else "not supported"
+    else:
+        word = "inconclusive"
+    ci = f"; 95 % CI [{interval[1]:+.2f}, {interval[2]:+.2f}]" if interval is not None else ""
+    return f"{word} ({good}/{n} seeds{ci})"
 
 
 def _ms(values: Sequence[float]) -> str:
@@ -215,12 +257,22 @@ def summary_markdown(
         lines += pairs
     else:
         lines.append("(no seed has both runs yet)")
+    planned = summary.get("recipe", {}).get("seeds")
+    planned = planned if isinstance(planned, int) and not isinstance(planned, bool) else None
     lines += ["", "| claim | paired difference per seed | verdict |", "|---|---|---|"]
     for c in CLAIMS:
         d = paired(runs, c.setting, c.baseline, c.metric)
         per = ", ".join(f"{v:+.2f}" for v in d.values()) or "–"
-        v = verdict(list(d.values()), lower_is_better=c.lower_is_better)
+        v = verdict(list(d.values()), lower_is_better=c.lower_is_better, planned=planned)
         lines.append(f"| {c.name} | {c.metric}: {per} | {v} |")
+    lines += [
+        "",
+        "Verdicts: *supported* = every seed's paired difference goes the claimed way and the paired 95 % "
+        "t-interval of the differences excludes 0; *same direction, within seed noise* = every seed goes "
+        "the claimed way but the interval holds 0; *not supported* / *contradicted* = every seed goes the "
+        "other way (contradicted: the interval excludes 0); *inconclusive* = the seeds disagree; *pending* = "
+        "fewer seeds than planned.",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -71,6 +71,25 @@ def test_every_op_schema_comes_from_the_library() -> None:
             assert torch._C._dispatch_has_kernel_for_dispatch_key(qual, "Autograd"), qual
 
 
+def test_import_loads_a_built_ops_library_and_never_compiles(tmp_path: Path) -> None:
+    """``import liftpool`` registers the ops from a finished build in the cache (so an exported program
+    or AOTInductor package loads in a fresh process) without compiling; with an empty cache it does
+    nothing (the first native call builds)."""
+    path = _ops_library()
+    script = (
+        "import torch, liftpool\n"
+        "from liftpool.kernels.native import _build\n"
+        "print(_build.loaded_ops_library(), _build.STATE.tried, hasattr(torch.ops.liftpool, 'up3d_backward'))\n"
+    )
+    env = dict(os.environ, LIFTPOOL_CACHE_DIR=str(_build.cache_root()))
+    built = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert built.returncode == 0 and built.stdout.split() == [path, "False", "True"], built.stderr[-2000:]
+    env["LIFTPOOL_CACHE_DIR"] = str(tmp_path / "empty")
+    empty = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert empty.returncode == 0 and empty.stdout.split() == ["None", "False", "False"], empty.stderr[-2000:]
+    assert "compiling" not in empty.stderr and not (tmp_path / "empty").exists()
+
+
 def test_ops_library_alone_runs_the_ops_in_a_fresh_process(tmp_path: Path) -> None:
     """A process that loads only the library (torch.ops.load_library, no liftpool import) computes the
     same down2d/up2d values, and never imports liftpool."""

@@ -314,6 +314,20 @@ def test_summary_json_has_exactly_the_documented_form(tmp_path):
     assert "top1_error: +2.00, +1.00 | not supported (0/2 seeds; 95 % CI [-4.85, +7.85])" in md
 
 
+def test_status_counts_the_priority_settings_apart(tmp_path):
+    """With further settings in the report, the status line says how far the five priority settings
+    are and counts the further ones apart; runs outside the planned settings and seeds do not count."""
+    runs = [{"setting": s, "seed": k} for s, k in (("max", 0), ("max", 1), ("lift", 0), ("skip", 0), ("lps", 0),
+                                                   ("max", 5))]  # fmt: skip
+    _write(tmp_path / "summary.json", {"recipe": {"seeds": 3}, "runs": runs})
+    settings = ["max", "avg", "lift", "lift-nocons", "lift-avginit", "skip", "gated"]
+    sec = xl.results_section(tmp_path, seeds=3, budget=XL, settings=settings, report_files=[])
+    assert sec.startswith("**Status: 3 of 15 planned runs of the 5 priority settings finished and evaluated; "
+                          "further settings (skip, gated): 1 of 6** (3 seeds each")  # fmt: skip
+    sec = xl.results_section(tmp_path, seeds=3, budget=XL, settings=["max", "lift"], report_files=[])
+    assert sec.startswith("**Status: 3 of 6 planned runs finished and evaluated** (2 settings x 3 seeds")
+
+
 def test_paired_differences_and_verdicts():
     runs = [{"setting": s, "seed": k, "top1_error": v} for s, k, v in
             (("lift", 0, 9.0), ("max", 0, 10.0), ("lift", 1, 11.0), ("max", 1, 10.0), ("lift", 2, 8.0))]  # fmt: skip

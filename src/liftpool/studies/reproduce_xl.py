@@ -74,6 +74,7 @@ from .xl_summary import build_summary, eval_row, plot_curves, plot_error_vs_mce,
 __all__ = [
     "XL_BUDGETS",
     "XL_LABELS",
+    "XL_PRIORITY",
     "XL_SETTINGS",
     "XLBudget",
     "XLJob",
@@ -105,6 +106,8 @@ XL_SETTINGS: dict[str, Setting] = {
     "aps": Setting("aps", "cls", "aps", {}),
     "lps": Setting("lps", "cls", "lps", {}),
 }
+#: the five settings that answer the main questions (run first; the status line counts them apart)
+XL_PRIORITY: tuple[str, ...] = ("max", "avg", "lift", "lift-nocons", "lift-avginit")
 #: the settings of the study when --settings is not given (the peers are opt-in)
 XL_DEFAULT_SETTINGS: tuple[str, ...] = ("max", "avg", "lift", "lift-nocons", "lift-avginit", "skip", "maxblur",
                                         "gated", "mixed")  # fmt: skip
@@ -728,14 +731,26 @@ def results_section(
     out = Path(out)
     summ = read_summary(out)
     runs = summ.get("runs", []) if summ else []
-    done = {(r["setting"], r["seed"]) for r in runs}
-    planned = len(settings) * seeds
+    done = {(r["setting"], r["seed"]) for r in runs if r["setting"] in settings and r["seed"] < seeds}
     mt = machine_time(out)
     names = {p.name for p in report_files}
     per = ", ".join(f"{k} {v['jobs']} jobs / {v['wall_h']:.1f} h" for k, v in sorted(mt["kinds"].items()))
+    further = [s for s in settings if s not in XL_PRIORITY]
+    first = [s for s in settings if s in XL_PRIORITY]
+    if further and first:  # the priority settings first, the further ones apart
+        n_further = sum(s in further for s, _ in done)
+        status = (
+            f"**Status: {len(done) - n_further} of {len(first) * seeds} planned runs of the {len(first)} priority "
+            f"settings finished and evaluated; further settings ({', '.join(further)}): {n_further} of "
+            f"{len(further) * seeds}** ({seeds} seeds each; per setting below)."
+        )
+    else:
+        status = (
+            f"**Status: {len(done)} of {len(settings) * seeds} planned runs finished and evaluated** "
+            f"({len(settings)} settings x {seeds} seeds; per setting below)."
+        )
     lines = [
-        f"**Status: {len(done)} of {planned} planned runs finished and evaluated** ({len(settings)} settings x "
-        f"{seeds} seeds; per setting below).  Machine time of the finished jobs: **{mt['machine_hours']:.1f} h** "
+        f"{status}  Machine time of the finished jobs: **{mt['machine_hours']:.1f} h** "
         f"of the {mt['cores']}-core machine ({mt['core_hours']:.1f} core-hours; {per or 'none yet'}).",
         "",
     ]

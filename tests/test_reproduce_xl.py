@@ -469,3 +469,43 @@ def test_every_setting_of_a_figure_has_its_own_colour_and_liftdownpool_is_red():
     colors = [xs.setting_color(k, i) for i, k in enumerate(keys)]
     assert len(set(colors)) == len(keys) and xs.setting_color("lift", keys.index("lift")) == "tab:red"
     assert colors.count("tab:red") + colors.count("C3") == 1  # C3 is matplotlib's tab:red
+
+
+# --------------------------------------------------------------------------- diagnosis
+def _diag_row(p_rel, u_rel, c, w2, grad, first=(0.7, 0.7, 5.0, 0.5)):
+    a_p, a_u, a_c, a_w = first
+    return {"grad_output_norm": grad, "grad_input_norm": grad,
+            "first": {"p_rel": a_p, "u_rel": a_u, "c_u": a_c / 2, "c_p": a_c / 2, "P_w2": a_w, "U_w2": a_w},
+            "last": {"p_rel": p_rel, "u_rel": u_rel, "c_u": c / 2, "c_p": c / 2, "P_w2": w2, "U_w2": w2}}  # fmt: skip
+
+
+def test_diagnosis_findings_are_computed_from_the_tables():
+    from liftpool.studies import diagnosis as dg
+
+    summary = {
+        "max": {"seeds": 2, "layers": {"a": {"grad_output_norm": 0.2}, "b": {"grad_output_norm": 0.1}}},
+        "lift": {"seeds": 2, "layers": {"a": _diag_row(0.5, 0.3, 0.1, 0.25, 0.6),
+                                        "b": _diag_row(0.2, 0.1, 0.3, 0.05, 0.1)}},
+        "lift-nocons": {"seeds": 1, "layers": {"a": _diag_row(0.01, 0.02, 0.4, 0.4, 0.2),
+                                               "b": _diag_row(0.3, 0.3, 1.2, 0.3, 0.1)}},
+    }  # fmt: skip
+    got = dg.findings(summary)
+    assert "`lift`: P and U stay active at every stage (end p_rel 0.2–0.5, u_rel 0.1–0.3)." in got
+    assert "`lift`: P's 1x1 gate shrinks most at stage 2 (RMS x0.1) and least at stage 1 (x0.5)." in got
+    assert any(x.startswith("`lift-nocons`: P and U collapsed to near zero at stage(s) 1 ") for x in got)
+    # c_u + c_p: lift 5 -> 0.2 (x0.04), no constraints 5 -> 0.8 (x0.16): 4x smaller with the losses
+    assert ("Constraint terms (c_u + c_p, mean over stages): with the constraint losses (`lift`) 5 → 0.2 (x0.04); "
+            "without them (`lift-nocons`) 5 → 0.8 (x0.16): the losses leave the terms 4x smaller at the end.") in got
+    assert "`lift`: gradient norm at the pooling outputs relative to MaxPool's, stage 1 to 2: 3x, 1x." in got
+    assert "**What it shows**" in dg.diagnosis_markdown(summary)
+
+
+def test_diagnosis_leaves_out_runs_still_training(tmp_path):
+    from liftpool.studies import diagnosis as dg
+
+    rec = {"records": [{"epoch": 1.0, "layers": {}}]}
+    for seed, status in ((0, "completed"), (1, "running")):
+        _write(tmp_path / "runs" / "lift" / f"seed{seed}" / "diagnostics.json", rec)
+        _write(tmp_path / "runs" / "lift" / f"seed{seed}" / "summary.json", {"status": status})
+    _write(tmp_path / "runs" / "max" / "seed0" / "diagnostics.json", rec)  # no summary: not finished
+    assert {k: len(v) for k, v in dg.load_diagnostics(tmp_path, ["lift", "max"], 3).items()} == {"lift": 1}

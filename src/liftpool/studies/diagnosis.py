@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,14 +28,17 @@ from typing import Any
 from ..io import atomic_save_figure, atomic_write_text
 from .common import read_json as _read_json
 
-__all__ = ["load_diagnostics", "summarize", "write_diagnosis"]
+__all__ = ["NEAR_ZERO", "findings", "load_diagnostics", "summarize", "write_diagnosis"]
 
 
 def load_diagnostics(out: str | os.PathLike[str], settings: Sequence[str], seeds: int) -> dict[str, list[Any]]:
-    """``{setting: [diagnostics of seed 0, 1, ...]}`` for the runs that have a ``diagnostics.json``."""
+    """``{setting: [diagnostics of seed 0, 1, ...]}`` for the completed runs (``summary.json`` says so)
+    that have a ``diagnostics.json`` (a run still training is left out)."""
     res: dict[str, list[Any]] = {}
     for key in settings:
-        found = [_read_json(Path(out) / "runs" / key / f"seed{k}" / "diagnostics.json") for k in range(seeds)]
+        dirs = [Path(out) / "runs" / key / f"seed{k}" for k in range(seeds)]
+        done = [d for d in dirs if (_read_json(d / "summary.json") or {}).get("status") == "completed"]
+        found = [_read_json(d / "diagnostics.json") for d in done]
         found = [d for d in found if d and d.get("records")]
         if found:
             res[key] = found
@@ -102,10 +106,78 @@ def _f(x: float, digits: int = 3) -> str:
     return "–" if x is None or math.isnan(x) else f"{x:.{digits}g}"
 
 
+#: below this end value of both ``p_rel`` and ``u_rel`` a stage's P and U count as collapsed to zero
+NEAR_ZERO: float = 0.05
+
+
+def _finite(xs: Sequence[float | None]) -> list[float]:
+    return [x for x in xs if x is not None and not math.isnan(x)]
+
+
+def findings(summary: Mapping[str, Any]) -> list[str]:
+    """What the tables show, as sentences computed from them: whether P and U are active at the end
+    (or collapsed below :data:`NEAR_ZERO`), which stages' gates shrink most, how far the constraint
+    terms fall with and without the constraint losses, and LiftDownPool's gradient norms per stage
+    relative to MaxPool's."""
+    out: list[str] = []
+    for key, v in summary.items():
+        rows = [r for r in v["layers"].values() if "last" in r]
+        if not rows:
+            continue
+        p = _finite([r["last"]["p_rel"] for r in rows])
+        u = _finite([r["last"]["u_rel"] for r in rows])
+        if p and u:
+            dead = [i + 1 for i, r in enumerate(rows) if max(r["last"]["p_rel"], r["last"]["u_rel"]) < NEAR_ZERO]
+            state = (f"P and U collapsed to near zero at stage(s) {', '.join(map(str, dead))}" if dead
+                     else "P and U stay active at every stage")  # fmt: skip
+            out.append(f"`{key}`: {state} (end p_rel {min(p):.2g}–{max(p):.2g}, u_rel {min(u):.2g}–{max(u):.2g}).")
+        gates = [(i + 1, r["first"]["P_w2"], r["last"]["P_w2"]) for i, r in enumerate(rows)]
+        gates = [(i, a, b) for i, a, b in gates if a and b is not None and not math.isnan(a) and not math.isnan(b)]
+        if len(gates) >= 2:
+            i_min = min(gates, key=lambda g: g[2] / g[1])
+            i_max = max(gates, key=lambda g: g[2] / g[1])
+            out.append(
+                f"`{key}`: P's 1x1 gate shrinks most at stage {i_min[0]} (RMS x{i_min[2] / i_min[1]:.2g}) and least "
+                f"at stage {i_max[0]} (x{i_max[2] / i_max[1]:.2g})."
+            )
+    falls = {}
+    for key, v in summary.items():
+        rows = [r for r in v["layers"].values() if "last" in r]
+        first = _finite([r["first"]["c_u"] + r["first"]["c_p"] for r in rows if r["first"]["c_u"] is not None])
+        last = _finite([r["last"]["c_u"] + r["last"]["c_p"] for r in rows if r["last"]["c_u"] is not None])
+        if first and last and statistics.mean(last) > 0:
+            falls[key] = (statistics.mean(first), statistics.mean(last))
+    if "lift" in falls and "lift-nocons" in falls:
+        (a, b), (c, d) = falls["lift"], falls["lift-nocons"]
+        out.append(
+            f"Constraint terms (c_u + c_p, mean over stages): with the constraint losses (`lift`) {a:.3g} → {b:.3g} "
+            f"(x{b / a:.2g}); without them (`lift-nocons`) {c:.3g} → {d:.3g} (x{d / c:.2g}): the losses leave the "
+            f"terms {d / b:.2g}x smaller at the end."
+        )
+    ref = summary.get("max")
+    if ref is not None:
+        base = [r["grad_output_norm"] for r in ref["layers"].values()]
+        for key in ("lift", "lift-nocons", "lift-avginit"):
+            if key not in summary:
+                continue
+            g = [r["grad_output_norm"] for r in summary[key]["layers"].values()]
+            ratios = [a / b for a, b in zip(g, base) if a is not None and b and not math.isnan(a) and not math.isnan(b)]
+            if ratios:
+                out.append(
+                    f"`{key}`: gradient norm at the pooling outputs relative to MaxPool's, stage 1 to "
+                    f"{len(ratios)}: " + ", ".join(f"{r:.2g}x" for r in ratios) + "."
+                )
+    return out
+
+
 def diagnosis_markdown(summary: Mapping[str, Any]) -> str:
-    """Three tables: P/U size, constraint terms (first -> last record), gradient norms per stage."""
+    """What the diagnosis shows (:func:`findings`), then three tables: P/U size, constraint terms
+    (first -> last record), gradient norms per stage."""
     lift = {k: v for k, v in summary.items() if any("last" in r for r in v["layers"].values())}
     lines = ["## Diagnosis", ""]
+    shown = findings(summary)
+    if shown:
+        lines += ["**What it shows** (computed from the tables below):", ""] + [f"- {x}" for x in shown] + [""]
     if lift:
         lines += [
             "**Are P and U still near zero?** `p_rel = rms(P(x_e)) / rms(x_o)`, `u_rel = rms(U(d)) / rms(x_e)` on the "

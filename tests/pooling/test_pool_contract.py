@@ -17,10 +17,6 @@ NAMES = (*ZOO, *PEERS)
 SIZES = [(1, 1), (1, 5), (2, 2), (3, 2), (7, 7), (8, 6), (9, 12)]
 
 
-def _out(y):
-    return y[0] if isinstance(y, tuple) else y
-
-
 def _make(name: str, channels: int, **kw):
     """The pool with every parameter live (LIP starts as average pooling unless ``zero_init=False``)."""
     if name == "lip":

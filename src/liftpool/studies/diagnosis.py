@@ -120,10 +120,15 @@ def findings(summary: Mapping[str, Any]) -> list[str]:
     terms fall with and without the constraint losses, and LiftDownPool's gradient norms per stage
     relative to MaxPool's."""
     out: list[str] = []
+    falls: dict[str, tuple[float, float]] = {}  # c_u + c_p, mean over stages: first and last record
     for key, v in summary.items():
         rows = [r for r in v["layers"].values() if "last" in r]
         if not rows:
             continue
+        first = _finite([r["first"]["c_u"] + r["first"]["c_p"] for r in rows if r["first"]["c_u"] is not None])
+        last = _finite([r["last"]["c_u"] + r["last"]["c_p"] for r in rows if r["last"]["c_u"] is not None])
+        if first and last and statistics.mean(last) > 0:
+            falls[key] = (statistics.mean(first), statistics.mean(last))
         p = _finite([r["last"]["p_rel"] for r in rows])
         u = _finite([r["last"]["u_rel"] for r in rows])
         if p and u:
@@ -140,13 +145,6 @@ def findings(summary: Mapping[str, Any]) -> list[str]:
                 f"`{key}`: P's 1x1 gate shrinks most at stage {i_min[0]} (RMS x{i_min[2] / i_min[1]:.2g}) and least "
                 f"at stage {i_max[0]} (x{i_max[2] / i_max[1]:.2g})."
             )
-    falls = {}
-    for key, v in summary.items():
-        rows = [r for r in v["layers"].values() if "last" in r]
-        first = _finite([r["first"]["c_u"] + r["first"]["c_p"] for r in rows if r["first"]["c_u"] is not None])
-        last = _finite([r["last"]["c_u"] + r["last"]["c_p"] for r in rows if r["last"]["c_u"] is not None])
-        if first and last and statistics.mean(last) > 0:
-            falls[key] = (statistics.mean(first), statistics.mean(last))
     if "lift" in falls and "lift-nocons" in falls:
         (a, b), (c, d) = falls["lift"], falls["lift-nocons"]
         out.append(

@@ -312,6 +312,16 @@ def test_summary_json_has_exactly_the_documented_form(tmp_path):
     summ["recipe"]["seeds"] = 2  # as if two seeds had been planned: verdicts with the paired interval
     md = xs.summary_markdown(summ, settings=["max", "lift", "avg"], labels=xl.XL_LABELS)
     assert "top1_error: +2.00, +1.00 | not supported (0/2 seeds; 95 % CI [-4.85, +7.85])" in md
+    # the README's short form: one column per setting with runs, the same numbers and verdicts
+    short = xs.readme_markdown(summ, settings=["max", "lift", "avg"], labels={"max": "MaxPool", "lift": "Lift"})
+    assert short.startswith("| | MaxPool | Lift |\n|---|---:|---:|\n| seeds | 0,1 | 0,1 |\n")
+    assert "| top-1 error (%) | 10.50 ± 0.71 | 12.00 ± 0.00 |" in short
+    assert "| mCE relative to MaxPool (%) | 100.00 ± 0.00 | 90.00 ± 0.00 |" in short
+    assert "Not run yet: avg." in short
+    claim = "- LiftDownPool has a lower top-1 error than MaxPool: +2.00, +1.00 points per seed: **not supported (0/2"
+    assert claim in short
+    assert "constraint losses" not in short  # lift-nocons is not among the settings
+    assert xs.readme_markdown({"runs": []}, settings=["max"], labels={}) == "(no run of the study has finished yet)\n"
 
 
 def test_status_counts_the_priority_settings_apart(tmp_path):
@@ -420,12 +430,18 @@ def test_xl_tiny_end_to_end_two_workers_commits_resumes_and_respects_stop_at(tmp
     doc.parent.mkdir()
     doc.write_text("# R\n<!-- BEGIN xl/results_section.md -->\nSTALE-SECTION\n<!-- END -->\n"
                    "<!-- BEGIN small/results_table3.md -->\nkept\n<!-- END -->\n")  # fmt: skip
+    readme = tmp_path / "README.md"
+    readme.write_text("# P\n<!-- BEGIN xl/readme_xl.md -->\nSTALE-TABLE\n<!-- END -->\ntail\n")
     script = Path(__file__).resolve().parents[1] / "scripts" / "update_results_doc.py"
-    subprocess.run([sys.executable, str(script), "--runs", str(repo / "res"), "--doc", str(doc)], check=True,
-                   capture_output=True)  # fmt: skip
+    subprocess.run([sys.executable, str(script), "--runs", str(repo / "res"), "--doc", str(doc), "--doc", str(readme)],
+                   check=True, capture_output=True)  # fmt: skip
     page = doc.read_text()
     assert "STALE-SECTION" not in page and "kept" in page and "**Status: 2 of 2" in page
     assert "](../repo/res/xl/report/curves.png)" in page
+    front = readme.read_text()
+    assert "STALE-TABLE" not in front and front.endswith("<!-- END -->\ntail\n")
+    assert "| seeds | 0 | 0 |" in front and "- LiftDownPool has a lower top-1 error than MaxPool: " in front
+    assert not (tmp_path / "figures").exists()  # the README links no result figure: none copied beside it
     # the corrupted copies were generated once and reused by the second evaluation
     assert len(list((tmp_path / "cache").rglob("*.npy"))) == 75
 

@@ -69,7 +69,14 @@ from .common import (
 from .common import fmt_mean_std as _fmt
 from .common import read_json as _read_json
 from .jobs import Job, git_commit, parse_deadline, run_jobs
-from .xl_summary import build_summary, eval_row, plot_curves, plot_error_vs_mce, summary_markdown
+from .xl_summary import (
+    build_summary,
+    eval_row,
+    plot_curves,
+    plot_error_vs_mce,
+    readme_markdown,
+    summary_markdown,
+)
 
 __all__ = [
     "XL_BUDGETS",
@@ -654,7 +661,8 @@ def write_xl_report(
     out: str | os.PathLike[str], *, seeds: int, budget: XLBudget, settings: Sequence[str] | None = None
 ) -> list[Path]:
     """``report/results_xl.md`` + ``.png``, ``sweep_xl.md`` + ``.png``, ``aggregate_xl.json``, ``sweep.json``,
-    ``summary_xl.md`` (table, paired differences and verdicts from ``summary.json``), ``curves.png``,
+    ``summary_xl.md`` (table, paired differences and verdicts from ``summary.json``), ``readme_xl.md``
+    (its short form for the README), ``curves.png``,
     ``error_vs_mce.png`` and the diagnosis (``diagnosis.md`` + figures); returns the files written."""
     from .diagnosis import write_diagnosis
 
@@ -676,6 +684,8 @@ def write_xl_report(
     summ = json.loads(write_xl_summary(out, seeds=seeds, budget=budget, settings=keys).read_text())
     md = summary_markdown(summ, settings=keys, labels=XL_LABELS, sweep=agg["sweep"])
     written.append(atomic_write_text(rep / "summary_xl.md", md))
+    short = {**XL_LABELS, "lift": "LiftDownPool", "lift-avginit": "LiftDownPool, starts as AvgPool"}
+    written.append(atomic_write_text(rep / "readme_xl.md", readme_markdown(summ, settings=keys, labels=short)))
     if plot_curves(out, keys, seeds, rep / "curves.png"):
         written.append(rep / "curves.png")
     if plot_error_vs_mce(summ, keys, rep / "error_vs_mce.png"):

@@ -54,6 +54,7 @@ __all__ = [
     "paired_interval",
     "plot_curves",
     "plot_error_vs_mce",
+    "readme_markdown",
     "summary_markdown",
     "verdict",
 ]
@@ -273,6 +274,47 @@ def summary_markdown(
         "other way (contradicted: the interval excludes 0); *inconclusive* = the seeds disagree; *pending* = "
         "fewer seeds than planned.",
     ]
+    return "\n".join(lines) + "\n"
+
+
+def readme_markdown(
+    summary: Mapping[str, Any], *, settings: Sequence[str], labels: Mapping[str, str],
+) -> str:  # fmt: skip
+    """The short form for a project's front page: one column per setting that has finished runs
+    (seeds, then mean ± std of top-1 error, shift consistency and mCE relative to MaxPool), and one
+    line per claim with its per-seed paired differences and verdict (the same as
+    :func:`summary_markdown`'s).  Settings without a finished run are named below the table."""
+    runs = summary["runs"]
+    have = [k for k in settings if any(r["setting"] == k for r in runs)]
+    missing = [k for k in settings if k not in have]
+    if not have:
+        return "(no run of the study has finished yet)\n"
+
+    def col(key: str, m: str) -> list[float]:
+        return [float(r[m]) for r in runs if r["setting"] == key and isinstance(r.get(m), (int, float))]
+
+    head = "| | " + " | ".join(labels.get(k, k) for k in have) + " |"
+    lines = [head, "|---|" + "---:|" * len(have)]
+    seeds = [",".join(str(r["seed"]) for r in runs if r["setting"] == k) for k in have]
+    lines.append("| seeds | " + " | ".join(seeds) + " |")
+    for m, name in (("top1_error", "top-1 error (%)"), ("shift_consistency", "shift consistency (%)"),
+                    ("mce_rel_max", "mCE relative to MaxPool (%)")):  # fmt: skip
+        lines.append(f"| {name} | " + " | ".join(_ms(col(k, m)) for k in have) + " |")
+    if missing:
+        lines += ["", "Not run yet: " + ", ".join(labels.get(k, k) for k in missing) + "."]
+    planned = summary.get("recipe", {}).get("seeds")
+    planned = planned if isinstance(planned, int) and not isinstance(planned, bool) else None
+    claims = []
+    for c in CLAIMS:
+        if c.setting not in settings or c.baseline not in settings:
+            continue
+        d = paired(runs, c.setting, c.baseline, c.metric)
+        if d:
+            per = ", ".join(f"{v:+.2f}" for v in d.values())
+            v = verdict(list(d.values()), lower_is_better=c.lower_is_better, planned=planned)
+            claims.append(f"- {c.name}: {per} points per seed: **{v}**")
+    if claims:
+        lines += ["", "Paired over seeds (this setting − the baseline, same seed):", "", *claims]
     return "\n".join(lines) + "\n"
 
 

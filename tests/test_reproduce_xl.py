@@ -60,10 +60,17 @@ def test_plan_shape_order_and_commands():
     plan = xl.build_xl_plan(budget=XL, settings=list(xl.XL_DEFAULT_SETTINGS), seeds=3, out="/o", cifar_dir="/c")
     kinds = [j.kind for j in plan]
     assert len(plan) == 81 and kinds.count("sweep") == 27 and kinds.count("train") == kinds.count("eval") == 27
-    assert kinds[:27] == ["sweep"] * 27  # the sweep first, then seed-major training + its evaluation
+    # the five priority settings first: their sweep, then seed-major training + its evaluation;
+    # then the same for the further four
+    assert kinds[:15] == ["sweep"] * 15 and kinds[45:57] == ["sweep"] * 12
+    assert kinds[15:45] == ["train", "eval"] * 15 and kinds[57:] == ["train", "eval"] * 12
     names = [j.name for j in plan]
-    assert names[27:31] == ["train max seed0", "eval max seed0", "train avg seed0", "eval avg seed0"]
-    assert names.index("eval mixed seed0") < names.index("train max seed1")
+    assert names[15:19] == ["train max seed0", "eval max seed0", "train avg seed0", "eval avg seed0"]
+    assert names.index("eval lift-avginit seed0") < names.index("train max seed1")
+    assert names.index("eval lift-avginit seed2") < names.index("sweep skip lr0.025")
+    assert names.index("eval mixed seed0") < names.index("train skip seed1")
+    # a training run's evaluation must follow it in the same stretch
+    assert all(j.then == f"eval {j.setting} seed{j.seed}" for j in plan if j.kind == "train")
     sweep = [j.argv() for j in plan if j.kind == "sweep"]
     for argv in sweep:  # 10 epochs, seed 0, validated on the held-out split of the training set only
         a = list(argv)
@@ -525,3 +532,17 @@ def test_diagnosis_leaves_out_runs_still_training(tmp_path):
         _write(tmp_path / "runs" / "lift" / f"seed{seed}" / "summary.json", {"status": status})
     _write(tmp_path / "runs" / "max" / "seed0" / "diagnostics.json", rec)  # no summary: not finished
     assert {k: len(v) for k, v in dg.load_diagnostics(tmp_path, ["lift", "max"], 3).items()} == {"lift": 1}
+
+
+def test_epochs_done_reads_a_resumable_runs_finished_epochs(tmp_path):
+    run = tmp_path / "run"
+    assert xl.epochs_done(run, 30) == 0.0  # nothing yet
+    run.mkdir()
+    (run / "metrics.csv").write_text("epoch,lr\n1,0.1\n2,0.1\n3,0.1\n")
+    assert xl.epochs_done(run, 30) == 0.0  # no checkpoint to resume from: it starts again
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "last.pt").write_bytes(b"")
+    assert xl.epochs_done(run, 30) == pytest.approx(0.1) and xl.epochs_done(run, 2) == 1.0
+    plan = xl.build_xl_plan(budget=XL, settings=["max"], seeds=1, out=tmp_path / "o", cifar_dir="/c")
+    train = next(j for j in plan if j.kind == "train")
+    assert train.progress is not None and train.progress() == 0.0

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import statistics
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -191,3 +193,62 @@ def test_a_resumed_job_is_recorded_as_such_and_does_not_set_expectations(tmp_pat
     assert failed == 0 and recs["train_again"]["resumed"] is True and recs["train_fresh"]["resumed"] is False
     hist = History.load(tmp_path / "out" / "jobs")
     assert hist.expected("train", "avg", 1.0) == recs["train_fresh"]["wall_s"]
+
+
+def test_history_prefers_this_cpu_and_scales_the_other_cpus_times():
+    """On a CPU with no record of a setting, the other CPU's time is scaled by how much slower this
+    CPU ran what both have done; a resumed record with ``resumed_from`` stands for its whole job."""
+    h = History([
+        {"kind": "train", "setting": "max", "wall_s": 100.0, "ok": True, "cpu": "old"},
+        {"kind": "train", "setting": "lift", "wall_s": 200.0, "ok": True, "cpu": "old"},
+        {"kind": "eval", "setting": "max", "wall_s": 10.0, "ok": True, "cpu": "old"},
+        {"kind": "eval", "setting": "max", "wall_s": 15.0, "ok": True, "cpu": "new"},
+    ])  # fmt: skip
+    assert h.cpu_factor("new") == 1.5 and h.cpu_factor("other") == 1.0
+    assert h.expected("train", "lift", 1.0, cpu="new") == 300.0  # 200 s on the old CPU x 1.5
+    assert h.expected("train", "lift", 1.0) == 200.0  # without a CPU: as before
+    assert h.expected("eval", "max", 1.0, cpu="new") == 15.0  # this CPU's own record first
+    assert h.expected("train", "skip", 1.0, cpu="new") == 225.0  # the kind's median (150) x 1.5
+    assert h.expected("sweep", "max", 7.0, cpu="new") == 7.0
+    # the second half of a lift run on the new CPU took 160 s: a whole one takes 320 s there
+    h.add({"kind": "train", "setting": "lift", "wall_s": 160.0, "ok": True, "cpu": "new", "resumed": True,
+           "resumed_from": 0.5})  # fmt: skip
+    assert h.expected("train", "lift", 1.0, cpu="new") == 320.0
+    assert h.expected("train", "max", 1.0, cpu="new") == 100.0 * statistics.median([1.5, 1.6])
+
+
+def _progress_job(tmp: Path, name: str, share: float, **kw) -> Job:
+    return dataclasses.replace(_job(tmp, name, **kw), progress=lambda: share)
+
+
+def _records(tmp: Path) -> None:
+    """An earlier stretch: a training run took 60 min, an evaluation 20 min."""
+    jobs_dir = tmp / "out" / "jobs"
+    jobs_dir.mkdir(parents=True)
+    for kind, wall in (("train", 3600.0), ("eval", 1200.0)):
+        (jobs_dir / f"{kind}.json").write_text(json.dumps({"kind": kind, "setting": "max", "wall_s": wall, "ok": True}))
+
+
+def test_deadline_counts_the_rest_of_a_resumed_job_and_the_follower_that_must_run_after_it(tmp_path):
+    deadline = datetime.now(timezone.utc) + timedelta(minutes=50)
+    # 60 min of training alone would not fit; three quarters done, its rest (15 min) does
+    _records(tmp_path / "a")
+    rest = _progress_job(tmp_path / "a", "train max seed1", 0.75)
+    failed, log = _run(tmp_path / "a", [rest], deadline=deadline)
+    assert failed == 0 and (tmp_path / "a" / "work" / "train_max_seed1" / "done.txt").exists()
+    # with its evaluation (20 min) to follow in the same stretch: 15 + 20 min fit, 35 + 20 do not
+    # (the one that fits fails, so no record of this machine changes the expectations)
+    _records(tmp_path / "b")
+    late = dataclasses.replace(_progress_job(tmp_path / "b", "train max seed3", 5 / 12), then="eval max seed3")
+    fits = dataclasses.replace(_progress_job(tmp_path / "b", "train max seed2", 0.75, rc=1), then="eval max seed2")
+    evals = [_job(tmp_path / "b", f"eval max seed{k}", kind="eval", blocked=lambda: "waits") for k in (2, 3)]
+    failed, log = _run(tmp_path / "b", [late, fits, *evals], deadline=deadline)
+    assert failed == 1 and (tmp_path / "b" / "work" / "train_max_seed2" / "start").exists()
+    assert not (tmp_path / "b" / "work" / "train_max_seed3").exists()
+    assert any("not starting train max seed3: expected 55 min with eval max seed3" in x for x in log)
+    # a follower already done costs nothing: the 35 min of training fit
+    _records(tmp_path / "c")
+    late = dataclasses.replace(_progress_job(tmp_path / "c", "train max seed3", 5 / 12), then="eval max seed3")
+    ev = dataclasses.replace(_job(tmp_path / "c", "eval max seed3", kind="eval"), done=lambda: True)
+    failed, log = _run(tmp_path / "c", [late, ev], deadline=deadline)
+    assert failed == 0 and (tmp_path / "c" / "work" / "train_max_seed3" / "done.txt").exists()

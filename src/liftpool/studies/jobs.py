@@ -6,7 +6,12 @@ output folder tells whether it is done.  :func:`run_jobs` keeps ``workers`` subp
 done, running nor waiting for another job, and that is *expected to end before the deadline*:
 a job's expected duration is the median wall time of the finished jobs of the same kind and
 setting (:class:`History`, read from ``<out>/jobs/*.json``), else of the same kind, else the
-caller's estimate.  When a job ends, its record is written (atomically) and ``on_done`` runs (the
+caller's estimate; records made on this CPU come first, and on a CPU with no record of the setting
+the other CPUs' times are scaled by how much slower or faster this CPU ran the jobs both have done.
+A job resumed part-way (``Job.progress``) is expected to take only the rest, and a job whose
+follower must run in the same stretch (``Job.then``: a training run's evaluation, since a clone of
+the repository carries no checkpoint) starts only when both are expected to end before the
+deadline.  When a job ends, its record is written (atomically) and ``on_done`` runs (the
 xl study commits the job's results to git there, :func:`git_commit`).
 
 Examples:
@@ -18,12 +23,16 @@ Examples:
     '2026-12-06T01:30:00+00:00'
     >>> History([{"kind": "train", "setting": "max", "wall_s": 60.0, "ok": True}]).expected("train", "lift", 99.0)
     60.0
+    >>> History([{"kind": "train", "setting": "max", "wall_s": 30.0, "ok": True, "resumed": True,
+    ...           "resumed_from": 0.5}]).expected("train", "max", 99.0)  # the second half took 30 s
+    60.0
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import platform
 import statistics
@@ -49,7 +58,10 @@ class Job:
     ``argv()`` gives the arguments after ``liftpool`` when the job starts; ``done()`` reads its
     output; ``blocked()`` says why it cannot start yet (None: it can); ``estimate_s`` is the
     expected wall time before any job of its kind has finished; ``after`` runs in the scheduler
-    once the job succeeded (e.g. to export weights)."""
+    once the job succeeded (e.g. to export weights); ``progress()`` is the share of the job an
+    earlier stretch already did (a resumed training run: its finished epochs / all epochs);
+    ``then`` names the job that must run in the same stretch once this one ends (its expected time
+    counts towards the deadline when this one starts)."""
 
     name: str
     kind: str
@@ -64,6 +76,8 @@ class Job:
     resumable: bool = False  #: a ``liftpool train`` run: add --resume / --overwrite as its folder requires
     after: Callable[[], Sequence[Path]] | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
+    progress: Callable[[], float] | None = None
+    then: str | None = None
 
     @property
     def file_name(self) -> str:
@@ -87,8 +101,10 @@ def parse_deadline(text: str, now: datetime | None = None) -> datetime:
 
 
 class History:
-    """Wall times of finished jobs (records with ``kind``, ``setting``, ``wall_s``, ``ok``; a record with
-    ``resumed`` true timed only the rest of an interrupted job and says nothing of a whole one)."""
+    """Wall times of finished jobs (records with ``kind``, ``setting``, ``wall_s``, ``ok`` and optionally
+    ``threads`` and ``cpu``).  A record with ``resumed`` true timed only the rest of an interrupted job:
+    with ``resumed_from`` (the share done before, in [0, 1)) it stands for a whole job of
+    ``wall_s / (1 - resumed_from)``; without it, it says nothing of a whole one."""
 
     def __init__(self, records: Sequence[Mapping[str, Any]] = ()) -> None:
         self.records = [dict(r) for r in records]
@@ -108,17 +124,59 @@ class History:
     def add(self, record: Mapping[str, Any]) -> None:
         self.records.append(dict(record))
 
-    def expected(self, kind: str, setting: str, estimate_s: float, threads: int | None = None) -> float:
+    @staticmethod
+    def _whole(r: Mapping[str, Any]) -> float | None:
+        """The wall time of the whole job the record stands for (None: it says nothing of one)."""
+        if not r.get("resumed"):
+            return float(r["wall_s"])
+        done = r.get("resumed_from")
+        if isinstance(done, (int, float)) and not isinstance(done, bool) and 0 <= done < 1:
+            return float(r["wall_s"]) / (1.0 - float(done))
+        return None
+
+    def _usable(self, kind: str, threads: int | None) -> list[tuple[dict[str, Any], float]]:
+        """(record, whole-job seconds) of the finished jobs of ``kind``; those made with ``threads``
+        threads only, when there are any."""
+        mine = [r for r in self.records if r.get("ok") and r.get("kind") == kind]
+        ok = [(r, w) for r in mine if (w := self._whole(r)) is not None]
+        if threads is not None and any(r.get("threads") == threads for r, _ in ok):
+            ok = [(r, w) for r, w in ok if r.get("threads") == threads]
+        return ok
+
+    def cpu_factor(self, cpu: str, threads: int | None = None) -> float:
+        """How much longer jobs take on ``cpu`` than on the other CPUs of the records: the median,
+        over the (kind, setting) pairs done on both, of the ratio of their median wall times
+        (1.0 when no pair was done on both)."""
+        ratios = []
+        for kind in sorted({str(r.get("kind")) for r in self.records}):
+            ok = self._usable(kind, threads)
+            for setting in {r.get("setting") for r, _ in ok}:
+                here = [w for r, w in ok if r.get("setting") == setting and r.get("cpu") == cpu]
+                there = [w for r, w in ok if r.get("setting") == setting and r.get("cpu") != cpu]
+                if here and there and statistics.median(there) > 0:
+                    ratios.append(statistics.median(here) / statistics.median(there))
+        return float(statistics.median(ratios)) if ratios else 1.0
+
+    def expected(
+        self, kind: str, setting: str, estimate_s: float, threads: int | None = None, cpu: str | None = None
+    ) -> float:
         """Median wall time of finished (ok) jobs of this kind and setting, else of this kind, else
-        ``estimate_s``; records made with another thread count are used only when no other exists."""
-        ok = [r for r in self.records if r.get("ok") and r.get("kind") == kind and not r.get("resumed")]
-        if threads is not None and any(r.get("threads") == threads for r in ok):
-            ok = [r for r in ok if r.get("threads") == threads]
-        same = [float(r["wall_s"]) for r in ok if r.get("setting") == setting]
-        if same:
-            return float(statistics.median(same))
-        if ok:
-            return float(statistics.median(float(r["wall_s"]) for r in ok))
+        ``estimate_s``; records made with another thread count are used only when no other exists.
+        With ``cpu``, that CPU's records come first at each step; the other CPUs' are scaled by
+        :meth:`cpu_factor`."""
+        ok = self._usable(kind, threads)
+        factor: float | None = None
+        for pick in ([(r, w) for r, w in ok if r.get("setting") == setting], ok):
+            if not pick:
+                continue
+            if cpu is None:
+                return float(statistics.median(w for _, w in pick))
+            here = [w for r, w in pick if r.get("cpu") == cpu]
+            if here:
+                return float(statistics.median(here))
+            if factor is None:
+                factor = self.cpu_factor(cpu, threads)
+            return float(statistics.median(w for _, w in pick)) * factor
         return float(estimate_s)
 
 
@@ -187,6 +245,7 @@ class _Running:
     slot: int = 0
     commit: str | None = None
     resumed: bool = False
+    resumed_from: float = 0.0
 
 
 def _argv_for(job: Job) -> list[str]:
@@ -248,6 +307,21 @@ def run_jobs(
     failed = 0
     waiting_logged: set[str] = set()
     todo = [j for j in plan if not j.done()]
+    by_name = {j.name: j for j in plan}
+
+    def progress(j: Job) -> float:
+        try:
+            f = float(j.progress()) if j.progress is not None else 0.0
+        except (OSError, ValueError):
+            return 0.0
+        return min(max(f, 0.0), 1.0) if math.isfinite(f) else 0.0
+
+    def expect(j: Job, *, follower: bool = True) -> tuple[float, float]:
+        """(expected seconds of this job's rest, of it and of the follower that must run after it)."""
+        own = hist.expected(j.kind, j.setting, j.estimate_s, nthreads, cpu) * (1.0 - progress(j))
+        nxt = by_name.get(j.then) if (follower and j.then) else None
+        more = 0.0 if nxt is None or nxt.done() else hist.expected(nxt.kind, nxt.setting, nxt.estimate_s, nthreads, cpu)
+        return own, own + more
     log(f"{len(plan) - len(todo)} of {len(plan)} jobs already done; {workers} worker(s) x {nthreads} thread(s)"
         + (f"; deadline {deadline:%Y-%m-%d %H:%M} UTC" if deadline else ""))  # fmt: skip
     stopping = False
@@ -266,11 +340,12 @@ def run_jobs(
                 why = j.blocked()
                 if why is not None:
                     continue
-                exp = hist.expected(j.kind, j.setting, j.estimate_s, nthreads)
-                if deadline is not None and clock() + exp > deadline.timestamp():
+                exp, with_next = expect(j)
+                if deadline is not None and clock() + with_next > deadline.timestamp():
                     if j.name not in waiting_logged:
-                        log(f"not starting {j.name}: expected {exp / 60:.0f} min would end after the deadline "
-                            f"{deadline:%H:%M} UTC")  # fmt: skip
+                        then = f" with {j.then}" if with_next > exp else ""
+                        log(f"not starting {j.name}: expected {with_next / 60:.0f} min{then} would end after the "
+                            f"deadline {deadline:%H:%M} UTC")  # fmt: skip
                         waiting_logged.add(j.name)
                     continue
                 cand = (j, exp)
@@ -279,13 +354,15 @@ def run_jobs(
                 break
             j, exp = cand
             argv = _argv_for(j)
+            done_before = progress(j) if "--resume" in argv else 0.0
             logf = open(out / "logs" / f"{j.file_name}.log", "a")  # noqa: SIM115  # closed when the job ends
             log(f"start {j.name} (expected {exp / 60:.0f} min): liftpool {' '.join(argv)}")
             slot = min(set(range(workers)) - {r.slot for r in running})
             pin_fn = functools.partial(os.sched_setaffinity, 0, slots[slot]) if pin else None
             proc = subprocess.Popen([*launcher, *argv], stdout=logf, stderr=subprocess.STDOUT, env=env,
                                     preexec_fn=pin_fn)  # fmt: skip
-            running.append(_Running(j, proc, clock(), logf, exp, slot, git_head(code_dir), "--resume" in argv))
+            running.append(_Running(j, proc, clock(), logf, exp, slot, git_head(code_dir), "--resume" in argv,
+                                    done_before))  # fmt: skip
         if not running:
             break
         time.sleep(poll_s)
@@ -316,6 +393,8 @@ def run_jobs(
                 "wall_s": wall, "threads": nthreads, "workers": workers, "pinned": bool(pin), "cpu": cpu,
                 "commit": r.commit, "python": platform.python_version(), "resumed": r.resumed,
             }  # fmt: skip
+            if r.resumed:
+                rec["resumed_from"] = round(r.resumed_from, 4)
             finished.add(j.name)
             if ok:
                 atomic_write_json(out / "jobs" / f"{j.file_name}.json", rec)
@@ -323,7 +402,7 @@ def run_jobs(
             else:
                 failed += 1
             left = [x for x in todo if x.name not in finished and not x.done()]
-            eta = sum(hist.expected(x.kind, x.setting, x.estimate_s, nthreads) for x in left) / workers
+            eta = sum(expect(x, follower=False)[0] for x in left) / workers
             log(f"{'done' if ok else 'FAILED'} {j.name} in {wall / 60:.1f} min (rc {rc}); {len(left)} jobs "
                 f"left, ETA {eta / 3600:.1f} h with {workers} worker(s)")  # fmt: skip
             if on_done is not None and ok:

@@ -87,6 +87,7 @@ __all__ = [
     "XLJob",
     "aggregate_xl",
     "build_xl_plan",
+    "epochs_done",
     "estimate",
     "make_holdout",
     "parse_settings",
@@ -434,14 +435,29 @@ def _eval_blocked(run_dir: Path, epochs: int) -> str | None:
     return None if ckpt.exists() else f"missing {ckpt}"
 
 
+def epochs_done(run_dir: str | os.PathLike[str], epochs: int) -> float:
+    """The share of a training run an earlier stretch finished: the epochs in its ``metrics.csv``
+    over ``epochs``, when its checkpoint is there to resume from (else 0)."""
+    run_dir = Path(run_dir)
+    if epochs < 1 or not (run_dir / "checkpoints" / "last.pt").exists():
+        return 0.0
+    try:
+        rows = (run_dir / "metrics.csv").read_text().splitlines()[1:]
+    except OSError:
+        return 0.0
+    return min(sum(bool(x.strip()) for x in rows), epochs) / epochs
+
+
 def build_xl_plan(
     *, budget: XLBudget, settings: Sequence[str], seeds: int, out: str | os.PathLike[str],
     cifar_dir: str | os.PathLike[str] | None, corruption_cache: str | os.PathLike[str] | None = None,
 ) -> list[Job]:  # fmt: skip
-    """The ordered jobs: every sweep run (settings in priority order), then seed by seed each
-    setting's final training run followed by its evaluation, so an interrupted study has whole
-    seeds of the most important settings first.  A training job of seed 0 also writes the
-    weights-only float16 copy of its model (:data:`WEIGHTS_FILE`)."""
+    """The ordered jobs: for the priority settings (:data:`XL_PRIORITY`) every sweep run, then seed
+    by seed each setting's final training run followed by its evaluation; then the same for the
+    further settings.  An interrupted study so has whole seeds of the most important settings first,
+    and no further setting takes the machine before the priority ones are done.  A training job of
+    seed 0 also writes the weights-only float16 copy of its model (:data:`WEIGHTS_FILE`); a training
+    job's evaluation must follow in the same stretch (``Job.then``: a clone carries no checkpoint)."""
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds must be a positive integer, got {seeds!r}")
     if cifar_dir is None:
@@ -449,8 +465,18 @@ def build_xl_plan(
     keys = parse_settings(list(settings))
     out = Path(out)
     full, hold = data_dirs(out, budget)
-    guess = dict(budget.guess_s)
     cache = None if corruption_cache is None else str(corruption_cache)
+    jobs: list[Job] = []
+    for group in ([k for k in keys if k in XL_PRIORITY], [k for k in keys if k not in XL_PRIORITY]):
+        jobs += _group_jobs(group, budget=budget, seeds=seeds, out=out, full=full, hold=hold, cache=cache)
+    return jobs
+
+
+def _group_jobs(
+    keys: Sequence[str], *, budget: XLBudget, seeds: int, out: Path, full: Path, hold: Path, cache: str | None
+) -> list[Job]:
+    """The sweep runs of ``keys``, then seed by seed each one's final run and its evaluation."""
+    guess = dict(budget.guess_s)
     jobs: list[Job] = []
     for key in keys:
         s = XL_SETTINGS[key]
@@ -459,7 +485,8 @@ def build_xl_plan(
             done = functools.partial(lambda d: train_done(d, budget.sweep_epochs) or _diverged(d), d)
             jobs.append(Job(f"sweep {key} {_lr_tag(lr)}", "sweep", key, str(d),
                             functools.partial(_sweep_argv, s, budget, lr, hold, d), done,
-                            estimate_s=guess["sweep"], seed=budget.sweep_seed, lr=lr, resumable=True))  # fmt: skip
+                            estimate_s=guess["sweep"], seed=budget.sweep_seed, lr=lr, resumable=True,
+                            progress=functools.partial(epochs_done, d, budget.sweep_epochs)))  # fmt: skip
     for seed in range(seeds):
         for key in keys:
             s = XL_SETTINGS[key]
@@ -471,7 +498,9 @@ def build_xl_plan(
                             functools.partial(_train_finished, run_dir, budget.epochs, eout, key, budget),
                             functools.partial(_sweep_blocked, out, key, budget), estimate_s=guess["train"],
                             seed=seed, resumable=True,
-                            after=functools.partial(_export_seed0, run_dir, seed)))  # fmt: skip
+                            after=functools.partial(_export_seed0, run_dir, seed),
+                            progress=functools.partial(epochs_done, run_dir, budget.epochs),
+                            then=f"eval {key} seed{seed}"))  # fmt: skip
             jobs.append(Job(f"eval {key} seed{seed}", "eval", key, str(eout),
                             functools.partial(_eval_argv, key, budget, full, ckpt, eout, cache),
                             functools.partial(_eval_finished, eout, key, budget),

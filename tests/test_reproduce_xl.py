@@ -480,11 +480,15 @@ def test_machine_time_counts_every_stretch_of_resumed_runs_and_the_evaluations(t
            {"kind": "sweep", "setting": "lift", "ok": True, "wall_s": 360.0, "threads": 1, "workers": 2,
             "diverged": True})  # fmt: skip
     _write(tmp_path / "jobs" / "eval_max_seed0.json", {"kind": "eval", "setting": "max", "ok": True, "wall_s": 720.0,
-                                                        "threads": 1, "workers": 2})  # fmt: skip
+                                                        "threads": 1, "workers": 2, "cpu": "CPU B"})  # fmt: skip
     mt = xl.machine_time(tmp_path)
     assert mt["kinds"] == {"sweep": {"jobs": 2, "wall_h": 0.6}, "train": {"jobs": 1, "wall_h": 1.0},
                            "eval": {"jobs": 1, "wall_h": 0.2}}  # fmt: skip
     assert mt["cores"] == 2 and mt["core_hours"] == 1.8 and mt["machine_hours"] == 0.9
+    assert mt["cpus"] == {"CPU B": 1, "unknown": 2}  # the machines the records were made on
+    _write(tmp_path / "summary.json", {"recipe": {"seeds": 1}, "runs": []})
+    sec = xl.results_section(tmp_path, seeds=1, budget=XL, settings=["max"], report_files=[])
+    assert "; CPUs of the job records (jobs): CPU B (1), unknown (2)." in sec.splitlines()[0]
 
 
 def test_every_setting_of_a_figure_has_its_own_colour_and_liftdownpool_is_red():

@@ -44,6 +44,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import collections
 import functools
 import json
 import math
@@ -728,7 +729,8 @@ def write_xl_report(
 def machine_time(out: str | os.PathLike[str]) -> dict[str, Any]:
     """What the study's finished work cost: per kind the number of jobs and their summed wall hours,
     the core-hours (wall x threads) and the machine-hours of a machine with ``cores`` cores running
-    them side by side (core-hours / cores, the cores being workers x threads of the job records).
+    them side by side (core-hours / cores, the cores being workers x threads of the job records),
+    and how many job records each CPU model made (``cpus``: the study may run on several machines).
 
     Training and sweep runs count the ``wall_time_s`` of their completed ``summary.json``, which adds
     up every stretch of a run resumed from its checkpoint (a job record times only the stretch it ran,
@@ -758,8 +760,10 @@ def machine_time(out: str | os.PathLike[str]) -> dict[str, Any]:
     for r in recs:
         if r.get("kind") not in ("sweep", "train") or r.get("diverged"):
             add(str(r.get("kind")), float(r["wall_s"]), int(r.get("threads") or 1))
+    cpus = collections.Counter(str(r.get("cpu") or "unknown") for r in recs)
     return {"kinds": {k: {"jobs": int(v["jobs"]), "wall_h": round(v["wall_h"], 2)} for k, v in kinds.items()},
-            "core_hours": round(core_h, 2), "cores": cores, "machine_hours": round(core_h / cores, 2)}  # fmt: skip
+            "core_hours": round(core_h, 2), "cores": cores, "machine_hours": round(core_h / cores, 2),
+            "cpus": dict(sorted(cpus.items()))}  # fmt: skip
 
 
 def results_section(
@@ -774,6 +778,7 @@ def results_section(
     mt = machine_time(out)
     names = {p.name for p in report_files}
     per = ", ".join(f"{k} {v['jobs']} jobs / {v['wall_h']:.1f} h" for k, v in sorted(mt["kinds"].items()))
+    cpus = ", ".join(f"{k} ({v})" for k, v in mt["cpus"].items())
     further = [s for s in settings if s not in XL_PRIORITY]
     first = [s for s in settings if s in XL_PRIORITY]
     if further and first:  # the priority settings first, the further ones apart
@@ -790,7 +795,8 @@ def results_section(
         )
     lines = [
         f"{status}  Machine time of the finished jobs: **{mt['machine_hours']:.1f} h** "
-        f"of the {mt['cores']}-core machine ({mt['core_hours']:.1f} core-hours; {per or 'none yet'}).",
+        f"of the {mt['cores']}-core machine ({mt['core_hours']:.1f} core-hours; {per or 'none yet'})"
+        + (f"; CPUs of the job records (jobs): {cpus}." if cpus else "."),
         "",
     ]
     rep = out / "report"

@@ -369,7 +369,7 @@ def _git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
 
 
-def test_xl_tiny_end_to_end_two_workers_commits_resumes_and_respects_stop_at(tmp_path, monkeypatch):
+def test_xl_tiny_end_to_end_two_workers_commits_resumes_and_respects_stop_at(tmp_path, monkeypatch, capsys):
     # one learning rate keeps it to 6 subprocesses (2 sweep, 2 train, 2 eval); the results live in a git repository
     monkeypatch.setitem(xl.XL_BUDGETS, "xl-tiny", dataclasses.replace(xl.XL_BUDGETS["xl-tiny"], lrs=(0.05,)))
     _imagefolder(tmp_path / "data" / "cifar10-jpeg")
@@ -389,7 +389,17 @@ def test_xl_tiny_end_to_end_two_workers_commits_resumes_and_respects_stop_at(tmp
     assert rp.run(_args(**kw, stop_at="00:00")) == 0
     assert not (out / "sweep").exists() and (out / "report" / "results_xl.md").exists()
     assert "past --stop-at 00:00" in (out / "reproduce.log").read_text()
+    # --dry-run lists what is pending and how long it is expected to take (the budget's first guesses here)
+    capsys.readouterr()
+    assert rp.run(_args(**kw, dry_run=True, workers=2, threads=1)) == 0
+    listing = capsys.readouterr().out
+    guess = dict(xl.XL_BUDGETS["xl-tiny"].guess_s)
+    assert f"pending sweep max lr0.05 (expected {guess['sweep'] / 60:.0f} min here)" in listing
+    assert "6 jobs: 2 sweep runs, 2 training runs, 2 evaluations; the pending ones are expected to take" in listing
     assert rp.run(_args(**kw, workers=2, threads=1, commit=True)) == 0
+    capsys.readouterr()
+    assert rp.run(_args(**kw, dry_run=True)) == 0
+    assert "the pending ones are expected to take 0.0 h" in capsys.readouterr().out  # all done
     hold = json.loads((out / "holdout.json").read_text())
     assert hold["holdout_images"] == 2 and hold["train_images"] == 6
     for key in ("max", "lift"):

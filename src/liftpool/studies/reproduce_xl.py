@@ -69,7 +69,7 @@ from .common import (
 )
 from .common import fmt_mean_std as _fmt
 from .common import read_json as _read_json
-from .jobs import Job, git_commit, parse_deadline, run_jobs
+from .jobs import History, Job, cpu_model, git_commit, parse_deadline, run_jobs
 from .xl_summary import (
     build_summary,
     eval_row,
@@ -1015,13 +1015,24 @@ def run(args: argparse.Namespace) -> int:
     plan = build_xl_plan(budget=budget, settings=keys, seeds=args.seeds, out=out, cifar_dir=cifar or "",
                          corruption_cache=cache)  # fmt: skip
     if args.dry_run:
+        hist, cpu = History.load(out / "jobs"), cpu_model()
+        nthreads = threads or max(1, (os.cpu_count() or 1) // workers)
+        left = 0.0
         for j in plan:
-            state = "done   " if j.done() else "pending"
+            done = j.done()
             why = j.blocked()
             cmd = f"liftpool {' '.join(j.argv())}" if why is None else f"(waits: {why})"
-            print(f"{state} {j.name}: {cmd}")
+            if done:
+                print(f"done    {j.name}: {cmd}")
+                continue
+            share = j.progress() if j.progress is not None else 0.0
+            exp = hist.expected(j.kind, j.setting, j.estimate_s, nthreads, cpu) * (1.0 - share)
+            left += exp
+            print(f"pending {j.name} (expected {exp / 60:.0f} min here): {cmd}")
         n = {k: sum(j.kind == k for j in plan) for k in ("sweep", "train", "eval")}
-        print(f"{len(plan)} jobs: {n['sweep']} sweep runs, {n['train']} training runs, {n['eval']} evaluations")
+        print(f"{len(plan)} jobs: {n['sweep']} sweep runs, {n['train']} training runs, {n['eval']} evaluations; "
+              f"the pending ones are expected to take {left / 3600 / workers:.1f} h with {workers} worker(s) x "
+              f"{nthreads} thread(s) on this CPU ({cpu}; from the job records, scaled to this CPU where it has none)")
         return 0
     commit = bool(getattr(args, "commit", False))
 

@@ -9,7 +9,8 @@ noise), so the example needs nothing but torch:
     python examples/unet_denoise.py                       # LiftPool vs MaxPool/MaxUnpool, 300 steps each
     python examples/unet_denoise.py --updown lift aps --steps 100 --size 48
 
-It prints, per pair, the test PSNR after training (higher is better) and the PSNR of the noisy input.
+It prints, per pair, the test PSNR after training (higher is better) and the PSNR of the noisy input;
+``--plot denoise.png`` also draws four test pictures: clean, noisy, and each pair's output.
 A second check needs no training: with every convolution taken out, LiftUpPool(LiftDownPool(x))
 gives the input back exactly, while MaxUnpool(MaxPool(x)) keeps a quarter of the pixels.
 """
@@ -88,8 +89,15 @@ def psnr(a: Tensor, b: Tensor) -> float:
     return float(10 * math.log10(1.0 / torch.mean((a - b) ** 2).item()))
 
 
-def train_and_test(updown: str, args: argparse.Namespace) -> tuple[float, float, float]:
-    """(test PSNR of the denoised pictures, of the noisy ones, seconds) for one pooling pair."""
+def test_pictures(args: argparse.Namespace) -> tuple[Tensor, Tensor]:
+    """The same 64 (clean, noisy) test pictures for every pair."""
+    g = torch.Generator().manual_seed(12345)
+    clean = pictures(64, args.size, g)
+    return clean, clean + args.noise * torch.randn(clean.shape, generator=g)
+
+
+def train_and_test(updown: str, args: argparse.Namespace) -> tuple[float, float, float, Tensor]:
+    """(test PSNR of the denoised pictures, of the noisy ones, seconds, the denoised pictures) for one pair."""
     torch.manual_seed(args.seed)
     g = torch.Generator().manual_seed(args.seed)
     net = UpDownNet(updown, width=args.width)
@@ -104,12 +112,34 @@ def train_and_test(updown: str, args: argparse.Namespace) -> tuple[float, float,
         loss.backward()
         opt.step()
     seconds = time.perf_counter() - start
-    test_g = torch.Generator().manual_seed(12345)  # the same test pictures for every pair
-    clean = pictures(64, args.size, test_g)
-    noisy = clean + args.noise * torch.randn(clean.shape, generator=test_g)
+    clean, noisy = test_pictures(args)
     net.eval()
     with torch.no_grad():
-        return psnr(net(noisy).clamp(0, 1), clean), psnr(noisy, clean), seconds
+        out = net(noisy).clamp(0, 1)
+    return psnr(out, clean), psnr(noisy, clean), seconds, out
+
+
+def plot(path: str, clean: Tensor, noisy: Tensor, outputs: dict[str, tuple[float, Tensor]], n: int = 4) -> None:
+    """Rows: clean, noisy, then each pair's output (with its test PSNR); columns: ``n`` test pictures."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from liftpool.io import atomic_save_figure
+
+    rows = [("clean", clean), (f"noisy ({psnr(noisy, clean):.1f} dB)", noisy)]
+    rows += [(f"{name} ({db:.1f} dB)", out) for name, (db, out) in outputs.items()]
+    fig, axes = plt.subplots(len(rows), n, figsize=(2 * n, 2 * len(rows)), squeeze=False)
+    for r, (title, imgs) in enumerate(rows):
+        for c in range(n):
+            ax = axes[r][c]
+            ax.imshow(imgs[c, 0].numpy(), cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[r][0].set_ylabel(title)
+    fig.tight_layout()
+    atomic_save_figure(fig, path)
 
 
 def round_trip_error(updown: str, size: int) -> float:
@@ -131,14 +161,21 @@ def main() -> None:
     ap.add_argument("--noise", type=float, default=0.1, help="standard deviation of the added noise")
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--plot", metavar="PNG", help="also draw four test pictures and every pair's output there")
     args = ap.parse_args()
     if args.steps < 1 or args.batch_size < 1 or args.size < 8 or args.width < 1:
         ap.error("--steps, --batch-size and --width must be positive and --size at least 8")
     print("| pair | round trip rel. error | test PSNR (dB) | noisy input PSNR (dB) | train time (s) |")
     print("|---|---:|---:|---:|---:|")
+    outputs: dict[str, tuple[float, Tensor]] = {}
     for name in args.updown:
-        out, noisy, sec = train_and_test(name, args)
-        print(f"| {name} | {round_trip_error(name, args.size):.2e} | {out:.2f} | {noisy:.2f} | {sec:.1f} |", flush=True)
+        db, noisy_db, sec, out = train_and_test(name, args)
+        outputs[name] = (db, out)
+        trip = round_trip_error(name, args.size)
+        print(f"| {name} | {trip:.2e} | {db:.2f} | {noisy_db:.2f} | {sec:.1f} |", flush=True)
+    if args.plot:
+        plot(args.plot, *test_pictures(args), outputs)
+        print(f"wrote {args.plot}")
 
 
 if __name__ == "__main__":

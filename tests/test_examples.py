@@ -17,10 +17,12 @@ def _run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
                           timeout=300)  # fmt: skip
 
 
-def test_unet_denoise_lift_pair_round_trips_exactly_and_trains():
+def test_unet_denoise_lift_pair_round_trips_exactly_and_trains(tmp_path):
+    png = tmp_path / "denoise.png"
     r = _run("unet_denoise.py", "--updown", "lift", "max", "--steps", "3", "--size", "16", "--batch-size", "4",
-             "--width", "4")  # fmt: skip
+             "--width", "4", "--plot", str(png))  # fmt: skip
     assert r.returncode == 0, r.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"wrote {png}" in r.stdout
     rows = {m[0]: [float(v) for v in m[1:]] for m in re.findall(
         r"^\| (\w+) \| ([\d.e+-]+) \| ([\d.-]+) \| ([\d.-]+) \| ([\d.]+) \|$", r.stdout, flags=re.M)}  # fmt: skip
     assert set(rows) == {"lift", "max"}

@@ -165,7 +165,6 @@ class History:
         With ``cpu``, that CPU's records come first at each step; the other CPUs' are scaled by
         :meth:`cpu_factor`."""
         ok = self._usable(kind, threads)
-        factor: float | None = None
         for pick in ([(r, w) for r, w in ok if r.get("setting") == setting], ok):
             if not pick:
                 continue
@@ -174,9 +173,7 @@ class History:
             here = [w for r, w in pick if r.get("cpu") == cpu]
             if here:
                 return float(statistics.median(here))
-            if factor is None:
-                factor = self.cpu_factor(cpu, threads)
-            return float(statistics.median(w for _, w in pick)) * factor
+            return float(statistics.median(w for _, w in pick)) * self.cpu_factor(cpu, threads)
         return float(estimate_s)
 
 

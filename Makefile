@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(VENV)/bin/liftpool demo --out liftpool-demo.png
 
 lint: $(STAMP)
-	$(PY) -m ruff check src tests benchmarks scripts
+	$(PY) -m ruff check src tests benchmarks scripts examples
 	$(PY) -m mypy --strict --no-warn-return-any src/liftpool
 
 test: $(STAMP)

@@ -369,7 +369,7 @@ def _git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
 
 
-def test_xl_tiny_end_to_end_two_workers_commits_resumes_and_respects_stop_at(tmp_path, monkeypatch):
+def test_xl_tiny_end_to_end_two_workers_commits_resumes_and_respects_stop_at(tmp_path, monkeypatch, capsys):
     # one learning rate keeps it to 6 subprocesses (2 sweep, 2 train, 2 eval); the results live in a git repository
     monkeypatch.setitem(xl.XL_BUDGETS, "xl-tiny", dataclasses.replace(xl.XL_BUDGETS["xl-tiny"], lrs=(0.05,)))
     _imagefolder(tmp_path / "data" / "cifar10-jpeg")
@@ -389,7 +389,17 @@ def test_xl_tiny_end_to_end_two_workers_commits_resumes_and_respects_stop_at(tmp
     assert rp.run(_args(**kw, stop_at="00:00")) == 0
     assert not (out / "sweep").exists() and (out / "report" / "results_xl.md").exists()
     assert "past --stop-at 00:00" in (out / "reproduce.log").read_text()
+    # --dry-run lists what is pending and how long it is expected to take (the budget's first guesses here)
+    capsys.readouterr()
+    assert rp.run(_args(**kw, dry_run=True, workers=2, threads=1)) == 0
+    listing = capsys.readouterr().out
+    guess = dict(xl.XL_BUDGETS["xl-tiny"].guess_s)
+    assert f"pending sweep max lr0.05 (expected {guess['sweep'] / 60:.0f} min here)" in listing
+    assert "6 jobs: 2 sweep runs, 2 training runs, 2 evaluations; the pending ones are expected to take" in listing
     assert rp.run(_args(**kw, workers=2, threads=1, commit=True)) == 0
+    capsys.readouterr()
+    assert rp.run(_args(**kw, dry_run=True)) == 0
+    assert "the pending ones are expected to take 0.0 h" in capsys.readouterr().out  # all done
     hold = json.loads((out / "holdout.json").read_text())
     assert hold["holdout_images"] == 2 and hold["train_images"] == 6
     for key in ("max", "lift"):
@@ -480,11 +490,15 @@ def test_machine_time_counts_every_stretch_of_resumed_runs_and_the_evaluations(t
            {"kind": "sweep", "setting": "lift", "ok": True, "wall_s": 360.0, "threads": 1, "workers": 2,
             "diverged": True})  # fmt: skip
     _write(tmp_path / "jobs" / "eval_max_seed0.json", {"kind": "eval", "setting": "max", "ok": True, "wall_s": 720.0,
-                                                        "threads": 1, "workers": 2})  # fmt: skip
+                                                        "threads": 1, "workers": 2, "cpu": "CPU B"})  # fmt: skip
     mt = xl.machine_time(tmp_path)
     assert mt["kinds"] == {"sweep": {"jobs": 2, "wall_h": 0.6}, "train": {"jobs": 1, "wall_h": 1.0},
                            "eval": {"jobs": 1, "wall_h": 0.2}}  # fmt: skip
     assert mt["cores"] == 2 and mt["core_hours"] == 1.8 and mt["machine_hours"] == 0.9
+    assert mt["cpus"] == {"CPU B": 1, "unknown": 2}  # the machines the records were made on
+    _write(tmp_path / "summary.json", {"recipe": {"seeds": 1}, "runs": []})
+    sec = xl.results_section(tmp_path, seeds=1, budget=XL, settings=["max"], report_files=[])
+    assert "; CPUs of the job records (jobs): CPU B (1), unknown (2)." in sec.splitlines()[0]
 
 
 def test_every_setting_of_a_figure_has_its_own_colour_and_liftdownpool_is_red():

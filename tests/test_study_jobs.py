@@ -191,6 +191,7 @@ def test_a_resumed_job_is_recorded_as_such_and_does_not_set_expectations(tmp_pat
     jobs_dir = tmp_path / "out" / "jobs"
     recs = {n: json.loads((jobs_dir / f"{n}.json").read_text()) for n in ("train_fresh", "train_again")}
     assert failed == 0 and recs["train_again"]["resumed"] is True and recs["train_fresh"]["resumed"] is False
+    assert "resumed_from" not in recs["train_again"]  # the job cannot say how much was done before
     hist = History.load(tmp_path / "out" / "jobs")
     assert hist.expected("train", "avg", 1.0) == recs["train_fresh"]["wall_s"]
 
@@ -252,3 +253,15 @@ def test_deadline_counts_the_rest_of_a_resumed_job_and_the_follower_that_must_ru
     ev = dataclasses.replace(_job(tmp_path / "c", "eval max seed3", kind="eval"), done=lambda: True)
     failed, log = _run(tmp_path / "c", [late, ev], deadline=deadline)
     assert failed == 0 and (tmp_path / "c" / "work" / "train_max_seed3" / "done.txt").exists()
+
+
+def test_a_resumed_job_that_knows_its_progress_records_it_and_stands_for_a_whole_job(tmp_path):
+    half = dataclasses.replace(_job(tmp_path, "train half", setting="lift"), resumable=True, progress=lambda: 0.5)
+    ck = Path(half.out) / "checkpoints"
+    ck.mkdir(parents=True)
+    (ck / "last.pt").write_bytes(b"")
+    failed, _ = _run(tmp_path, [half])
+    rec = json.loads((tmp_path / "out" / "jobs" / "train_half.json").read_text())
+    assert failed == 0 and rec["resumed"] is True and rec["resumed_from"] == 0.5
+    hist = History.load(tmp_path / "out" / "jobs")
+    assert hist.expected("train", "lift", 1.0) == pytest.approx(2 * rec["wall_s"])

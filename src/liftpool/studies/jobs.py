@@ -165,7 +165,6 @@ class History:
         With ``cpu``, that CPU's records come first at each step; the other CPUs' are scaled by
         :meth:`cpu_factor`."""
         ok = self._usable(kind, threads)
-        factor: float | None = None
         for pick in ([(r, w) for r, w in ok if r.get("setting") == setting], ok):
             if not pick:
                 continue
@@ -174,9 +173,7 @@ class History:
             here = [w for r, w in pick if r.get("cpu") == cpu]
             if here:
                 return float(statistics.median(here))
-            if factor is None:
-                factor = self.cpu_factor(cpu, threads)
-            return float(statistics.median(w for _, w in pick)) * factor
+            return float(statistics.median(w for _, w in pick)) * self.cpu_factor(cpu, threads)
         return float(estimate_s)
 
 
@@ -245,7 +242,7 @@ class _Running:
     slot: int = 0
     commit: str | None = None
     resumed: bool = False
-    resumed_from: float = 0.0
+    resumed_from: float | None = 0.0
 
 
 def _argv_for(job: Job) -> list[str]:
@@ -354,7 +351,8 @@ def run_jobs(
                 break
             j, exp = cand
             argv = _argv_for(j)
-            done_before = progress(j) if "--resume" in argv else 0.0
+            # the share an earlier stretch did (None: unknown, and the record sets no expectation)
+            done_before = (progress(j) if j.progress is not None else None) if "--resume" in argv else 0.0
             logf = open(out / "logs" / f"{j.file_name}.log", "a")  # noqa: SIM115  # closed when the job ends
             log(f"start {j.name} (expected {exp / 60:.0f} min): liftpool {' '.join(argv)}")
             slot = min(set(range(workers)) - {r.slot for r in running})
@@ -393,7 +391,7 @@ def run_jobs(
                 "wall_s": wall, "threads": nthreads, "workers": workers, "pinned": bool(pin), "cpu": cpu,
                 "commit": r.commit, "python": platform.python_version(), "resumed": r.resumed,
             }  # fmt: skip
-            if r.resumed:
+            if r.resumed and r.resumed_from is not None:
                 rec["resumed_from"] = round(r.resumed_from, 4)
             finished.add(j.name)
             if ok:

@@ -44,6 +44,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import collections
 import functools
 import json
 import math
@@ -68,7 +69,7 @@ from .common import (
 )
 from .common import fmt_mean_std as _fmt
 from .common import read_json as _read_json
-from .jobs import Job, git_commit, parse_deadline, run_jobs
+from .jobs import History, Job, cpu_model, git_commit, parse_deadline, run_jobs
 from .xl_summary import (
     build_summary,
     eval_row,
@@ -728,7 +729,8 @@ def write_xl_report(
 def machine_time(out: str | os.PathLike[str]) -> dict[str, Any]:
     """What the study's finished work cost: per kind the number of jobs and their summed wall hours,
     the core-hours (wall x threads) and the machine-hours of a machine with ``cores`` cores running
-    them side by side (core-hours / cores, the cores being workers x threads of the job records).
+    them side by side (core-hours / cores, the cores being workers x threads of the job records),
+    and how many job records each CPU model made (``cpus``: the study may run on several machines).
 
     Training and sweep runs count the ``wall_time_s`` of their completed ``summary.json``, which adds
     up every stretch of a run resumed from its checkpoint (a job record times only the stretch it ran,
@@ -758,8 +760,10 @@ def machine_time(out: str | os.PathLike[str]) -> dict[str, Any]:
     for r in recs:
         if r.get("kind") not in ("sweep", "train") or r.get("diverged"):
             add(str(r.get("kind")), float(r["wall_s"]), int(r.get("threads") or 1))
+    cpus = collections.Counter(str(r.get("cpu") or "unknown") for r in recs)
     return {"kinds": {k: {"jobs": int(v["jobs"]), "wall_h": round(v["wall_h"], 2)} for k, v in kinds.items()},
-            "core_hours": round(core_h, 2), "cores": cores, "machine_hours": round(core_h / cores, 2)}  # fmt: skip
+            "core_hours": round(core_h, 2), "cores": cores, "machine_hours": round(core_h / cores, 2),
+            "cpus": dict(sorted(cpus.items()))}  # fmt: skip
 
 
 def results_section(
@@ -774,6 +778,7 @@ def results_section(
     mt = machine_time(out)
     names = {p.name for p in report_files}
     per = ", ".join(f"{k} {v['jobs']} jobs / {v['wall_h']:.1f} h" for k, v in sorted(mt["kinds"].items()))
+    cpus = ", ".join(f"{k} ({v})" for k, v in mt["cpus"].items())
     further = [s for s in settings if s not in XL_PRIORITY]
     first = [s for s in settings if s in XL_PRIORITY]
     if further and first:  # the priority settings first, the further ones apart
@@ -790,7 +795,8 @@ def results_section(
         )
     lines = [
         f"{status}  Machine time of the finished jobs: **{mt['machine_hours']:.1f} h** "
-        f"of the {mt['cores']}-core machine ({mt['core_hours']:.1f} core-hours; {per or 'none yet'}).",
+        f"of the {mt['cores']}-core machine ({mt['core_hours']:.1f} core-hours; {per or 'none yet'})"
+        + (f"; CPUs of the job records (jobs): {cpus}." if cpus else "."),
         "",
     ]
     rep = out / "report"
@@ -1009,13 +1015,24 @@ def run(args: argparse.Namespace) -> int:
     plan = build_xl_plan(budget=budget, settings=keys, seeds=args.seeds, out=out, cifar_dir=cifar or "",
                          corruption_cache=cache)  # fmt: skip
     if args.dry_run:
+        hist, cpu = History.load(out / "jobs"), cpu_model()
+        nthreads = threads or max(1, (os.cpu_count() or 1) // workers)
+        left = 0.0
         for j in plan:
-            state = "done   " if j.done() else "pending"
+            done = j.done()
             why = j.blocked()
             cmd = f"liftpool {' '.join(j.argv())}" if why is None else f"(waits: {why})"
-            print(f"{state} {j.name}: {cmd}")
+            if done:
+                print(f"done    {j.name}: {cmd}")
+                continue
+            share = j.progress() if j.progress is not None else 0.0
+            exp = hist.expected(j.kind, j.setting, j.estimate_s, nthreads, cpu) * (1.0 - share)
+            left += exp
+            print(f"pending {j.name} (expected {exp / 60:.0f} min here): {cmd}")
         n = {k: sum(j.kind == k for j in plan) for k in ("sweep", "train", "eval")}
-        print(f"{len(plan)} jobs: {n['sweep']} sweep runs, {n['train']} training runs, {n['eval']} evaluations")
+        print(f"{len(plan)} jobs: {n['sweep']} sweep runs, {n['train']} training runs, {n['eval']} evaluations; "
+              f"the pending ones are expected to take {left / 3600 / workers:.1f} h with {workers} worker(s) x "
+              f"{nthreads} thread(s) on this CPU ({cpu}; from the job records, scaled to this CPU where it has none)")
         return 0
     commit = bool(getattr(args, "commit", False))
 

@@ -48,7 +48,17 @@ from typing import Any
 from ..io import atomic_write_json
 from .common import past
 
-__all__ = ["History", "Job", "cpu_model", "git_commit", "git_head", "parse_deadline", "run_jobs"]
+__all__ = [
+    "History",
+    "Job",
+    "cpu_model",
+    "expected_rest",
+    "git_commit",
+    "git_head",
+    "job_progress",
+    "parse_deadline",
+    "run_jobs",
+]
 
 
 @dataclass(frozen=True)
@@ -175,6 +185,20 @@ class History:
                 return float(statistics.median(here))
             return float(statistics.median(w for _, w in pick)) * self.cpu_factor(cpu, threads)
         return float(estimate_s)
+
+
+def job_progress(job: Job) -> float:
+    """The share of ``job`` an earlier stretch did (``Job.progress``), in [0, 1]; 0 when unknown."""
+    try:
+        f = float(job.progress()) if job.progress is not None else 0.0
+    except (OSError, ValueError):
+        return 0.0
+    return min(max(f, 0.0), 1.0) if math.isfinite(f) else 0.0
+
+
+def expected_rest(hist: History, job: Job, threads: int | None = None, cpu: str | None = None) -> float:
+    """Expected seconds for what is left of ``job``: :meth:`History.expected` x (1 - its progress)."""
+    return hist.expected(job.kind, job.setting, job.estimate_s, threads, cpu) * (1.0 - job_progress(job))
 
 
 def cpu_model() -> str:
@@ -306,16 +330,9 @@ def run_jobs(
     todo = [j for j in plan if not j.done()]
     by_name = {j.name: j for j in plan}
 
-    def progress(j: Job) -> float:
-        try:
-            f = float(j.progress()) if j.progress is not None else 0.0
-        except (OSError, ValueError):
-            return 0.0
-        return min(max(f, 0.0), 1.0) if math.isfinite(f) else 0.0
-
     def expect(j: Job, *, follower: bool = True) -> tuple[float, float]:
         """(expected seconds of this job's rest, of it and of the follower that must run after it)."""
-        own = hist.expected(j.kind, j.setting, j.estimate_s, nthreads, cpu) * (1.0 - progress(j))
+        own = expected_rest(hist, j, nthreads, cpu)
         nxt = by_name.get(j.then) if (follower and j.then) else None
         more = 0.0 if nxt is None or nxt.done() else hist.expected(nxt.kind, nxt.setting, nxt.estimate_s, nthreads, cpu)
         return own, own + more
@@ -352,7 +369,7 @@ def run_jobs(
             j, exp = cand
             argv = _argv_for(j)
             # the share an earlier stretch did (None: unknown, and the record sets no expectation)
-            done_before = (progress(j) if j.progress is not None else None) if "--resume" in argv else 0.0
+            done_before = (job_progress(j) if j.progress is not None else None) if "--resume" in argv else 0.0
             logf = open(out / "logs" / f"{j.file_name}.log", "a")  # noqa: SIM115  # closed when the job ends
             log(f"start {j.name} (expected {exp / 60:.0f} min): liftpool {' '.join(argv)}")
             slot = min(set(range(workers)) - {r.slot for r in running})

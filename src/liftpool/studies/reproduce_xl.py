@@ -69,7 +69,7 @@ from .common import (
 )
 from .common import fmt_mean_std as _fmt
 from .common import read_json as _read_json
-from .jobs import History, Job, cpu_model, git_commit, parse_deadline, run_jobs
+from .jobs import History, Job, cpu_model, expected_rest, git_commit, parse_deadline, run_jobs
 from .xl_summary import (
     build_summary,
     eval_row,
@@ -1025,8 +1025,7 @@ def run(args: argparse.Namespace) -> int:
             if done:
                 print(f"done    {j.name}: {cmd}")
                 continue
-            share = j.progress() if j.progress is not None else 0.0
-            exp = hist.expected(j.kind, j.setting, j.estimate_s, nthreads, cpu) * (1.0 - share)
+            exp = expected_rest(hist, j, nthreads, cpu)
             left += exp
             print(f"pending {j.name} (expected {exp / 60:.0f} min here): {cmd}")
         n = {k: sum(j.kind == k for j in plan) for k in ("sweep", "train", "eval")}

@@ -33,6 +33,7 @@ Examples:
 from __future__ import annotations
 
 import csv
+import functools
 import math
 import os
 import statistics
@@ -215,6 +216,23 @@ def _ms(values: Sequence[float]) -> str:
     return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
 
 
+def _values(runs: Sequence[Mapping[str, Any]], key: str, metric: str) -> list[float]:
+    """The numeric ``metric`` of every run of setting ``key``."""
+    return [float(r[metric]) for r in runs if r["setting"] == key and isinstance(r.get(metric), (int, float))]
+
+
+def _claim_verdicts(summary: Mapping[str, Any]) -> list[tuple[Claim, list[float], str]]:
+    """Per claim of :data:`CLAIMS`: its per-seed paired differences and verdict (pending until the
+    recipe's planned seeds are in)."""
+    planned = summary.get("recipe", {}).get("seeds")
+    planned = planned if isinstance(planned, int) and not isinstance(planned, bool) else None
+    out = []
+    for c in CLAIMS:
+        d = list(paired(summary["runs"], c.setting, c.baseline, c.metric).values())
+        out.append((c, d, verdict(d, lower_is_better=c.lower_is_better, planned=planned)))
+    return out
+
+
 def summary_markdown(
     summary: Mapping[str, Any], *, settings: Sequence[str], labels: Mapping[str, str],
     sweep: Mapping[str, Any] | None = None,
@@ -230,10 +248,7 @@ def summary_markdown(
         rs = [r for r in runs if r["setting"] == key]
         chosen = (sweep or {}).get(key, {}).get("chosen")
         lr = f"{chosen:g}" if isinstance(chosen, (int, float)) else "–"
-
-        def col(m: str, rs: list[Any] = rs) -> list[float]:
-            return [float(r[m]) for r in rs if isinstance(r.get(m), (int, float))]
-
+        col = functools.partial(_values, runs, key)
         wall = col("wall_s")
         lines.append(
             f"| {labels.get(key, key)} (`{key}`) | {lr} | {len(rs)} | {_ms(col('top1_error'))} | "
@@ -258,13 +273,9 @@ def summary_markdown(
         lines += pairs
     else:
         lines.append("(no seed has both runs yet)")
-    planned = summary.get("recipe", {}).get("seeds")
-    planned = planned if isinstance(planned, int) and not isinstance(planned, bool) else None
     lines += ["", "| claim | paired difference per seed | verdict |", "|---|---|---|"]
-    for c in CLAIMS:
-        d = paired(runs, c.setting, c.baseline, c.metric)
-        per = ", ".join(f"{v:+.2f}" for v in d.values()) or "–"
-        v = verdict(list(d.values()), lower_is_better=c.lower_is_better, planned=planned)
+    for c, diffs, v in _claim_verdicts(summary):
+        per = ", ".join(f"{x:+.2f}" for x in diffs) or "–"
         lines.append(f"| {c.name} | {c.metric}: {per} | {v} |")
     lines += [
         "",
@@ -289,30 +300,20 @@ def readme_markdown(
     missing = [k for k in settings if k not in have]
     if not have:
         return "(no run of the study has finished yet)\n"
-
-    def col(key: str, m: str) -> list[float]:
-        return [float(r[m]) for r in runs if r["setting"] == key and isinstance(r.get(m), (int, float))]
-
     head = "| | " + " | ".join(labels.get(k, k) for k in have) + " |"
     lines = [head, "|---|" + "---:|" * len(have)]
     seeds = [",".join(str(r["seed"]) for r in runs if r["setting"] == k) for k in have]
     lines.append("| seeds | " + " | ".join(seeds) + " |")
     for m, name in (("top1_error", "top-1 error (%)"), ("shift_consistency", "shift consistency (%)"),
                     ("mce_rel_max", "mCE relative to MaxPool (%)")):  # fmt: skip
-        lines.append(f"| {name} | " + " | ".join(_ms(col(k, m)) for k in have) + " |")
+        lines.append(f"| {name} | " + " | ".join(_ms(_values(runs, k, m)) for k in have) + " |")
     if missing:
         lines += ["", "Not run yet: " + ", ".join(labels.get(k, k) for k in missing) + "."]
-    planned = summary.get("recipe", {}).get("seeds")
-    planned = planned if isinstance(planned, int) and not isinstance(planned, bool) else None
-    claims = []
-    for c in CLAIMS:
-        if c.setting not in settings or c.baseline not in settings:
-            continue
-        d = paired(runs, c.setting, c.baseline, c.metric)
-        if d:
-            per = ", ".join(f"{v:+.2f}" for v in d.values())
-            v = verdict(list(d.values()), lower_is_better=c.lower_is_better, planned=planned)
-            claims.append(f"- {c.name}: {per} points per seed: **{v}**")
+    claims = [
+        f"- {c.name}: {', '.join(f'{x:+.2f}' for x in d)} points per seed: **{v}**"
+        for c, d, v in _claim_verdicts(summary)
+        if d and c.setting in settings and c.baseline in settings
+    ]
     if claims:
         lines += ["", "Paired over seeds (this setting − the baseline, same seed):", "", *claims]
     return "\n".join(lines) + "\n"

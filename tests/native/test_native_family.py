@@ -187,6 +187,46 @@ def test_layers_take_native_and_stay_exact() -> None:
         assert rel_err(a, b) <= 1e-12
 
 
+_CL = {2: torch.channels_last, 3: torch.channels_last_3d}
+
+
+@pytest.mark.parametrize(("dims", "size"), [(2, (9, 6)), (2, (4, 4)), (3, (5, 4, 7))])
+def test_channels_last_gradients_follow_the_input(dims: int, size: tuple[int, ...]) -> None:
+    """channels_last x (down) and bands (up): the outputs and the gradients w.r.t. them come back
+    channels_last, bit for bit the values of the contiguous run (the kernel runs on an NCHW copy), and
+    the create_graph backward still differentiates through the channels_last input."""
+    down_cls, up_cls = {2: (LiftDownPool2d, LiftUpPool2d), 3: (LiftDownPool3d, LiftUpPool3d)}[dims]
+    down = down_cls(3, return_details=True, backend="native").double()
+    _random_params(down, seed=4)
+    up = up_cls(down)
+    x0 = torch.randn(2, 3, *size, dtype=torch.float64)
+    runs = []
+    for fmt in (torch.contiguous_format, _CL[dims]):
+        x = x0.clone(memory_format=fmt).requires_grad_(True)
+        y, det = down(x)
+        low = y.detach().clone(memory_format=fmt).requires_grad_(True)
+        rec = up(low, det)
+        gen = torch.Generator().manual_seed(1)
+        loss = (y * torch.randn(y.shape, generator=gen, dtype=y.dtype)).sum() + (rec * torch.randn(
+            rec.shape, generator=gen, dtype=rec.dtype)).sum()
+        # autograd.grad, not .grad: a leaf's .grad is re-laid out like the leaf whatever the backward returns
+        params = list(down.parameters())
+        g_x, g_low, *g_params = torch.autograd.grad(loss, [x, low, *params])
+        for t in (y, rec, g_x, g_low):
+            assert t.is_contiguous(memory_format=fmt), (fmt, t.stride())
+        runs.append([y.detach(), rec.detach(), g_x, g_low, *g_params])
+    for a, b in zip(*runs):
+        assert torch.equal(a, b)
+    # second derivatives (gradient penalty) with a channels_last input equal the contiguous ones
+    pens = []
+    for fmt in (torch.contiguous_format, _CL[dims]):
+        x = x0.clone(memory_format=fmt).requires_grad_(True)
+        (g,) = torch.autograd.grad(down(x)[0].square().sum(), x, create_graph=True)
+        (gg,) = torch.autograd.grad(g.square().sum(), x)
+        pens.append(gg.contiguous())
+    assert rel_err(pens[1], pens[0]) <= 1e-12
+
+
 @pytest.mark.parametrize(("H", "W", "padding", "layout"), [(1, 1, 0, 1), (2, 3, 1, 2), (5, 4, 2, 1), (7, 6, 3, 2)])
 def test_up2d_gradcheck(H: int, W: int, padding: int, layout: int) -> None:
     layer = LiftDownPool2d(2, 3, share_weights=(H + W) % 2 == 0).double()

@@ -13,7 +13,8 @@ The API the kernel dispatch point calls:
 
 Precision: float32 and float64 are computed in their own type; bfloat16/float16 inputs (and
 autocast) are computed in float32 inside and the results cast to the dtype the eager path returns.
-channels_last input is copied to NCHW inside (the outputs are returned channels_last again).
+channels_last input is copied to NCHW inside; the outputs, and in eager autograd the gradients w.r.t.
+the inputs, are returned channels_last again.
 
 Non-finite values propagate as in the eager path (ReLU keeps NaN, its gradient passes at NaN), and
 constraint terms without an incoming gradient are left out of the backward (not multiplied by 0).
@@ -210,16 +211,23 @@ class _Down(torch.autograd.Function):
     def forward(
         ctx: Any, x: Tensor, args: tuple[Any, ...], transforms: nn.ModuleList, *params: Tensor
     ) -> tuple[Tensor, Tensor, Tensor]:
-        out, det, cons = _down_forward(x.ndim - 2, x, list(params), args)
+        # A channels_last x is copied to NCHW for the kernel here, untracked, and its gradient is
+        # returned channels_last: the layer before (ReLU, BatchNorm) then runs its backward in one
+        # memory format instead of a mixed-stride one (several times slower than the copy).
+        xc = _nchw(x)
+        out, det, cons = _down_forward(x.ndim - 2, xc, list(params), args)
         ctx.set_materialize_grads(False)
-        ctx.save_for_backward(x, *params)
+        # x for a differentiable (create_graph) backward, the NCHW copy for the kernel's (kept: a
+        # transposing copy costs about as much as the kernel's backward at few channels)
+        ctx.save_for_backward(x, xc, *params)
+        ctx.channels_last = _is_channels_last(x)
         ctx.args = args
         ctx.transforms = transforms
         return out, det, cons
 
     @staticmethod
     def backward(ctx: Any, g_out: Tensor | None, g_det: Tensor | None, g_cons: Tensor | None) -> tuple[Any, ...]:
-        x, *params = ctx.saved_tensors
+        x, xc, *params = ctx.saved_tensors
         padding, mask, scale, constraints, details, *layout = ctx.args
         if torch.is_grad_enabled():  # create_graph=True: a differentiable backward
             grads = _down_composite_grads(ctx.transforms, x, params, ctx.args, g_out, g_det, g_cons)
@@ -228,8 +236,11 @@ class _Down(torch.autograd.Function):
             g_cons = x.new_zeros((0,))
         ext = ops._ext()
         fn = {3: ext.down1d_backward_list, 4: ext.down2d_backward_list, 5: ext.down3d_backward_list}[x.ndim]
-        grads = fn(x, params, g_out, g_det if details else None, g_cons, padding, mask, scale, *layout)
-        return (grads[0], None, None, *grads[1:])
+        grads = fn(xc, params, g_out, g_det if details else None, g_cons, padding, mask, scale, *layout)
+        g_x = grads[0]
+        if ctx.channels_last and g_x is not None:
+            g_x = _to_memory_format(g_x, True)
+        return (g_x, None, None, *grads[1:])
 
 
 def _down_composite_grads(
@@ -287,6 +298,11 @@ def _is_channels_last(t: Tensor) -> bool:
     return fmt is not None and t.is_contiguous(memory_format=fmt) and not t.is_contiguous()
 
 
+def _nchw(t: Tensor) -> Tensor:
+    """``t`` in the kernels' row-major layout (no copy when it already is)."""
+    return t if t.is_contiguous() else t.contiguous()
+
+
 def _to_memory_format(t: Tensor, channels_last: bool) -> Tensor:
     return t.contiguous(memory_format=_CL_FORMAT[t.ndim]) if channels_last else t
 
@@ -325,7 +341,10 @@ def pool(
     compute = torch.float64 if out_dtype == torch.float64 else torch.float32
     channels_last = _is_channels_last(x)
     xc = x if x.dtype == compute else x.to(compute)
-    if not xc.is_contiguous():
+    eager_autograd = not torch.compiler.is_compiling() and (
+        torch.is_grad_enabled() and (xc.requires_grad or any(p.requires_grad for p in params))
+    )
+    if not xc.is_contiguous() and not eager_autograd:  # _Down makes its own NCHW copy
         xc = xc.contiguous()
     pc = params if params[0].dtype == compute else [p.to(compute) for p in params]
     mask = 0
@@ -337,7 +356,7 @@ def pool(
     if torch.compiler.is_compiling():  # the registered op: one node in the compiled graph
         op = {1: torch.ops.liftpool.down1d, 2: torch.ops.liftpool.down2d, 3: torch.ops.liftpool.down3d}[spatial_dims]
         out, det, cons = op(xc, pc, *args)
-    elif torch.is_grad_enabled() and (xc.requires_grad or any(p.requires_grad for p in pc)):
+    elif eager_autograd:
         # eager autograd: the same C++ functions and backward formula as the op's, without the dispatcher's
         # Python dispatch layers (their cost is the kernel's own at 2x2 maps)
         out, det, cons = _Down.apply(xc, args, transforms, *pc)
@@ -373,8 +392,12 @@ class _Up(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, nbands: int, args: tuple[Any, ...], transforms: nn.ModuleList, *tensors: Tensor) -> Tensor:
-        out = _up_forward(list(tensors[:nbands]), list(tensors[nbands:]), args)
-        ctx.save_for_backward(*tensors)
+        # channels_last bands: copied to NCHW here, untracked; their gradients return channels_last (see _Down)
+        bands = list(tensors[:nbands])
+        flat = [_nchw(b) for b in bands]
+        out = _up_forward(flat, list(tensors[nbands:]), args)
+        ctx.save_for_backward(*bands, *flat, *tensors[nbands:])
+        ctx.channels_last = [_is_channels_last(b) for b in bands]
         ctx.nbands = nbands
         ctx.args = args
         ctx.transforms = transforms
@@ -383,17 +406,21 @@ class _Up(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, g_x: Tensor) -> tuple[Any, ...]:
         saved, nb = ctx.saved_tensors, ctx.nbands
-        bands, params = list(saved[:nb]), list(saved[nb:])
+        bands, flat, params = list(saved[:nb]), list(saved[nb : 2 * nb]), list(saved[2 * nb :])
         if torch.is_grad_enabled():  # create_graph=True: a differentiable backward
             return (None, None, None, *_up_composite_grads(ctx.transforms, bands, params, ctx.args, g_x))
         ext = ops._ext()
         if nb == 4:
             _h, _w, padding, layout = ctx.args
-            grads = ext.up2d_backward_list(bands, params, g_x, padding, layout)
+            grads = ext.up2d_backward_list(flat, params, g_x, padding, layout)
         else:
             padding = ctx.args[-1]
             fn = ext.up1d_backward_list if nb == 2 else ext.up3d_backward_list
-            grads = fn(bands, params, g_x, padding)
+            grads = fn(flat, params, g_x, padding)
+        grads = list(grads)
+        for i, cl in enumerate(ctx.channels_last):
+            if cl and grads[i] is not None:
+                grads[i] = _to_memory_format(grads[i], True)
         return (None, None, None, *grads)
 
 
@@ -438,8 +465,12 @@ def reconstruct(
     compute = torch.float64 if out_dtype == torch.float64 else torch.float32
     channels_last = _is_channels_last(low)
     ts = [bands[b] if bands[b].dtype == compute else bands[b].to(compute) for b in order]
-    ts = [t if t.is_contiguous() else t.contiguous() for t in ts]
     pc = params if params[0].dtype == compute else [p.to(compute) for p in params]
+    eager_autograd = not torch.compiler.is_compiling() and (
+        torch.is_grad_enabled() and any(t.requires_grad for t in (*ts, *pc))
+    )
+    if not eager_autograd:  # _Up makes its own NCHW copies
+        ts = [t if t.is_contiguous() else t.contiguous() for t in ts]
     padding = _padding_code(transforms)
     args: tuple[Any, ...]
     if dims == 2:
@@ -449,7 +480,7 @@ def reconstruct(
     if torch.compiler.is_compiling():
         op = {1: torch.ops.liftpool.up1d, 2: torch.ops.liftpool.up2d, 3: torch.ops.liftpool.up3d}[dims]
         out = op(ts, pc, *args)
-    elif torch.is_grad_enabled() and any(t.requires_grad for t in (*ts, *pc)):
+    elif eager_autograd:
         out = _Up.apply(len(ts), args, transforms, *ts, *pc)
     else:
         out = _up_forward(ts, pc, args)

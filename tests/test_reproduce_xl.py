@@ -311,6 +311,7 @@ def test_summary_json_has_exactly_the_documented_form(tmp_path):
     assert l1["top1_error"] == 12.0 and l1["mce_rel_max"] == pytest.approx(90.0) and l1["corruption_error"] == 27.0
     md = xs.summary_markdown(summ, settings=["max", "lift", "avg"], labels=xl.XL_LABELS)
     assert "| MaxPool (`max`) | – | 2 | 10.50 ± 0.71 |" in md and "| 0 | not run |" in md
+    assert "| 30 (Some, 2) |" in md  # training time per CPU model
     # 2 of the 3 planned seeds: every verdict waits for the third
     assert "than MaxPool | top1_error: +2.00, +1.00 | pending (2 of 3 seeds; 0/2 in the claimed direction" in md
     assert "(mCE < 100 %) | mce_rel_max: -10.00, -10.00 | pending (2 of 3 seeds; 2/2 in the claimed direction" in md
@@ -329,6 +330,18 @@ def test_summary_json_has_exactly_the_documented_form(tmp_path):
     assert claim in short
     assert "constraint losses" not in short  # lift-nocons is not among the settings
     assert xs.readme_markdown({"runs": []}, settings=["max"], labels={}) == "(no run of the study has finished yet)\n"
+
+
+def test_train_time_is_listed_per_cpu_model():
+    """Runs on different CPUs are not averaged together; the model names lose (R) and "Processor"."""
+    runs = [{"setting": "lift", "wall_s": 3600.0, "cpu": "Intel(R) Xeon(R) Processor"},
+            {"setting": "lift", "wall_s": 3480.0, "cpu": "Intel(R) Xeon(R) Processor"},
+            {"setting": "lift", "wall_s": 4800.0, "cpu": "AMD EPYC"},
+            {"setting": "max", "wall_s": 1800.0, "cpu": None},
+            {"setting": "avg", "wall_s": float("nan"), "cpu": "AMD EPYC"}]  # fmt: skip
+    assert xs._wall_by_cpu(runs, "lift") == "59 (Intel Xeon, 2); 80 (AMD EPYC, 1)"
+    assert xs._wall_by_cpu(runs, "max") == "30 (unknown CPU, 1)"
+    assert xs._wall_by_cpu(runs, "avg") == "–" and xs._wall_by_cpu(runs, "skip") == "–"
 
 
 def test_status_counts_the_priority_settings_apart(tmp_path):

@@ -221,6 +221,25 @@ def _values(runs: Sequence[Mapping[str, Any]], key: str, metric: str) -> list[fl
     return [float(r[metric]) for r in runs if r["setting"] == key and isinstance(r.get(metric), (int, float))]
 
 
+def _cpu_name(cpu: Any) -> str:
+    """A job record's CPU model, short: ``"Intel(R) Xeon(R) Processor"`` -> ``"Intel Xeon"``."""
+    if not isinstance(cpu, str) or not cpu.strip():
+        return "unknown CPU"
+    words = [w.replace("(R)", "").replace("(TM)", "") for w in cpu.split()]
+    return " ".join(w for w in words if w and w.lower() not in ("processor", "cpu")) or cpu
+
+
+def _wall_by_cpu(runs: Sequence[Mapping[str, Any]], key: str) -> str:
+    """Mean training wall time (min) of setting ``key``'s runs per CPU model, most runs first:
+    ``"59 (Intel Xeon, 2); 80 (AMD EPYC, 1)"`` (times on different CPUs are not averaged together)."""
+    per: dict[str, list[float]] = {}
+    for r in runs:
+        if r["setting"] == key and isinstance(r.get("wall_s"), (int, float)) and math.isfinite(r["wall_s"]):
+            per.setdefault(_cpu_name(r.get("cpu")), []).append(float(r["wall_s"]))
+    order = sorted(per, key=lambda c: (-len(per[c]), c))
+    return "; ".join(f"{statistics.mean(per[c]) / 60:.0f} ({c}, {len(per[c])})" for c in order) or "–"
+
+
 def _claim_verdicts(summary: Mapping[str, Any]) -> list[tuple[Claim, list[float], str]]:
     """Per claim of :data:`CLAIMS`: its per-seed paired differences and verdict (pending until the
     recipe's planned seeds are in)."""
@@ -241,7 +260,7 @@ def summary_markdown(
     runs = summary["runs"]
     lines = [
         "| setting | lr (sweep) | n | top-1 error (%) | shift consistency (%) | mCE rel. MaxPool (%) | "
-        "corruption error (%) | train time per run (min) |",
+        "corruption error (%) | train time per run (min; CPU, runs) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for key in settings:
@@ -249,13 +268,19 @@ def summary_markdown(
         chosen = (sweep or {}).get(key, {}).get("chosen")
         lr = f"{chosen:g}" if isinstance(chosen, (int, float)) else "–"
         col = functools.partial(_values, runs, key)
-        wall = col("wall_s")
         lines.append(
             f"| {labels.get(key, key)} (`{key}`) | {lr} | {len(rs)} | {_ms(col('top1_error'))} | "
             f"{_ms(col('shift_consistency'))} | {_ms(col('mce_rel_max'))} | {_ms(col('corruption_error'))} | "
-            f"{statistics.mean(wall) / 60:.0f} |" if wall else
+            f"{_wall_by_cpu(runs, key)} |" if rs else
             f"| {labels.get(key, key)} (`{key}`) | {lr} | 0 | not run | | | | |"
         )  # fmt: skip
+    threads = sorted({int(r["threads"]) for r in runs if isinstance(r.get("threads"), int)})
+    lines += [
+        "",
+        "Train time: the training run's wall time (every epoch, with a test-set evaluation after each; "
+        f"threads per run: {', '.join(map(str, threads)) or 'not recorded'}; the job records in `jobs/` say "
+        "how many ran side by side), per CPU model: times on different CPUs are not comparable.",
+    ]
     pairs: list[str] = []
     for a, b in (("lift", "max"), ("lift", "avg")):
         for m in ("top1_error", "shift_consistency", "mce_rel_max", "corruption_error"):

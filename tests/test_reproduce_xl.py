@@ -561,6 +561,38 @@ def test_diagnosis_leaves_out_runs_still_training(tmp_path):
     assert {k: len(v) for k, v in dg.load_diagnostics(tmp_path, ["lift", "max"], 3).items()} == {"lift": 1}
 
 
+def test_diagnosis_fit_reads_the_last_epoch_of_finished_runs(tmp_path):
+    """The fit table and the constraint-loss finding come from the last row of metrics.csv."""
+    from liftpool.studies import diagnosis as dg
+
+    head = "epoch,lr,train_loss,train_lift_loss,train_acc,val_loss,val_acc\n"
+    runs = {("lift", 0): "2,0.1,0.30,0.025,0.90,0.5,0.85\n", ("lift", 1): "2,0.1,0.26,0.023,0.92,0.5,0.86\n",
+            ("lift-nocons", 0): "2,0.1,0.25,0.18,0.915,0.5,0.862\n", ("max", 0): "2,0.1,0.29,0,0.90,0.5,0.85\n"}
+    for (key, seed), last in runs.items():
+        d = tmp_path / "runs" / key / f"seed{seed}"
+        d.mkdir(parents=True)
+        (d / "metrics.csv").write_text(head + "1,0.1,9,9,0.1,9,0.1\n" + last)
+        _write(d / "summary.json", {"status": "completed"})
+    still = tmp_path / "runs" / "lift-nocons" / "seed1"  # still training: left out
+    still.mkdir(parents=True)
+    (still / "metrics.csv").write_text(head + "1,0.1,0.1,0.1,0.99,0.1,0.99\n")
+    _write(still / "summary.json", {"status": "running"})
+    fit = dg.load_fit(tmp_path, ["max", "lift", "lift-nocons", "avg"], 3)
+    assert {k: len(v) for k, v in fit.items()} == {"max": 1, "lift": 2, "lift-nocons": 1}
+    assert fit["lift"][0] == pytest.approx({"train_error": 10.0, "test_error": 15.0, "task_loss": 0.30,
+                                            "lift_loss": 0.025})  # fmt: skip
+    # lift: task loss 0.28, constraint 0.024 (7.9 % of 0.304), train error 9.0, test error 14.5
+    assert dg.fit_findings(fit) == [
+        "Fit at the last epoch, with − without the constraint losses (`lift` − `lift-nocons`, means over 2 and 1 "
+        "seeds): training task loss 0.28 vs 0.25 (+12 %), training error +0.50 points, test error +0.70 points; "
+        "the weighted constraint loss is 7.9 % of `lift`'s objective at the end."
+    ]
+    md = dg.diagnosis_markdown({}, fit)
+    assert "| lift | 2 | 9.00 | 14.50 | 5.50 | 0.28 | 0.024 |" in md
+    assert "| max | 1 | 10.00 | 15.00 | 5.00 | 0.29 | – |" in md
+    assert dg.fit_findings({"lift": fit["lift"]}) == []  # nothing to compare with
+
+
 def test_epochs_done_reads_a_resumable_runs_finished_epochs(tmp_path):
     run = tmp_path / "run"
     assert xl.epochs_done(run, 30) == 0.0  # nothing yet

@@ -13,11 +13,16 @@ per question and ``diagnosis.md`` with the numbers behind them:
 * ``diag_grads.png`` - the gradient norm at every pooling stage's output, per method (mean over the
   last epoch's records), and at the last stage over training.
 
-Curves are means over the seeds that have the file (records are matched by step).
+Curves are means over the seeds that have the file (records are matched by step).  How well each
+setting fits its training set (:func:`load_fit`, from the last row of every finished run's
+``metrics.csv``: training error on the augmented batches, test error, task loss and the weighted
+constraint loss) comes as a table, and, where both runs exist, as the difference the constraint
+losses make (:func:`fit_findings`).
 """
 
 from __future__ import annotations
 
+import csv
 import math
 import os
 import statistics
@@ -28,7 +33,7 @@ from typing import Any
 from ..io import atomic_save_figure, atomic_write_text
 from .common import read_json as _read_json
 
-__all__ = ["NEAR_ZERO", "findings", "load_diagnostics", "summarize", "write_diagnosis"]
+__all__ = ["NEAR_ZERO", "findings", "fit_findings", "load_diagnostics", "load_fit", "summarize", "write_diagnosis"]
 
 
 def load_diagnostics(out: str | os.PathLike[str], settings: Sequence[str], seeds: int) -> dict[str, list[Any]]:
@@ -43,6 +48,75 @@ def load_diagnostics(out: str | os.PathLike[str], settings: Sequence[str], seeds
         if found:
             res[key] = found
     return res
+
+
+#: metrics.csv columns of the fit table -> its keys (accuracies become errors in %)
+_FIT_COLUMNS = {"train_acc": "train_error", "val_acc": "test_error", "train_loss": "task_loss",
+                "train_lift_loss": "lift_loss"}  # fmt: skip
+
+
+def load_fit(out: str | os.PathLike[str], settings: Sequence[str], seeds: int) -> dict[str, list[dict[str, float]]]:
+    """``{setting: [last epoch of seed 0, 1, ...]}`` of the completed runs: ``train_error`` (%, the
+    epoch's augmented training batches), ``test_error`` (%), ``task_loss`` (training cross-entropy)
+    and ``lift_loss`` (the weighted constraint loss ``0.01 c_u + 0.1 c_p``; computed, and reported,
+    also when it is not in the objective)."""
+    res: dict[str, list[dict[str, float]]] = {}
+    for key in settings:
+        rows = []
+        for k in range(seeds):
+            d = Path(out) / "runs" / key / f"seed{k}"
+            if (_read_json(d / "summary.json") or {}).get("status") != "completed":
+                continue
+            try:
+                with open(d / "metrics.csv", newline="") as f:
+                    last = list(csv.DictReader(f))[-1]
+                row = {new: float(last[old]) for old, new in _FIT_COLUMNS.items()}
+            except (OSError, IndexError, KeyError, ValueError):
+                continue
+            row["train_error"] = 100.0 * (1.0 - row["train_error"])
+            row["test_error"] = 100.0 * (1.0 - row["test_error"])
+            rows.append(row)
+        if rows:
+            res[key] = rows
+    return res
+
+
+def fit_findings(fit: Mapping[str, Sequence[Mapping[str, float]]]) -> list[str]:
+    """What the constraint losses do to the fit (``lift`` against ``lift-nocons``, means over seeds):
+    their share of the objective at the end, and the differences in training loss, training error
+    and test error."""
+    if "lift" not in fit or "lift-nocons" not in fit:
+        return []
+    a = {k: statistics.mean(r[k] for r in fit["lift"]) for k in _FIT_COLUMNS.values()}
+    b = {k: statistics.mean(r[k] for r in fit["lift-nocons"]) for k in _FIT_COLUMNS.values()}
+    share = 100.0 * a["lift_loss"] / (a["task_loss"] + a["lift_loss"]) if a["task_loss"] + a["lift_loss"] > 0 else 0.0
+    return [
+        f"Fit at the last epoch, with − without the constraint losses (`lift` − `lift-nocons`, means over "
+        f"{len(fit['lift'])} and {len(fit['lift-nocons'])} seeds): training task loss {a['task_loss']:.3g} vs "
+        f"{b['task_loss']:.3g} ({100.0 * (a['task_loss'] / b['task_loss'] - 1.0):+.0f} %), training error "
+        f"{a['train_error'] - b['train_error']:+.2f} points, test error {a['test_error'] - b['test_error']:+.2f} "
+        f"points; the weighted constraint loss is {share:.1f} % of `lift`'s objective at the end."
+    ]
+
+
+def _fit_table(fit: Mapping[str, Sequence[Mapping[str, float]]]) -> list[str]:
+    lines = [
+        "**Fit at the last epoch** (mean over seeds; training error on that epoch's augmented batches; the "
+        "weighted constraint loss 0.01 c_u + 0.1 c_p is computed for every LiftDownPool run, in the objective "
+        "only where the constraints are on).",
+        "",
+        "| setting | seeds | training error (%) | test error (%) | gap (points) | training task loss | "
+        "weighted constraint loss |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for key, rows in fit.items():
+        m = {k: statistics.mean(r[k] for r in rows) for k in _FIT_COLUMNS.values()}
+        lift = f"{m['lift_loss']:.3g}" if m["lift_loss"] > 0 else "–"
+        lines.append(
+            f"| {key} | {len(rows)} | {m['train_error']:.2f} | {m['test_error']:.2f} | "
+            f"{m['test_error'] - m['train_error']:.2f} | {m['task_loss']:.3g} | {lift} |"
+        )
+    return lines
 
 
 def _mean(v: Sequence[float | None]) -> float:
@@ -168,12 +242,15 @@ def findings(summary: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def diagnosis_markdown(summary: Mapping[str, Any]) -> str:
-    """What the diagnosis shows (:func:`findings`), then three tables: P/U size, constraint terms
-    (first -> last record), gradient norms per stage."""
+def diagnosis_markdown(
+    summary: Mapping[str, Any], fit: Mapping[str, Sequence[Mapping[str, float]]] | None = None
+) -> str:
+    """What the diagnosis shows (:func:`findings`, :func:`fit_findings`), then three tables: P/U size,
+    constraint terms (first -> last record), gradient norms per stage; and the fit table where ``fit``
+    (:func:`load_fit`) has runs."""
     lift = {k: v for k, v in summary.items() if any("last" in r for r in v["layers"].values())}
     lines = ["## Diagnosis", ""]
-    shown = findings(summary)
+    shown = findings(summary) + fit_findings(fit or {})
     if shown:
         lines += ["**What it shows** (computed from the tables below):", ""] + [f"- {x}" for x in shown] + [""]
     if lift:
@@ -217,6 +294,8 @@ def diagnosis_markdown(summary: Mapping[str, Any]) -> str:
         for k, v in summary.items():
             g = [_f(r["grad_output_norm"]) for r in v["layers"].values()]
             lines.append(f"| {k} | " + " | ".join(g + ["–"] * (names - len(g))) + f" | {v['seeds']} |")
+    if fit:
+        lines += [""] + _fit_table(fit)
     return "\n".join(lines) + "\n"
 
 
@@ -291,7 +370,8 @@ def write_diagnosis(
     if not diags:
         return []
     summary = summarize(diags)
-    written = [atomic_write_text(rep / "diagnosis.md", diagnosis_markdown(summary))]
+    fit = load_fit(out, settings, seeds)
+    written = [atomic_write_text(rep / "diagnosis.md", diagnosis_markdown(summary, fit))]
     pu = [
         ("p_rel", _probe("p_rel"), "p_rel = rms P(x_e) / rms x_o"),
         ("u_rel", _probe("u_rel"), "u_rel = rms U(d) / rms x_e"),

@@ -591,6 +591,18 @@ def test_diagnosis_fit_reads_the_last_epoch_of_finished_runs(tmp_path):
     assert "| lift | 2 | 9.00 | 14.50 | 5.50 | 0.28 | 0.024 |" in md
     assert "| max | 1 | 10.00 | 15.00 | 5.00 | 0.29 | – |" in md
     assert dg.fit_findings({"lift": fit["lift"]}) == []  # nothing to compare with
+    # the middle of training (epochs n/6 .. 5n/6; here 1-5 of 6): test error above training error, and its jumps
+    d = tmp_path / "mid" / "runs" / "max" / "seed0"
+    d.mkdir(parents=True)
+    rows = [f"{e},0.1,0.5,0,0.8,0.5,{0.7 if e % 2 else 0.6}\n" for e in range(1, 6)] + ["6,0.1,0.5,0,0.95,0.5,0.1\n"]
+    (d / "metrics.csv").write_text(head + "".join(rows))
+    _write(d / "summary.json", {"status": "completed"})
+    mid = dg.load_fit(tmp_path / "mid", ["max"], 1)
+    assert mid["max"][0]["mid_test_error"] == pytest.approx(34.0) and mid["max"][0]["mid_jump"] == pytest.approx(10.0)
+    assert dg.fit_findings(mid) == [
+        "Middle of training (epochs n/6 to 5n/6), test error − training error (points; the test error's mean change "
+        "from one epoch to the next): `max` +14.0 (10.0)."
+    ]
 
 
 def test_epochs_done_reads_a_resumable_runs_finished_epochs(tmp_path):

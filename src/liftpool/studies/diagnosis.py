@@ -59,7 +59,9 @@ def load_fit(out: str | os.PathLike[str], settings: Sequence[str], seeds: int) -
     """``{setting: [last epoch of seed 0, 1, ...]}`` of the completed runs: ``train_error`` (%, the
     epoch's augmented training batches), ``test_error`` (%), ``task_loss`` (training cross-entropy)
     and ``lift_loss`` (the weighted constraint loss ``0.01 c_u + 0.1 c_p``; computed, and reported,
-    also when it is not in the objective)."""
+    also when it is not in the objective); and over the middle of training (epochs n/6 to 5n/6 of n):
+    ``mid_train_error``, ``mid_test_error`` (means) and ``mid_jump`` (mean change of the test error
+    from one epoch to the next)."""
     res: dict[str, list[dict[str, float]]] = {}
     for key in settings:
         rows = []
@@ -69,12 +71,19 @@ def load_fit(out: str | os.PathLike[str], settings: Sequence[str], seeds: int) -
                 continue
             try:
                 with open(d / "metrics.csv", newline="") as f:
-                    last = list(csv.DictReader(f))[-1]
-                row = {new: float(last[old]) for old, new in _FIT_COLUMNS.items()}
+                    table = list(csv.DictReader(f))
+                row = {new: float(table[-1][old]) for old, new in _FIT_COLUMNS.items()}
+                n = len(table)  # the middle of training: epochs n/6 ... 5n/6
+                mid = [(100.0 * (1.0 - float(r["train_acc"])), 100.0 * (1.0 - float(r["val_acc"])))
+                       for r in table if math.ceil(n / 6) <= int(r["epoch"]) <= (5 * n) // 6]  # fmt: skip
             except (OSError, IndexError, KeyError, ValueError):
                 continue
             row["train_error"] = 100.0 * (1.0 - row["train_error"])
             row["test_error"] = 100.0 * (1.0 - row["test_error"])
+            if len(mid) >= 2:
+                row["mid_train_error"] = statistics.mean(a for a, _ in mid)
+                row["mid_test_error"] = statistics.mean(b for _, b in mid)
+                row["mid_jump"] = statistics.mean(abs(b2 - b1) for (_, b1), (_, b2) in zip(mid, mid[1:]))
             rows.append(row)
         if rows:
             res[key] = rows
@@ -82,15 +91,26 @@ def load_fit(out: str | os.PathLike[str], settings: Sequence[str], seeds: int) -
 
 
 def fit_findings(fit: Mapping[str, Sequence[Mapping[str, float]]]) -> list[str]:
-    """What the constraint losses do to the fit (``lift`` against ``lift-nocons``, means over seeds):
-    their share of the objective at the end, and the differences in training loss, training error
-    and test error."""
+    """How far each setting's test error sits above its training error in the middle of training (and
+    how much it jumps between epochs), and what the constraint losses do to the fit at the end
+    (``lift`` against ``lift-nocons``, means over seeds): their share of the objective, and the
+    differences in training loss, training error and test error."""
+    out: list[str] = []
+    mids = {k: rows for k, rows in fit.items() if all("mid_test_error" in r for r in rows)}
+    if mids:
+        out.append(
+            "Middle of training (epochs n/6 to 5n/6), test error − training error (points; the test error's "
+            "mean change from one epoch to the next): " + ", ".join(
+                f"`{k}` {statistics.mean(r['mid_test_error'] - r['mid_train_error'] for r in rows):+.1f} "
+                f"({statistics.mean(r['mid_jump'] for r in rows):.1f})" for k, rows in mids.items()
+            ) + "."
+        )
     if "lift" not in fit or "lift-nocons" not in fit:
-        return []
+        return out
     a = {k: statistics.mean(r[k] for r in fit["lift"]) for k in _FIT_COLUMNS.values()}
     b = {k: statistics.mean(r[k] for r in fit["lift-nocons"]) for k in _FIT_COLUMNS.values()}
     share = 100.0 * a["lift_loss"] / (a["task_loss"] + a["lift_loss"]) if a["task_loss"] + a["lift_loss"] > 0 else 0.0
-    return [
+    return out + [
         f"Fit at the last epoch, with − without the constraint losses (`lift` − `lift-nocons`, means over "
         f"{len(fit['lift'])} and {len(fit['lift-nocons'])} seeds): training task loss {a['task_loss']:.3g} vs "
         f"{b['task_loss']:.3g} ({100.0 * (a['task_loss'] / b['task_loss'] - 1.0):+.0f} %), training error "

@@ -7,7 +7,7 @@ in the plain layout, ``channels_last`` and under ``torch.compile``, interleaved 
 two-thread process.  Data loading is not included (it is single-threaded in the study's runs,
 which favours side-by-side jobs further).
 
-    python scripts/xl_step_bench.py [--steps 12] [--warmup 3]
+    python scripts/xl_step_bench.py [--steps 12] [--warmup 3] [--no-compile] [--no-side-by-side]
 
 Prints milliseconds per step (median) and the ratios; nothing is asserted.  Run it on an idle machine.
 """
@@ -80,12 +80,16 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--worker", type=int, default=0, help="internal: time plain max/lift at this many threads")
+    ap.add_argument("--no-compile", action="store_true", help="leave out torch.compile (its compile takes minutes)")
+    ap.add_argument("--no-side-by-side", action="store_true", help="leave out the side-by-side processes")
     a = ap.parse_args()
+    if a.steps < 1 or a.warmup < 0:
+        ap.error(f"--steps must be >= 1 and --warmup >= 0, got {a.steps} and {a.warmup}")
     plain: list[Config] = [("max", False, False), ("lift", False, False)]
     if a.worker:
         print(json.dumps(time_configs(a.steps, a.warmup, a.worker, plain)))
         return
-    layouts = ((False, False), (True, False), (False, True))
+    layouts = ((False, False), (True, False)) + (() if a.no_compile else ((False, True),))
     allc: list[Config] = [(p, cl, c) for p in ("max", "lift") for cl, c in layouts]
     for threads in (2, 1):
         r = time_configs(a.steps, a.warmup, threads, allc)
@@ -93,8 +97,13 @@ def main() -> None:
         for k, v in r.items():
             print(f"  {k:24s} {v:8.1f}")
         for p in ("max", "lift"):
-            cl, comp = r[p + " channels_last"] / r[p], r[p + " compile"] / r[p]
-            print(f"  {p}: channels_last {cl:.2f}x, compile {comp:.2f}x")
+            cl = r[p + " channels_last"] / r[p]
+            comp = "" if a.no_compile else f", compile {r[p + ' compile'] / r[p]:.2f}x"
+            print(f"  {p}: channels_last {cl:.2f}x{comp}")
+        print(f"  lift / max: plain {r['lift'] / r['max']:.2f}x, channels_last "
+              f"{r['lift channels_last'] / r['max channels_last']:.2f}x")
+    if a.no_side_by_side:
+        return
     me = [sys.executable, __file__, "--steps", str(a.steps), "--warmup", str(a.warmup)]
     one = json.loads(subprocess.check_output([*me, "--worker", "2"]))
     procs = [subprocess.Popen([*me, "--worker", "1"], stdout=subprocess.PIPE) for _ in range(2)]

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from liftpool import LiftDownPool2d
 from liftpool.cli import main
 from liftpool.data import build_datasets, make_camvid, make_imagefolder
 from liftpool.training import load_checkpoint, load_model
@@ -260,6 +261,32 @@ def test_amp_bf16_channels_last_deterministic_smoke(folder, tmp_path):
     assert np.isfinite(row["train_loss"]) and np.isfinite(row["val_loss"])
 
 
+def test_compile_trains_like_eager_and_saves_the_bare_model(folder, tmp_path):
+    """--compile: the same losses and weights as the eager run (to float tolerance), a checkpoint of
+    the bare model (no torch.compile prefix) that load_model rebuilds, and resuming without it."""
+    runs = {}
+    for name, extra in (("eager", ()), ("compiled", ("--compile",))):
+        args = _cls_args(folder, tmp_path / name, "--model", TINY, "--pool", "lift", "--epochs", "1",
+                         "--limit-train-batches", "3", *extra)  # fmt: skip
+        assert main(args) == 0
+        runs[name] = load_checkpoint(tmp_path / name / "checkpoints" / "last.pt")
+    a, b = runs["eager"], runs["compiled"]
+    assert b["config"]["train"]["compile"] is True and a["config"]["train"]["compile"] is False
+    assert list(a["model_state"]) == list(b["model_state"])  # no "_orig_mod." keys
+    for k, v in a["model_state"].items():
+        assert torch.allclose(v.float(), b["model_state"][k].float(), rtol=1e-3, atol=1e-5), k
+    for key in ("train_loss", "train_lift_loss", "val_loss"):
+        assert b["history"][0][key] == pytest.approx(a["history"][0][key], rel=1e-4, abs=1e-6), key
+    model, _ = load_model(tmp_path / "compiled" / "checkpoints" / "last.pt")
+    assert sum(isinstance(m, LiftDownPool2d) for m in model.modules()) == 2
+    # a resumed run may switch compile off (or on): it changes speed, not the maths
+    more = _cls_args(folder, tmp_path / "compiled", "--model", TINY, "--pool", "lift", "--epochs", "2",
+                     "--limit-train-batches", "3", "--resume", "--no-compile")  # fmt: skip
+    assert main(more) == 0
+    resumed = load_checkpoint(tmp_path / "compiled" / "checkpoints" / "last.pt")
+    assert resumed["epoch"] == 2 and resumed["config"]["train"]["compile"] is False
+
+
 # --------------------------------------------------------------------------- bad input
 def _fail(capsys, argv):
     rc = main(argv)
@@ -272,6 +299,7 @@ def test_bad_inputs_fail_before_training_with_clear_messages(folder, camvid, tmp
     out = tmp_path / "o"
     tiny = ["--model", TINY, "--epochs", "1"]
     cases = [
+        (_cls_args(folder, out, *tiny, "--compile", "--diagnostics"), "compile must be off with --diagnostics"),
         (_cls_args(tmp_path / "nowhere", out, *tiny), "does not exist"),
         (_cls_args(folder, out, *tiny, "--train-split", "empty_split"), "not found"),
         (_cls_args(folder, out, "--model", "no_such_model"), "unknown model 'no_such_model'"),

@@ -163,6 +163,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default=S, help="auto, cpu, cuda or cuda:N [auto]")
     g.add_argument("--amp", action=B, default=S, help="mixed precision: fp16 + GradScaler on CUDA, bf16 on CPU")
     g.add_argument("--channels-last", action=B, default=S, help="NHWC memory format")
+    g.add_argument(
+        "--compile",
+        action=B,
+        default=S,
+        help="train through torch.compile (the first steps compile; validation runs the plain model) [off]",
+    )
     g.add_argument("--seed", type=int, default=S)
     g.add_argument("--deterministic", action=B, default=S, help="torch deterministic algorithms, no cuDNN benchmark")
     g.add_argument("--sync-bn", action=B, default=S, help="SyncBatchNorm across torchrun processes (CUDA only)")

@@ -95,6 +95,7 @@ class TrainConfig:
     # machinery
     amp: bool = False
     channels_last: bool = False
+    compile: bool = False
     seed: int = 0
     deterministic: bool = False
     sync_bn: bool = False
@@ -145,6 +146,7 @@ RESUME_MUTABLE = frozenset(
         "check_labels",
         "diagnostics",
         "diagnostics_every",
+        "compile",
     }
 )
 
@@ -272,6 +274,11 @@ def validate_config(cfg: TrainConfig) -> None:
         cfg.diagnostics_every is None or (_is_int(cfg.diagnostics_every) and cfg.diagnostics_every >= 1),
         "diagnostics_every",
         "an int >= 1",
+    )
+    need(
+        not (cfg.compile is True and cfg.diagnostics is True),
+        "compile",
+        "off with --diagnostics (its per-step tensor hooks would recompile the graph)",
     )
     need(cfg.num_workers is None or (_is_int(cfg.num_workers) and cfg.num_workers >= 0), "num_workers", "an int >= 0")
     need(cfg.optimizer in get_args(Optimizer), "optimizer", f"one of {get_args(Optimizer)}")

@@ -31,7 +31,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import numpy as np
 import torch
@@ -686,7 +686,8 @@ def _log_start(log: RunLog, cfg: TrainConfig, pf: Preflight, n_params: int, load
     log(
         f"{cfg.epochs} epochs x {loaders.iters} iterations, global batch {cfg.batch_size} "
         f"({loaders.per_rank}/process), "
-        f"{cfg.optimizer} lr={cfg.lr} schedule={cfg.schedule}, amp={cfg.amp}, channels_last={cfg.channels_last}"
+        f"{cfg.optimizer} lr={cfg.lr} schedule={cfg.schedule}, amp={cfg.amp}, channels_last={cfg.channels_last}, "
+        f"compile={cfg.compile}"
     )
 
 
@@ -956,6 +957,8 @@ def _train(cfg: TrainConfig, info: D.DistInfo, given: Mapping[str, Any]) -> dict
         optimizer, scaler = _make_optimizer(model, cfg, info.device)
         progress = _restore_or_seed(cfg, info, resume_ckpt, optimizer, scaler, log)
         ddp_model = _wrap_ddp(model, cfg, info)
+        if cfg.compile:
+            ddp_model = cast(nn.Module, torch.compile(ddp_model))
         loaders = _make_loaders(cfg, info, pf)
         criterion = _make_criterion(cfg, pf, info.device)
         metric_name, best_mode = _best_metric(pf.task, loaders.val_iters)

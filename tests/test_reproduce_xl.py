@@ -550,6 +550,26 @@ def test_diagnosis_findings_are_computed_from_the_tables():
     assert "**What it shows**" in dg.diagnosis_markdown(summary)
 
 
+def test_diagnosis_gradient_figure_uses_the_studys_colours(tmp_path, monkeypatch):
+    """Every setting keeps the colour the other figures give it (LiftDownPool red, no other red)."""
+    from matplotlib.colors import to_hex
+
+    from liftpool.studies import diagnosis as dg
+
+    order = ["max", "avg", "lift", "lift-nocons", "lift-avginit"]
+    step = {"step": 0, "epoch": 0.0, "layers": {"a": {"grad_output_norm": 0.1}}}
+    rec = {"layers": [{"name": "a"}], "records": [step]}
+    diags = {k: [rec] for k in order}
+    summary = {k: {"seeds": 1, "layers": {"a": {"grad_output_norm": 0.1 * (i + 1)}}} for i, k in enumerate(order)}
+    figs = []
+    monkeypatch.setattr(dg, "atomic_save_figure", lambda fig, path, **kw: figs.append(fig))
+    assert dg._plot_grads(diags, summary, tmp_path / "g.png", order)
+    bars = figs[0].axes[0].containers
+    got = [to_hex(b.patches[0].get_facecolor()) for b in bars]
+    assert got == [to_hex(xs.setting_color(k, i)) for i, k in enumerate(order)]
+    assert len(set(got)) == len(order) and got[2] == to_hex("tab:red")
+
+
 def test_diagnosis_leaves_out_runs_still_training(tmp_path):
     from liftpool.studies import diagnosis as dg
 

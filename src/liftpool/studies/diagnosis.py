@@ -32,6 +32,7 @@ from typing import Any
 
 from ..io import atomic_save_figure, atomic_write_text
 from .common import read_json as _read_json
+from .xl_summary import setting_color
 
 __all__ = ["NEAR_ZERO", "findings", "fit_findings", "load_diagnostics", "load_fit", "summarize", "write_diagnosis"]
 
@@ -349,7 +350,9 @@ def _plot_lines(diags: Mapping[str, list[Any]], panels: Sequence[tuple[str, Any,
     return True
 
 
-def _plot_grads(diags: Mapping[str, list[Any]], summary: Mapping[str, Any], path: Path) -> bool:
+def _plot_grads(diags: Mapping[str, list[Any]], summary: Mapping[str, Any], path: Path, order: Sequence[str]) -> bool:
+    """Gradient norms per stage and over training; a setting's colour is the one the study's other
+    figures give it (:func:`liftpool.studies.xl_summary.setting_color` of its place in ``order``)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -362,7 +365,7 @@ def _plot_grads(diags: Mapping[str, list[Any]], summary: Mapping[str, Any], path
     w = 0.8 / len(keys)
     for i, key in enumerate(keys):
         g = [r["grad_output_norm"] for r in summary[key]["layers"].values()]
-        color = "tab:red" if key == "lift" else f"C{i % 10}"
+        color = setting_color(key, list(order).index(key) if key in order else i)
         a1.bar([j + i * w for j in range(len(g))], g, w, label=key, color=color)
         last = _layers(diags[key])[-1]
         ep, v = _series(diags[key], last, lambda rec: rec.get("grad_output_norm"))
@@ -401,6 +404,6 @@ def write_diagnosis(
     cons = [("c_u", lambda rec: rec.get("c_u"), "c_u"), ("c_p", lambda rec: rec.get("c_p"), "c_p")]
     if _plot_lines(diags, cons, rep / "diag_constraints.png", "constraint terms over training"):
         written.append(rep / "diag_constraints.png")
-    if _plot_grads(diags, summary, rep / "diag_grads.png"):
+    if _plot_grads(diags, summary, rep / "diag_grads.png", settings):
         written.append(rep / "diag_grads.png")
     return written

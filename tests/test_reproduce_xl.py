@@ -570,6 +570,21 @@ def test_diagnosis_gradient_figure_uses_the_studys_colours(tmp_path, monkeypatch
     assert len(set(got)) == len(order) and got[2] == to_hex("tab:red")
 
 
+def test_sweep_figure_uses_the_studys_colours(tmp_path, monkeypatch):
+    from matplotlib.colors import to_hex
+
+    order = ["max", "avg", "lift", "lift-nocons", "lift-avginit", "skip"]
+    agg = {"sweep": {k: {"accuracy": {"0.025": 0.8, "0.05": 0.81 if k != "skip" else None, "0.1": None}}
+                     for k in order}}  # fmt: skip
+    figs = []
+    monkeypatch.setattr(xl, "atomic_save_figure", lambda fig, path, **kw: figs.append(fig))
+    assert xl._plot_sweep(agg, [0.025, 0.05, 0.1], tmp_path / "s.png", 500)
+    ax = figs[0].axes[0]
+    want = [to_hex(xs.setting_color(k, i)) for i, k in enumerate(order)]
+    assert [to_hex(line.get_color()) for line in ax.lines] == want
+    assert "500 training images per class" in ax.get_title()
+
+
 def test_diagnosis_leaves_out_runs_still_training(tmp_path):
     from liftpool.studies import diagnosis as dg
 

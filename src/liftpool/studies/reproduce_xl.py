@@ -76,6 +76,7 @@ from .xl_summary import (
     plot_curves,
     plot_error_vs_mce,
     readme_markdown,
+    setting_color,
     summary_markdown,
 )
 
@@ -636,7 +637,9 @@ def _plot_results(agg: Mapping[str, Any], path: Path, title: str) -> bool:
     return True
 
 
-def _plot_sweep(agg: Mapping[str, Any], lrs: Sequence[float], path: Path) -> bool:
+def _plot_sweep(agg: Mapping[str, Any], lrs: Sequence[float], path: Path, per_class: int) -> bool:
+    """Held-out error per learning rate, one line per setting in the colour the study's other figures
+    give it (``per_class``: held-out images per class, for the title)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -646,15 +649,17 @@ def _plot_sweep(agg: Mapping[str, Any], lrs: Sequence[float], path: Path) -> boo
     if not items:
         return False
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for i, (k, v) in enumerate(items):
+    order = list(agg["sweep"])
+    for k, v in items:
         xs = [lr for lr in lrs if v["accuracy"].get(f"{lr:g}") is not None]
         ax.plot(xs, [100 * (1 - v["accuracy"][f"{lr:g}"]) for lr in xs], "o-", label=k,
-                color="tab:red" if k == "lift" else f"C{i % 10}")  # fmt: skip
+                color=setting_color(k, order.index(k)))  # fmt: skip
     ax.set_xscale("log")
+    ax.minorticks_off()
     ax.set_xticks(list(lrs), [f"{lr:g}" for lr in lrs])
     ax.set_xlabel("learning rate")
     ax.set_ylabel("held-out top-1 error (%)")
-    ax.set_title("learning-rate sweep (held-out 10 % of the training set)", fontsize=9)
+    ax.set_title(f"learning-rate sweep (held out: {per_class} training images per class)", fontsize=9)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     atomic_save_figure(fig, path, dpi=110)
@@ -706,7 +711,7 @@ def write_xl_report(
     if _plot_results(agg, rep / "results_xl.png", f"{budget.name} budget, {seeds} seed(s)"):
         written.append(rep / "results_xl.png")
     written.append(atomic_write_text(rep / "sweep_xl.md", head + sweep_markdown(agg, budget.lrs)))
-    if _plot_sweep(agg, budget.lrs, rep / "sweep_xl.png"):
+    if _plot_sweep(agg, budget.lrs, rep / "sweep_xl.png", budget.holdout_per_class):
         written.append(rep / "sweep_xl.png")
     written.append(atomic_write_json(rep / "aggregate_xl.json", agg))
     written.append(atomic_write_json(out / "sweep.json", agg["sweep"]))

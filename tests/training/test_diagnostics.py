@@ -44,7 +44,7 @@ def _net() -> nn.Sequential:
 
 
 def _rms(t: torch.Tensor) -> float:
-    return math.sqrt(float((t.double() ** 2).sum()) / t.numel())
+    return math.sqrt(float((t.detach().double() ** 2).sum()) / t.numel())
 
 
 def test_step_record_matches_autograd_and_the_literal_layer():

@@ -91,8 +91,8 @@ def test_step_record_matches_autograd_and_the_literal_layer():
     # constraint terms: the paper-literal layer on the same input
     ref = reference_of(net[2], share=True).train()
     ref(h1.detach())
-    assert lift["c_u"] == pytest.approx(float(ref.constraints.c_u), rel=1e-9)
-    assert lift["c_p"] == pytest.approx(float(ref.constraints.c_p), rel=1e-9)
+    assert lift["c_u"] == pytest.approx(float(ref.constraints.c_u.detach()), rel=1e-9)
+    assert lift["c_p"] == pytest.approx(float(ref.constraints.c_p.detach()), rel=1e-9)
     # probe: P applied to the even columns, relative to the odd ones
     xe, xo = h1.detach()[..., 0::2], h1.detach()[..., 1::2]
     p = P(xe, -1)

@@ -12,6 +12,7 @@ pictures (a smoke run; accuracy stays at chance):
     python examples/train_cifar10.py --data-dir DIR --epochs 10
     python examples/train_cifar10.py --data-dir DIR --pool max      # the same network with MaxPool2d
     python examples/train_cifar10.py --fake --epochs 1 --limit 512  # no data needed
+    python examples/train_cifar10.py --data-dir DIR --no-constraints  # LiftDownPool without c_u, c_p
 
 For the full recipe (augmentation presets, schedules, checkpoints and resume, DDP, evaluation of
 shift consistency and corruptions) use ``liftpool train`` / ``liftpool eval`` instead.
@@ -94,6 +95,8 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=0, help="use only this many training images (0 = all)")
     ap.add_argument("--workers", type=int, default=2, help="data-loading processes")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--constraints", action=argparse.BooleanOptionalAction, default=True,
+                    help="add the constraint losses to the objective (measured and printed either way)")  # fmt: skip
     args = ap.parse_args()
     if args.epochs < 1 or args.batch_size < 1 or args.width < 1 or args.limit < 0:
         ap.error("--epochs, --batch-size and --width must be positive, --limit not negative")
@@ -106,15 +109,16 @@ def main() -> None:
     steps = args.epochs * len(train_loader)
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=max(steps, 1))
+    objective = "cross-entropy + constraint losses" if args.constraints else "cross-entropy alone"
     print(f"{args.pool}: {sum(p.numel() for p in model.parameters()):,} parameters, "
-          f"{len(train)} training / {len(test)} test images, {steps} steps")  # fmt: skip
+          f"{len(train)} training / {len(test)} test images, {steps} steps; objective: {objective}")  # fmt: skip
     for epoch in range(1, args.epochs + 1):
         model.train()
         start, seen, ce_sum, cons_sum = time.perf_counter(), 0, 0.0, 0.0
         for x, y in train_loader:
             ce = nn.functional.cross_entropy(model(x), y)
             constraints = lifting_loss(model)  # <- LiftPool: 0.01 c_u + 0.1 c_p of every layer (0 for MaxPool)
-            loss = ce + constraints
+            loss = ce + constraints if args.constraints else ce
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

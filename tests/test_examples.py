@@ -59,6 +59,17 @@ def test_train_cifar10_plain_loop_runs_with_the_constraint_loss(pool):
     assert m is not None, r.stdout
     cons = float(m.group(2))
     assert (cons > 0) if pool == "lift" else (cons == 0)  # MaxPool has no constraint terms
+    assert "objective: cross-entropy + constraint losses" in r.stdout
+
+
+def test_train_cifar10_without_the_constraint_losses():
+    """--no-constraints: the terms are still measured and printed, the objective is the cross-entropy alone."""
+    r = _run("train_cifar10.py", "--fake", "--epochs", "1", "--limit", "64", "--batch-size", "32", "--workers", "0",
+             "--width", "4", "--no-constraints")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "objective: cross-entropy alone" in r.stdout
+    m = re.search(r"epoch 1: cross-entropy ([\d.]+), constraint loss ([\d.]+)", r.stdout)
+    assert m is not None and float(m.group(2)) > 0, r.stdout
 
 
 def test_train_cifar10_refuses_bad_arguments():

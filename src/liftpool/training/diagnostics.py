@@ -30,7 +30,7 @@ Examples:
     >>> diag.arm(0)
     >>> loss = net(torch.randn(2, 3, 8, 8)).pow(2).mean()
     >>> loss.backward()
-    >>> rec = diag.record(step=0, epoch=0.0, loss=float(loss), lr=0.1)
+    >>> rec = diag.record(step=0, epoch=0.0, loss=float(loss.detach()), lr=0.1)
     >>> sorted(rec["layers"]["2"])  # doctest: +NORMALIZE_WHITESPACE
     ['c_p', 'c_u', 'grad_input_norm', 'grad_output_norm', 'grad_param_norm', 'kind', 'probe', 'weights']
 """

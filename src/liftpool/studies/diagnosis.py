@@ -37,14 +37,18 @@ from .xl_summary import setting_color
 __all__ = ["NEAR_ZERO", "findings", "fit_findings", "load_diagnostics", "load_fit", "summarize", "write_diagnosis"]
 
 
+def _completed_runs(out: str | os.PathLike[str], key: str, seeds: int) -> list[Path]:
+    """The folders of setting ``key``'s final runs that finished (``summary.json`` says so), by seed."""
+    dirs = [Path(out) / "runs" / key / f"seed{k}" for k in range(seeds)]
+    return [d for d in dirs if (_read_json(d / "summary.json") or {}).get("status") == "completed"]
+
+
 def load_diagnostics(out: str | os.PathLike[str], settings: Sequence[str], seeds: int) -> dict[str, list[Any]]:
     """``{setting: [diagnostics of seed 0, 1, ...]}`` for the completed runs (``summary.json`` says so)
     that have a ``diagnostics.json`` (a run still training is left out)."""
     res: dict[str, list[Any]] = {}
     for key in settings:
-        dirs = [Path(out) / "runs" / key / f"seed{k}" for k in range(seeds)]
-        done = [d for d in dirs if (_read_json(d / "summary.json") or {}).get("status") == "completed"]
-        found = [_read_json(d / "diagnostics.json") for d in done]
+        found = [_read_json(d / "diagnostics.json") for d in _completed_runs(out, key, seeds)]
         found = [d for d in found if d and d.get("records")]
         if found:
             res[key] = found
@@ -66,10 +70,7 @@ def load_fit(out: str | os.PathLike[str], settings: Sequence[str], seeds: int) -
     res: dict[str, list[dict[str, float]]] = {}
     for key in settings:
         rows = []
-        for k in range(seeds):
-            d = Path(out) / "runs" / key / f"seed{k}"
-            if (_read_json(d / "summary.json") or {}).get("status") != "completed":
-                continue
+        for d in _completed_runs(out, key, seeds):
             try:
                 with open(d / "metrics.csv", newline="") as f:
                     table = list(csv.DictReader(f))
@@ -91,6 +92,11 @@ def load_fit(out: str | os.PathLike[str], settings: Sequence[str], seeds: int) -
     return res
 
 
+def _fit_means(rows: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """The mean over seeds of every last-epoch value of :func:`load_fit`."""
+    return {k: statistics.mean(r[k] for r in rows) for k in _FIT_COLUMNS.values()}
+
+
 def fit_findings(fit: Mapping[str, Sequence[Mapping[str, float]]]) -> list[str]:
     """How far each setting's test error sits above its training error in the middle of training (and
     how much it jumps between epochs), and what the constraint losses do to the fit at the end
@@ -108,8 +114,7 @@ def fit_findings(fit: Mapping[str, Sequence[Mapping[str, float]]]) -> list[str]:
         )
     if "lift" not in fit or "lift-nocons" not in fit:
         return out
-    a = {k: statistics.mean(r[k] for r in fit["lift"]) for k in _FIT_COLUMNS.values()}
-    b = {k: statistics.mean(r[k] for r in fit["lift-nocons"]) for k in _FIT_COLUMNS.values()}
+    a, b = _fit_means(fit["lift"]), _fit_means(fit["lift-nocons"])
     share = 100.0 * a["lift_loss"] / (a["task_loss"] + a["lift_loss"]) if a["task_loss"] + a["lift_loss"] > 0 else 0.0
     return out + [
         f"Fit at the last epoch, with − without the constraint losses (`lift` − `lift-nocons`, means over "
@@ -131,7 +136,7 @@ def _fit_table(fit: Mapping[str, Sequence[Mapping[str, float]]]) -> list[str]:
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for key, rows in fit.items():
-        m = {k: statistics.mean(r[k] for r in rows) for k in _FIT_COLUMNS.values()}
+        m = _fit_means(rows)
         lift = f"{m['lift_loss']:.3g}" if m["lift_loss"] > 0 else "–"
         lines.append(
             f"| {key} | {len(rows)} | {m['train_error']:.2f} | {m['test_error']:.2f} | "

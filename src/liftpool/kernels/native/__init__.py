@@ -299,6 +299,12 @@ def _is_channels_last(t: Tensor) -> bool:
     return fmt is not None and t.is_contiguous(memory_format=fmt) and not t.is_contiguous()
 
 
+def _eager_autograd(tensors: Sequence[Tensor]) -> bool:
+    """Whether a call records eager autograd (``_Down`` / ``_Up``): grad mode on, not compiling, and
+    some input needs a gradient."""
+    return torch.is_grad_enabled() and not torch.compiler.is_compiling() and any(t.requires_grad for t in tensors)
+
+
 def _nchw(t: Tensor) -> Tensor:
     """``t`` in the kernels' row-major layout (no copy when it already is)."""
     return t if t.is_contiguous() else t.contiguous()
@@ -342,11 +348,9 @@ def pool(
     compute = torch.float64 if out_dtype == torch.float64 else torch.float32
     channels_last = _is_channels_last(x)
     xc = x if x.dtype == compute else x.to(compute)
-    eager_autograd = not torch.compiler.is_compiling() and (
-        torch.is_grad_enabled() and (xc.requires_grad or any(p.requires_grad for p in params))
-    )
-    if not xc.is_contiguous() and not eager_autograd:  # _Down makes its own NCHW copy
-        xc = xc.contiguous()
+    eager_autograd = _eager_autograd([xc, *params])
+    if not eager_autograd:  # _Down makes its own NCHW copy
+        xc = _nchw(xc)
     pc = params if params[0].dtype == compute else [p.to(compute) for p in params]
     mask = 0
     for b in bands:
@@ -467,11 +471,9 @@ def reconstruct(
     channels_last = _is_channels_last(low)
     ts = [bands[b] if bands[b].dtype == compute else bands[b].to(compute) for b in order]
     pc = params if params[0].dtype == compute else [p.to(compute) for p in params]
-    eager_autograd = not torch.compiler.is_compiling() and (
-        torch.is_grad_enabled() and any(t.requires_grad for t in (*ts, *pc))
-    )
+    eager_autograd = _eager_autograd([*ts, *pc])
     if not eager_autograd:  # _Up makes its own NCHW copies
-        ts = [t if t.is_contiguous() else t.contiguous() for t in ts]
+        ts = [_nchw(t) for t in ts]
     padding = _padding_code(transforms)
     args: tuple[Any, ...]
     if dims == 2:
